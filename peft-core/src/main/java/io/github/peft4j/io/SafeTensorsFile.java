@@ -28,6 +28,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.IntUnaryOperator;
 
 /**
  * A safetensors file opened for reading.
@@ -291,7 +292,7 @@ public final class SafeTensorsFile implements AutoCloseable {
 
     /**
      * Loads a tensor into a new libtorch-owned array in its in-memory type ({@link TensorDType#memoryType()}):
-     * BF16 becomes FLOAT32, every other dtype keeps its natural DJL type. The shape is the file's shape
+     * BF16 becomes FLOAT32 and I16 becomes INT32 (both exact), every other dtype keeps its natural DJL type. The shape is the file's shape
      * ({@code new Shape()} for a 0-d tensor).
      *
      * @param name the tensor name
@@ -384,7 +385,7 @@ public final class SafeTensorsFile implements AutoCloseable {
             return manager.zeros(shape, dtype.memoryType());
         }
         long position = dataStart + info.begin();
-        // bound both the mapping (file bytes) and the Java buffer (BF16 doubles to 4 bytes an element)
+        // bound both the mapping (file bytes) and the Java buffer (BF16 and I16 widen to 4 bytes an element)
         int elementBytes = Math.max(dtype.byteSize(), dtype.memoryType().getNumOfBytes());
         long chunkElements = Math.max(1, chunkBytes / elementBytes);
         if (numel <= chunkElements) {
@@ -420,16 +421,18 @@ public final class SafeTensorsFile implements AutoCloseable {
         ByteBuffer bytes = channel.map(FileChannel.MapMode.READ_ONLY, position, count * dtype.byteSize())
                 .order(ByteOrder.LITTLE_ENDIAN);
         if (dtype == TensorDType.BF16) {
-            bytes = bf16ToF32(bytes, (int) count);
+            bytes = widen(bytes, (int) count, v -> (v & 0xFFFF) << 16); // bf16 bits are a float's upper half
+        } else if (dtype == TensorDType.I16) {
+            bytes = widen(bytes, (int) count, v -> v); // sign extension
         }
         return manager.create(bytes, shape, dtype.memoryType());
     }
 
-    /** Widens bfloat16 values to float32: the bf16 bits are the upper 16 bits of the float. */
-    private static ByteBuffer bf16ToF32(ByteBuffer bf16, int count) {
+    /** Widens 16-bit elements to 32-bit ones in a new direct buffer, mapping each value with {@code f}. */
+    private static ByteBuffer widen(ByteBuffer src, int count, IntUnaryOperator f) {
         ByteBuffer out = ByteBuffer.allocateDirect(Math.multiplyExact(count, 4)).order(ByteOrder.nativeOrder());
         for (int i = 0; i < count; i++) {
-            out.putInt(i * 4, (bf16.getShort(i * 2) & 0xFFFF) << 16);
+            out.putInt(i * 4, f.applyAsInt(src.getShort(i * 2)));
         }
         return out;
     }

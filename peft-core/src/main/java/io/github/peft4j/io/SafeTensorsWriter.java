@@ -31,8 +31,8 @@ import java.util.TreeMap;
  * <p>The header is compact JSON with {@code __metadata__} first (if non-empty) followed by the tensors in
  * sorted name order, each with {@code dtype}, {@code shape} and {@code data_offsets}; it is padded with spaces
  * so that the data section starts at a multiple of 8 bytes. Tensor data follows contiguously in the same
- * sorted order, little-endian. Supported array types: FLOAT64, FLOAT32, FLOAT16, INT64, INT32, INT16, INT8,
- * UINT8 and BOOLEAN. Arrays on a GPU are copied to the CPU; arrays larger than one chunk (1 GiB) are copied
+ * sorted order, little-endian. Supported array types: FLOAT64, FLOAT32, FLOAT16, INT64, INT32, INT8, UINT8
+ * and BOOLEAN. Arrays on a GPU are copied to the CPU; arrays larger than one chunk (1 GiB) are copied
  * out in slices so no single Java buffer reaches 2 GiB.
  *
  * <p>All arrays are checked (type, not closed) before anything is written, and every file is written with
@@ -179,7 +179,7 @@ public final class SafeTensorsWriter {
             }
             TensorDType dtype = TensorDType.forWriting(array.getDataType()).orElseThrow(() -> new PeftException(
                     where + ": tensor '" + name + "' has type " + array.getDataType() + ", expected one of "
-                            + "FLOAT64, FLOAT32, FLOAT16, INT64, INT32, INT16, INT8, UINT8, BOOLEAN"));
+                            + "FLOAT64, FLOAT32, FLOAT16, INT64, INT32, INT8, UINT8, BOOLEAN"));
             long[] shape = array.getShape().getShape();
             long end = offset + Math.multiplyExact(array.getShape().size(), (long) dtype.byteSize());
             entries.add(new Entry(new TensorInfo(name, dtype, shape, offset, end), array));

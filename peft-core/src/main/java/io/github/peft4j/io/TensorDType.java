@@ -7,8 +7,9 @@ import java.util.Optional;
  * The element types of the safetensors format that peft4j can read, with their size in the file and the DJL
  * type a loaded tensor has in memory.
  *
- * <p>{@link #BF16} is held as {@link DataType#FLOAT32} in memory because DJL cannot create {@code BFLOAT16}
- * arrays (its JNI aborts the JVM). The 8-bit float types {@code F8_E4M3} and {@code F8_E5M2} are not
+ * <p>{@link #BF16} is held as {@link DataType#FLOAT32} and {@link #I16} as {@link DataType#INT32} in memory,
+ * because DJL's PyTorch engine aborts the JVM on {@code BFLOAT16} and {@code INT16} arrays; the widening is
+ * done in Java and is exact. For the same reason no array is ever written as BF16 or I16. The 8-bit float types {@code F8_E4M3} and {@code F8_E5M2} are not
  * supported: {@link #fromSafetensors(String)} returns empty for them.
  */
 public enum TensorDType {
@@ -24,8 +25,8 @@ public enum TensorDType {
     I64("I64", 8, DataType.INT64),
     /** 32-bit signed integer. */
     I32("I32", 4, DataType.INT32),
-    /** 16-bit signed integer. */
-    I16("I16", 2, DataType.INT16),
+    /** 16-bit signed integer; widened to INT32 when loaded (DJL's PyTorch engine aborts on INT16). */
+    I16("I16", 2, DataType.INT32),
     /** 8-bit signed integer. */
     I8("I8", 1, DataType.INT8),
     /** 8-bit unsigned integer. */
@@ -98,7 +99,8 @@ public enum TensorDType {
      * Returns the dtype in which an in-memory DJL array of the given type is written to a file.
      *
      * @param type a DJL data type
-     * @return the dtype, or empty if arrays of that type cannot be written (for example {@code BFLOAT16})
+     * @return the dtype, or empty if arrays of that type cannot be written (for example {@code BFLOAT16},
+     *     {@code INT16} or the unsigned types wider than 8 bits)
      */
     public static Optional<TensorDType> forWriting(DataType type) {
         switch (type) {
@@ -107,7 +109,6 @@ public enum TensorDType {
             case FLOAT16: return Optional.of(F16);
             case INT64: return Optional.of(I64);
             case INT32: return Optional.of(I32);
-            case INT16: return Optional.of(I16);
             case INT8: return Optional.of(I8);
             case UINT8: return Optional.of(U8);
             case BOOLEAN: return Optional.of(BOOL);

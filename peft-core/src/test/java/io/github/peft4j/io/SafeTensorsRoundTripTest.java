@@ -223,6 +223,65 @@ class SafeTensorsRoundTripTest {
         }
     }
 
+    @Test
+    void int16IsWidenedToInt32AndWrittenBackAsI32() throws IOException {
+        ByteBuffer data = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+        data.putShort((short) -32768).putShort((short) -1).putShort((short) 1).putShort((short) 32767);
+        Path file = TestFiles.craft(dir.resolve("i16.safetensors"),
+                "{\"s\":{\"dtype\":\"I16\",\"shape\":[2,2],\"data_offsets\":[0,8]}}", data.array());
+        Path copy = dir.resolve("i16copy.safetensors");
+        try (NDManager m = NDManager.newBaseManager()) {
+            try (SafeTensorsFile st = SafeTensorsFile.open(file)) {
+                assertEquals(TensorDType.I16, st.info("s").dtype());
+                NDArray s = st.load("s", m);
+                assertEquals(DataType.INT32, s.getDataType());
+                assertEquals(new Shape(2, 2), s.getShape());
+                assertArrayEquals(new int[] {-32768, -1, 1, 32767}, s.toIntArray());
+                assertArrayEquals(new int[] {-32768, -1, 1, 32767}, st.load("s", m, null, 4).toIntArray());
+                SafeTensorsWriter.write(copy, Map.of("s", s), null);
+            }
+            try (SafeTensorsFile st = SafeTensorsFile.open(copy)) {
+                assertEquals(TensorDType.I32, st.info("s").dtype());
+                assertArrayEquals(new int[] {-32768, -1, 1, 32767}, st.load("s", m).toIntArray());
+            }
+        }
+    }
+
+    @Test
+    void loadedArrayDoesNotAliasTheMappedFile() throws IOException {
+        Path file = dir.resolve("alias.safetensors");
+        try (NDManager m = NDManager.newBaseManager()) {
+            SafeTensorsWriter.write(file, Map.of("a", m.create(new float[] {1f, 2f})), null);
+            try (SafeTensorsFile st = SafeTensorsFile.open(file)) {
+                NDArray a = st.load("a", m);
+                // overwrite the data in place; a mapping of the file would see the change
+                byte[] raw = Files.readAllBytes(file);
+                byte[] nine = TestFiles.floats(9f, 9f);
+                System.arraycopy(nine, 0, raw, raw.length - 8, 8);
+                try (var ch = java.nio.channels.FileChannel.open(file, java.nio.file.StandardOpenOption.WRITE)) {
+                    ch.write(ByteBuffer.wrap(raw));
+                }
+                assertArrayEquals(new float[] {1f, 2f}, a.toFloatArray());
+                assertArrayEquals(new float[] {9f, 9f}, st.load("a", m).toFloatArray());
+            }
+        }
+    }
+
+    /** Documents the DJL behaviour this package works around: create(directBuffer) shares the buffer. */
+    @Test
+    void djlCreateFromDirectBufferAliasesJavaMemory() {
+        try (NDManager m = NDManager.newBaseManager()) {
+            ByteBuffer buf = ByteBuffer.allocateDirect(8).order(ByteOrder.nativeOrder());
+            buf.putFloat(0, 1f).putFloat(4, 2f);
+            try (NDArray view = m.create(buf, new Shape(2), DataType.FLOAT32);
+                    NDArray copy = view.duplicate()) {
+                buf.putFloat(0, 5f);
+                assertArrayEquals(new float[] {5f, 2f}, view.toFloatArray());
+                assertArrayEquals(new float[] {1f, 2f}, copy.toFloatArray());
+            }
+        }
+    }
+
     private static byte[] bytes(NDArray a) {
         ByteBuffer b = a.toByteBuffer();
         byte[] out = new byte[b.remaining()];
