@@ -87,8 +87,10 @@ public final class SafeTensorsWriter {
      * push the current one past {@code maxShardBytes}; a tensor larger than the limit gets a shard of its own.
      * Every shard carries {@code metadata}; the index holds {@code {"metadata": {"total_size": N},
      * "weight_map": {...}}} with sorted keys and 2-space indentation, and is written last. Each file is
-     * written atomically. A stale index left from an earlier sharded save is deleted when a single file is
-     * written, since readers would otherwise prefer it.
+     * written atomically, but the directory as a whole is not: an existing index is deleted before the shards
+     * are replaced, so a save that fails halfway leaves no index that could pair old and new shards. A stale
+     * index left from an earlier sharded save is also deleted when a single file is written, since readers
+     * would otherwise prefer it.
      *
      * @param dir the directory (created if missing)
      * @param tensors the arrays by name
@@ -114,13 +116,10 @@ public final class SafeTensorsWriter {
         }
         if (total <= maxShardBytes) {
             write(dir.resolve(SINGLE_FILE), tensors, metadata);
-            try {
-                Files.deleteIfExists(dir.resolve(INDEX_FILE));
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot delete stale " + dir.resolve(INDEX_FILE), e);
-            }
+            deleteStaleIndex(dir);
             return;
         }
+        deleteStaleIndex(dir);
         List<Map<String, NDArray>> shards = new ArrayList<>();
         Map<String, NDArray> current = new TreeMap<>();
         long currentBytes = 0;
@@ -148,6 +147,15 @@ public final class SafeTensorsWriter {
         index.putObject("metadata").put("total_size", total);
         index.set("weight_map", weightMap);
         AtomicFiles.writeString(dir.resolve(INDEX_FILE), prettyJson(index));
+    }
+
+    private static void deleteStaleIndex(Path dir) {
+        Path index = dir.resolve(INDEX_FILE);
+        try {
+            Files.deleteIfExists(index);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot delete stale " + index + ": " + e.getMessage(), e);
+        }
     }
 
     /** Formats JSON like Python's {@code json.dumps(obj, indent=2)}, ending with a newline. */
@@ -256,7 +264,7 @@ public final class SafeTensorsWriter {
         if (data.hasArray()) {
             out.write(data.array(), data.arrayOffset() + data.position(), data.remaining());
         } else {
-            byte[] chunk = new byte[(int) Math.min(data.remaining(), 1 << 20)];
+            byte[] chunk = new byte[Math.min(data.remaining(), 1 << 20)];
             while (data.hasRemaining()) {
                 int n = Math.min(chunk.length, data.remaining());
                 data.get(chunk, 0, n);

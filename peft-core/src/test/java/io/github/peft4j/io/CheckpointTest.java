@@ -86,6 +86,22 @@ class CheckpointTest {
     }
 
     @Test
+    void resavingWithFewerShardsReplacesTheIndex() throws IOException {
+        try (NDManager m = NDManager.newBaseManager()) {
+            SafeTensorsWriter.writeSharded(dir, tensors(m), null, 64);
+            Map<String, NDArray> two = Map.of("x", m.create(new float[] {1, 2, 3, 4}), "y", m.create(new int[] {5}));
+            SafeTensorsWriter.writeSharded(dir, two, null, 16);
+            try (Checkpoint cp = Checkpoint.open(dir)) {
+                assertEquals(new TreeSet<>(List.of("x", "y")), cp.names());
+                assertArrayEquals(new float[] {1, 2, 3, 4}, cp.load("x", m, null).toFloatArray());
+                assertArrayEquals(new int[] {5}, cp.load("y", m, DataType.FLOAT16).toIntArray());
+            }
+            assertTrue(Files.readString(dir.resolve("model.safetensors.index.json"))
+                    .contains("\"y\": \"model-00002-of-00002.safetensors\""));
+        }
+    }
+
+    @Test
     void missingShardIsNamed() throws IOException {
         try (NDManager m = NDManager.newBaseManager()) {
             SafeTensorsWriter.writeSharded(dir, tensors(m), null, 64);
