@@ -1,0 +1,153 @@
+package io.github.peft4j.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.io.Checkpoint;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Loads Hugging Face model directories ({@code config.json} + safetensors, single or sharded) into peft4j
+ * models, or builds randomly initialised ones from a config.
+ */
+public final class Models {
+    private static final Logger LOG = LoggerFactory.getLogger(Models.class);
+    /** Checkpoint entries that are buffers, not parameters (transformers skips them too). */
+    private static final Pattern IGNORED = Pattern.compile(
+            ".*\\.attn\\.(masked_)?bias|.*rotary_emb\\.inv_freq|.*position_ids|lm_head\\.weight");
+    /** The supported {@code model_type} values, for error messages. */
+    public static final List<String> SUPPORTED = List.of("bert", "gpt2", "llama", "mistral", "qwen2");
+
+    private Models() {}
+
+    /**
+     * Loads a model directory in fp32 on the CPU.
+     *
+     * @param dir the directory
+     * @return the model
+     */
+    public static TransformerModel load(Path dir) {
+        return load(dir, Device.cpu(), DataType.FLOAT32, null);
+    }
+
+    /**
+     * Loads a model directory.
+     *
+     * @param dir the directory holding config.json and model.safetensors (or a sharded index)
+     * @param device where the weights go
+     * @param dtype FLOAT32, or FLOAT16 for GPU inference (weights are converted while loading)
+     * @param task the head to build, or null to take it from the config's {@code architectures}
+     * @return the model; close it to free its weights
+     */
+    public static TransformerModel load(Path dir, Device device, DataType dtype, TaskType task) {
+        checkDtype(dtype);
+        HfConfig config = HfConfig.read(dir);
+        TaskType t = task != null ? task : taskOf(config);
+        NDManager manager = NDManager.newBaseManager(device);
+        try (Checkpoint ckpt = Checkpoint.open(dir)) {
+            CheckpointWeights w = new CheckpointWeights(ckpt, dir.toString(), manager, dtype, basePrefix(config),
+                    (float) config.number("initializer_range", 0.02));
+            TransformerModel model = build(config, t, w, manager, dtype);
+            w.checkAllUsed(IGNORED);
+            LOG.info("loaded {} from {}: {} parameters", model.architecture(), dir, model.numParameters());
+            return model;
+        } catch (RuntimeException e) {
+            manager.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Builds a randomly initialised model from a config (tests, benchmarks).
+     *
+     * @param config the config
+     * @param device where the weights go
+     * @param dtype the compute dtype
+     * @param task the head, or null to take it from the config
+     * @return the model
+     */
+    public static TransformerModel random(HfConfig config, Device device, DataType dtype, TaskType task) {
+        checkDtype(dtype);
+        NDManager manager = NDManager.newBaseManager(device);
+        try {
+            return build(config, task != null ? task : taskOf(config),
+                    new RandomWeights(manager, dtype, (float) config.number("initializer_range", 0.02)), manager, dtype);
+        } catch (RuntimeException e) {
+            manager.close();
+            throw e;
+        }
+    }
+
+    private static void checkDtype(DataType dtype) {
+        if (dtype != DataType.FLOAT32 && dtype != DataType.FLOAT16) {
+            throw new PeftException("compute dtype must be FLOAT32 or FLOAT16, got " + dtype
+                    + " (BF16 checkpoints are converted while loading; DJL cannot hold BF16)");
+        }
+    }
+
+    private static TransformerModel build(HfConfig config, TaskType task, WeightSource w, NDManager manager, DataType dtype) {
+        String type = config.modelType();
+        if ("gpt2".equals(type)) {
+            requireTask(config, task, TaskType.CAUSAL_LM);
+            return new Gpt2Model(config, w, manager, dtype);
+        }
+        if (LlamaModel.MODEL_TYPES.contains(type)) {
+            requireTask(config, task, TaskType.CAUSAL_LM);
+            return new LlamaModel(config, w, manager, dtype);
+        }
+        if ("bert".equals(type)) {
+            return new BertModel(config, task, w, manager, dtype);
+        }
+        throw new PeftException(config.source() + ": model_type '" + type + "' is not supported; supported: " + SUPPORTED);
+    }
+
+    private static void requireTask(HfConfig config, TaskType task, TaskType only) {
+        if (task != only) {
+            throw new PeftException(config.source() + ": model_type '" + config.modelType() + "' is supported as "
+                    + only + " only, not " + task);
+        }
+    }
+
+    /**
+     * The task implied by a config's {@code architectures} (or its model type when absent).
+     *
+     * @param config the config
+     * @return the task
+     */
+    public static TaskType taskOf(HfConfig config) {
+        String type = config.modelType();
+        if (!SUPPORTED.contains(type)) {
+            throw new PeftException(config.source() + ": model_type '" + type + "' is not supported; supported: " + SUPPORTED);
+        }
+        if (!"bert".equals(type)) {
+            return TaskType.CAUSAL_LM;
+        }
+        List<String> arch = config.architectures();
+        if (arch.isEmpty()) {
+            return TaskType.FEATURE_EXTRACTION;
+        }
+        Map<String, TaskType> known = Map.of("BertForSequenceClassification", TaskType.SEQ_CLS,
+                "BertForTokenClassification", TaskType.TOKEN_CLS, "BertModel", TaskType.FEATURE_EXTRACTION);
+        TaskType t = known.get(arch.get(0));
+        if (t == null) {
+            throw new PeftException(config.source() + ": architecture '" + arch.get(0) + "' is not supported; supported: "
+                    + new TreeSet<>(known.keySet()) + " (or pass a task explicitly)");
+        }
+        return t;
+    }
+
+    private static String basePrefix(HfConfig config) {
+        return switch (config.modelType()) {
+            case "bert" -> "bert";
+            case "gpt2" -> "transformer";
+            default -> "model";
+        };
+    }
+}

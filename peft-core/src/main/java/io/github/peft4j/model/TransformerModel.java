@@ -1,0 +1,205 @@
+package io.github.peft4j.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.io.AtomicFiles;
+import io.github.peft4j.io.SafeTensorsWriter;
+import io.github.peft4j.nn.Layer;
+import io.github.peft4j.nn.Module;
+import io.github.peft4j.nn.Param;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * A Hugging Face transformer built from {@link Module}s whose parameter names are the checkpoint's names.
+ * One subclass per architecture family; everything model-specific lives in the subclass. The model owns
+ * its {@link NDManager}: closing the model frees every weight.
+ */
+public abstract class TransformerModel extends Module implements AutoCloseable {
+    private final HfConfig config;
+    private final NDManager manager;
+    private final DataType dtype;
+
+    /**
+     * @param config the parsed config.json
+     * @param manager the manager owning all weights (closed with the model)
+     * @param dtype the compute dtype (FLOAT32, or FLOAT16 on GPU)
+     */
+    protected TransformerModel(HfConfig config, NDManager manager, DataType dtype) {
+        this.config = config;
+        this.manager = manager;
+        this.dtype = dtype;
+    }
+
+    /**
+     * Runs the model.
+     *
+     * @param input ids or embeddings, masks, cache
+     * @return logits, hidden states, cache
+     */
+    public abstract ModelOutput forward(ModelInput input);
+
+    /** @return the transformers class this model corresponds to, e.g. {@code LlamaForCausalLM} */
+    public abstract String architecture();
+
+    /** @return what the head computes */
+    public abstract TaskType task();
+
+    /** @return the module path of the input word embeddings, e.g. {@code model.embed_tokens} */
+    public abstract String wordEmbeddingsPath();
+
+    /** @return the module paths of output heads ({@code lm_head}, {@code classifier}), excluded from {@code all-linear} */
+    public abstract List<String> outputHeadPaths();
+
+    /** @return number of transformer layers */
+    public abstract int numLayers();
+
+    /** @return number of query heads */
+    public abstract int numAttentionHeads();
+
+    /** @return number of key/value heads (fewer than query heads with grouped-query attention) */
+    public abstract int numKeyValueHeads();
+
+    /** @return hidden size */
+    public abstract int hiddenSize();
+
+    /** @return vocabulary size */
+    public abstract int vocabSize();
+
+    /** @return the dimension of one attention head */
+    public int headDim() {
+        return hiddenSize() / numAttentionHeads();
+    }
+
+    /**
+     * Looks up the word embeddings of token ids through the current embedding slot (which an adapter may wrap).
+     *
+     * @param inputIds {@code [B, S]} int64
+     * @return {@code [B, S, hidden]}
+     */
+    public NDArray embed(NDArray inputIds) {
+        return ((Layer) resolve(wordEmbeddingsPath())).forward(inputIds);
+    }
+
+    /** @return the parsed config */
+    public HfConfig config() {
+        return config;
+    }
+
+    /** @return the manager owning the weights */
+    public NDManager manager() {
+        return manager;
+    }
+
+    /** @return the compute dtype */
+    public DataType dtype() {
+        return dtype;
+    }
+
+    /** @return the device the weights live on */
+    public Device device() {
+        return manager.getDevice();
+    }
+
+    /**
+     * The weights under their checkpoint names. Fails if a method still wraps a layer (merge and unload first).
+     *
+     * @return name to array, sorted by name
+     */
+    public Map<String, NDArray> stateDict() {
+        Map<String, NDArray> out = new TreeMap<>();
+        for (Map.Entry<String, Param> e : parameters().entrySet()) {
+            String name = e.getKey();
+            if (name.contains(".base_layer.") || name.contains(".original_module.")) {
+                throw new PeftException("cannot save the base model while adapters wrap its layers ('" + name
+                        + "'); call PeftModel.mergeAndUnload() first");
+            }
+            out.put(name, e.getValue().array());
+        }
+        return out;
+    }
+
+    /**
+     * Saves as a Hugging Face model directory: {@code config.json} and {@code model.safetensors}, each written
+     * to a temp file and renamed.
+     *
+     * @param dir the directory (created if needed)
+     */
+    public void save(Path dir) {
+        Map<String, NDArray> weights = stateDict();
+        try {
+            Files.createDirectories(dir);
+            String json = new com.fasterxml.jackson.databind.ObjectMapper().writerWithDefaultPrettyPrinter()
+                    .writeValueAsString(config.json());
+            SafeTensorsWriter.write(dir.resolve("model.safetensors"), weights, Map.of("format", "pt"));
+            AtomicFiles.writeString(dir.resolve("config.json"), json + "\n");
+        } catch (IOException e) {
+            throw new PeftException(dir + ": cannot save model: " + e.getMessage(), e);
+        }
+    }
+
+    /** @return number of distinct parameters' elements */
+    public long numParameters() {
+        return parameters().values().stream().distinct().mapToLong(Param::numel).sum();
+    }
+
+    /**
+     * Position ids {@code past .. past + S - 1} for every row, as transformers uses when none are given.
+     *
+     * @param batch batch size
+     * @param past cached positions
+     * @param seq new positions
+     * @return {@code [1, S]} int64 (broadcasts over the batch)
+     */
+    protected NDArray defaultPositions(long batch, long past, long seq) {
+        return manager.arange(past, past + seq, 1, DataType.INT64).reshape(1, seq);
+    }
+
+    /**
+     * Ones for a missing attention mask.
+     *
+     * @param batch batch size
+     * @param len mask length
+     * @return {@code [B, len]} int64 ones
+     */
+    protected NDArray ones(long batch, long len) {
+        return manager.ones(new ai.djl.ndarray.types.Shape(batch, len), DataType.INT64);
+    }
+
+    /**
+     * Moves an input array onto the model's device if needed.
+     *
+     * @param a the array or null
+     * @return the array on the model's device
+     */
+    protected NDArray onDevice(NDArray a) {
+        return a == null || a.getDevice().equals(device()) ? a : a.toDevice(device(), false);
+    }
+
+    /** @return a readable one-line summary */
+    public String describe() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("architecture", architecture());
+        m.put("model_type", config.modelType());
+        m.put("layers", numLayers());
+        m.put("hidden", hiddenSize());
+        m.put("heads", numAttentionHeads() + "/" + numKeyValueHeads());
+        m.put("vocab", vocabSize());
+        m.put("dtype", dtype);
+        m.put("device", device());
+        return m.toString();
+    }
+
+    @Override
+    public void close() {
+        manager.close();
+    }
+}

@@ -1,0 +1,129 @@
+package io.github.peft4j.nn;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Activation;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * Tensor operations DJL lacks, written so that no Java number ever reaches an op on a gradient path: DJL
+ * wraps such numbers in tensors over Java buffers that are freed before backward reads them. Every constant
+ * here is a libtorch-owned 0-d array, cached per (device, dtype, value) and never closed.
+ */
+public final class Ops {
+    private static final Map<String, NDManager> MANAGERS = new ConcurrentHashMap<>();
+    private static final Map<String, NDArray> SCALARS = new ConcurrentHashMap<>();
+    private static final double SQRT_2_OVER_PI = Math.sqrt(2.0 / Math.PI);
+
+    private Ops() {}
+
+    /**
+     * A cached libtorch-owned 0-d constant on the device and with the dtype of {@code like}.
+     *
+     * @param like an array whose device and dtype the constant takes
+     * @param value the value
+     * @return the constant (do not close it)
+     */
+    public static NDArray scalar(NDArray like, double value) {
+        return scalar(like.getDevice(), like.getDataType(), value);
+    }
+
+    /**
+     * A cached libtorch-owned 0-d constant.
+     *
+     * @param device the device
+     * @param dtype the dtype
+     * @param value the value
+     * @return the constant (do not close it)
+     */
+    public static NDArray scalar(Device device, DataType dtype, double value) {
+        String key = device + "/" + dtype + "/" + Double.doubleToLongBits(value);
+        NDArray s = SCALARS.get(key);
+        if (s == null) {
+            synchronized (SCALARS) {
+                s = SCALARS.get(key);
+                if (s == null) {
+                    NDManager m = MANAGERS.computeIfAbsent(device.toString(), d -> NDManager.newBaseManager(device));
+                    s = m.full(new Shape(), (float) value, dtype);
+                    NDScope.unregister(s);
+                    SCALARS.put(key, s);
+                }
+            }
+        }
+        return s;
+    }
+
+    /**
+     * GPT-2's {@code gelu_new}: {@code 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))}.
+     *
+     * @param x the input
+     * @return the activation
+     */
+    public static NDArray geluTanh(NDArray x) {
+        NDArray inner = x.add(x.pow(scalar(x, 3)).mul(scalar(x, 0.044715))).mul(scalar(x, SQRT_2_OVER_PI));
+        return x.mul(scalar(x, 0.5)).mul(inner.tanh().add(scalar(x, 1)));
+    }
+
+    /**
+     * The exact (erf) GELU used by BERT's {@code gelu}.
+     *
+     * @param x the input
+     * @return the activation
+     */
+    public static NDArray gelu(NDArray x) {
+        return Activation.gelu(x);
+    }
+
+    /**
+     * SiLU: {@code x * sigmoid(x)}.
+     *
+     * @param x the input
+     * @return the activation
+     */
+    public static NDArray silu(NDArray x) {
+        return x.mul(Activation.sigmoid(x));
+    }
+
+    /**
+     * Applies a Hugging Face activation by its config name.
+     *
+     * @param name {@code gelu}, {@code gelu_new}, {@code gelu_pytorch_tanh}, {@code silu}, {@code swish}, {@code relu}
+     * @param x the input
+     * @return the activation
+     */
+    public static NDArray activation(String name, NDArray x) {
+        switch (name) {
+            case "gelu":
+                return gelu(x);
+            case "gelu_new":
+            case "gelu_pytorch_tanh":
+            case "gelu_fast":
+                return geluTanh(x);
+            case "silu":
+            case "swish":
+                return silu(x);
+            case "relu":
+                return Activation.relu(x);
+            default:
+                throw new IllegalArgumentException("unsupported activation '" + name + "'");
+        }
+    }
+
+    /**
+     * Checks that an activation name is supported.
+     *
+     * @param name the config value
+     * @return whether {@link #activation} accepts it
+     */
+    public static boolean isSupportedActivation(String name) {
+        return switch (name) {
+            case "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "silu", "swish", "relu" -> true;
+            default -> false;
+        };
+    }
+}

@@ -1,0 +1,60 @@
+package io.github.peft4j.peft;
+
+import ai.djl.ndarray.NDArray;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.nn.Param;
+import java.util.Map;
+
+/** A named adapter attached to a model by a {@link PeftMethod}. */
+public interface Adapter {
+    /** @return the adapter name */
+    String name();
+
+    /** @return its config */
+    PeftConfig config();
+
+    /** @return the parameters this adapter owns or selects, by in-memory full name */
+    Map<String, Param> parameters();
+
+    /**
+     * The tensors to save, keyed as HF PEFT's {@code adapter_model.safetensors} (adapter name removed).
+     *
+     * @return key to array
+     */
+    Map<String, NDArray> stateDict();
+
+    /**
+     * Copies saved values into this adapter's parameters. Every expected key must be present with the
+     * expected shape; extra keys are an error.
+     *
+     * @param tensors key to array, as read from the file
+     * @param source the file, for messages
+     */
+    void loadStateDict(Map<String, NDArray> tensors, String source);
+
+    /**
+     * Called when this adapter becomes active or inactive (also inside a disabled scope). Wrapping
+     * adapters read the shared {@link AdapterState} instead and ignore this.
+     *
+     * @param active the new state
+     */
+    default void activeChanged(boolean active) {}
+
+    /** @return whether {@link #merge} folds this adapter into the base weights */
+    default boolean canMerge() {
+        return false;
+    }
+
+    /** Adds this adapter's update to the base weights. */
+    default void merge() {
+        throw new PeftException(config().peftType() + " adapter '" + name() + "' cannot be merged into the base weights");
+    }
+
+    /** Subtracts a merged update again. */
+    default void unmerge() {
+        throw new PeftException(config().peftType() + " adapter '" + name() + "' cannot be unmerged");
+    }
+
+    /** Removes this adapter from the model and frees its arrays. */
+    void remove();
+}

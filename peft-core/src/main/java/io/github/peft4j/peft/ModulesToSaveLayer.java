@@ -1,0 +1,120 @@
+package io.github.peft4j.peft;
+
+import ai.djl.ndarray.NDArray;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.nn.Conv1D;
+import io.github.peft4j.nn.Embedding;
+import io.github.peft4j.nn.LayerNorm;
+import io.github.peft4j.nn.Linear;
+import io.github.peft4j.nn.Module;
+import io.github.peft4j.nn.Param;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * HF PEFT's {@code ModulesToSaveWrapper}: keeps the original module as {@code original_module} and a trainable
+ * copy per adapter as {@code modules_to_save.<adapter>}; the forward pass uses the copy of the first active
+ * adapter that has one, else the original. Saved under the plain module name.
+ */
+public final class ModulesToSaveLayer extends AdapterLayer {
+    private static final String COPIES = "modules_to_save.";
+    private final Set<String> names = new LinkedHashSet<>();
+
+    /**
+     * @param original the module to copy
+     * @param state the shared state
+     */
+    public ModulesToSaveLayer(Module original, AdapterState state) {
+        super("original_module", original, state);
+    }
+
+    /**
+     * Adds a copy of the original for an adapter.
+     *
+     * @param adapter the adapter name
+     * @param path the module path, for messages
+     */
+    public void addCopy(String adapter, String path) {
+        if (!names.add(adapter)) {
+            throw new PeftException("module '" + path + "' already has a modules_to_save copy for adapter '" + adapter + "'");
+        }
+        add(COPIES + adapter, copyOf(baseModule(), path));
+    }
+
+    /**
+     * A deep copy of a module made of parameters only (linear, Conv1D, embedding, layer norm).
+     *
+     * @param m the module
+     * @param path its path, for messages
+     * @return the copy, with arrays in the original's manager
+     */
+    static Module copyOf(Module m, String path) {
+        if (m instanceof Linear l) {
+            return new Linear(dup(l.weight()), l.bias() == null ? null : dup(l.bias()));
+        }
+        if (m instanceof Conv1D c) {
+            return new Conv1D(dup(c.weight()), dup(c.bias()));
+        }
+        if (m instanceof Embedding e) {
+            return new Embedding(dup(e.weight()));
+        }
+        if (m instanceof LayerNorm n) {
+            Map<String, Param> p = n.localParameters();
+            return new LayerNorm(dup(p.get("weight")), dup(p.get("bias")), n.eps());
+        }
+        throw new PeftException("modules_to_save: module '" + path + "' is a " + m.getClass().getSimpleName()
+                + "; supported are linear, Conv1D, embedding and layer-norm modules");
+    }
+
+    private static NDArray dup(Param p) {
+        NDArray d = p.array().duplicate();
+        d.attach(p.array().getManager());
+        return d;
+    }
+
+    @Override
+    public NDArray forward(NDArray x) {
+        for (String n : names) {
+            if (state.isActive(n)) {
+                return ((io.github.peft4j.nn.Layer) child(COPIES + n)).forward(x);
+            }
+        }
+        return base().forward(x);
+    }
+
+    @Override
+    public Set<String> adapterNames() {
+        return names;
+    }
+
+    @Override
+    public String savedName(String local, String adapter) {
+        return local.substring((COPIES + adapter + ".").length());
+    }
+
+    @Override
+    public Map<String, Param> adapterParameters(String adapter) {
+        Map<String, Param> out = new java.util.LinkedHashMap<>();
+        if (names.contains(adapter)) {
+            child(COPIES + adapter).parameters().forEach((k, v) -> out.put(COPIES + adapter + "." + k, v));
+        }
+        return out;
+    }
+
+    /**
+     * @param adapter an adapter name
+     * @return its copy
+     */
+    public Module copy(String adapter) {
+        return child(COPIES + adapter);
+    }
+
+    @Override
+    public void removeAdapter(String adapter) {
+        if (names.remove(adapter)) {
+            Module copy = removeChild(COPIES + adapter);
+            copy.parameters().values().forEach(p -> p.array().close());
+        }
+    }
+}

@@ -1,0 +1,526 @@
+package io.github.peft4j.peft;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.io.AtomicFiles;
+import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.io.SafeTensorsWriter;
+import io.github.peft4j.model.KvCache;
+import io.github.peft4j.model.ModelInput;
+import io.github.peft4j.model.ModelOutput;
+import io.github.peft4j.model.TaskType;
+import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.nn.Param;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A base model with named adapters of any method. Wrapping freezes every base parameter; adapters are
+ * added from a config or loaded from a Hugging Face PEFT directory, made active one or several at a time,
+ * disabled in a scope, deleted, saved, and merged into the base weights.
+ *
+ * <pre>{@code
+ * try (TransformerModel base = Models.load(dir)) {
+ *     PeftModel peft = PeftModel.wrap(base);
+ *     peft.addAdapter("default", new LoraConfig().r(8).loraAlpha(16).targetModules("q_proj", "v_proj"));
+ *     System.out.println(peft.trainableReport());
+ *     ModelOutput out = peft.forward(ModelInput.of(ids, mask));
+ *     peft.save(Path.of("my-adapter"));
+ * }
+ * }</pre>
+ */
+public final class PeftModel {
+    private static final Logger LOG = LoggerFactory.getLogger(PeftModel.class);
+    /** The adapter name HF PEFT uses when none is given; it is saved in the directory root. */
+    public static final String DEFAULT = "default";
+    private static final String CONFIG_FILE = "adapter_config.json";
+    private static final String WEIGHTS_FILE = "adapter_model.safetensors";
+
+    private final TransformerModel model;
+    private final AdapterState state = new AdapterState();
+    private final Map<String, Entry> adapters = new LinkedHashMap<>();
+    private boolean unloaded;
+
+    /** An attached adapter with its modules_to_save copies. */
+    private record Entry(Adapter adapter, LayerAdapter saved, boolean trainable) {
+        Stream<Adapter> parts() {
+            return saved == null ? Stream.of(adapter) : Stream.of(adapter, saved);
+        }
+    }
+
+    private PeftModel(TransformerModel model) {
+        this.model = model;
+    }
+
+    /**
+     * Wraps a model and freezes all of its parameters.
+     *
+     * @param model the base model
+     * @return the PEFT model
+     */
+    public static PeftModel wrap(TransformerModel model) {
+        model.parameters().values().forEach(p -> p.setTrainable(false));
+        return new PeftModel(model);
+    }
+
+    /** @return the underlying model (with adapter layers in its slots) */
+    public TransformerModel model() {
+        return model;
+    }
+
+    /** @return the shared active-adapter state */
+    public AdapterState state() {
+        return state;
+    }
+
+    /**
+     * Adds a new trainable adapter and makes it the only active one (as HF PEFT's {@code add_adapter} +
+     * {@code set_adapter}).
+     *
+     * @param name the adapter name
+     * @param config the config
+     * @return the adapter
+     */
+    public Adapter addAdapter(String name, PeftConfig config) {
+        Adapter a = attach(name, config, "config of adapter '" + name + "'", true);
+        setActive(name);
+        return a;
+    }
+
+    private Adapter attach(String name, PeftConfig config, String where, boolean trainable) {
+        checkUsable();
+        if (name == null || name.isEmpty() || name.contains(".") || name.contains("/")) {
+            throw new PeftException("adapter name '" + name + "' must be non-empty without '.' or '/'");
+        }
+        if (adapters.containsKey(name)) {
+            throw new PeftException("an adapter named '" + name + "' already exists; delete it first or pick another name");
+        }
+        TaskType configTask = config.task();
+        if (configTask != null && configTask != model.task()) {
+            throw new PeftException(where + ": task_type " + configTask + " does not fit " + model.architecture()
+                    + " (a " + model.task() + " model)");
+        }
+        if (config.taskType() == null) {
+            config.taskType(model.task());
+        }
+        config.validate(where);
+        PeftMethod method = PeftMethods.get(config.peftType());
+        Adapter adapter = method.attach(new AdapterContext(model, state), name, config);
+        LayerAdapter saved = null;
+        try {
+            saved = attachModulesToSave(name, config, adapter instanceof PromptAdapter);
+        } catch (RuntimeException e) {
+            adapter.remove();
+            throw e;
+        }
+        Entry entry = new Entry(adapter, saved, trainable);
+        adapters.put(name, entry);
+        entry.parts().forEach(p -> p.parameters().values().forEach(x -> x.setTrainable(false)));
+        LOG.info("added {} adapter '{}' with {} parameters", config.peftType(), name, count(entry, false));
+        return adapter;
+    }
+
+    private LayerAdapter attachModulesToSave(String name, PeftConfig config, boolean prompt) {
+        List<String> entries = new ArrayList<>();
+        if (config instanceof TargetedConfig t && t.modulesToSave() != null) {
+            entries.addAll(t.modulesToSave());
+        }
+        // HF PEFT trains (and saves) the classification head of SEQ_CLS / TOKEN_CLS models automatically
+        if (model.task() == TaskType.SEQ_CLS || model.task() == TaskType.TOKEN_CLS) {
+            model.outputHeadPaths().stream().filter(h -> !entries.contains(h)).forEach(entries::add);
+        }
+        if (entries.isEmpty()) {
+            return null;
+        }
+        List<String> paths = Targets.byName(model, entries, "modules_to_save");
+        Map<String, AdapterLayer> layers = LayerAdapter.install(new AdapterContext(model, state), paths,
+                ModulesToSaveLayer.class, new LayerAdapter.Installer<>() {
+                    @Override
+                    public ModulesToSaveLayer wrap(String path, io.github.peft4j.nn.Module base, AdapterState s) {
+                        return new ModulesToSaveLayer(base, s);
+                    }
+
+                    @Override
+                    public void add(ModulesToSaveLayer layer, String path) {
+                        layer.addCopy(name, path);
+                    }
+                });
+        return new LayerAdapter(name, config, model, layers, prompt ? "base_model." : LayerAdapter.TUNER_PREFIX);
+    }
+
+    /**
+     * Makes the given adapters active (their terms are summed where a method supports several at once);
+     * only active adapters that were added as trainable receive gradients.
+     *
+     * @param names adapter names
+     */
+    public void setActive(String... names) {
+        checkUsable();
+        for (String n : names) {
+            entry(n);
+        }
+        List<String> list = Arrays.asList(names);
+        long prompts = list.stream().filter(n -> entry(n).adapter() instanceof PromptAdapter).count();
+        if (prompts > 1) {
+            throw new PeftException("only one prompt-learning adapter can be active at a time, got " + list);
+        }
+        Set<String> before = state.active();
+        List<String> wasActive = new ArrayList<>(before);
+        state.setActive(list);
+        adapters.forEach((n, e) -> {
+            boolean on = list.contains(n);
+            if (on != wasActive.contains(n)) {
+                e.parts().forEach(p -> p.activeChanged(on));
+            }
+            e.parts().forEach(p -> p.parameters().values().forEach(x -> x.setTrainable(on && e.trainable())));
+        });
+    }
+
+    /** @return the active adapter names */
+    public List<String> activeAdapters() {
+        return new ArrayList<>(state.active());
+    }
+
+    /** @return all adapter names */
+    public Set<String> adapterNames() {
+        return Collections.unmodifiableSet(adapters.keySet());
+    }
+
+    /**
+     * @param name an adapter name
+     * @return the adapter
+     */
+    public Adapter adapter(String name) {
+        return entry(name).adapter();
+    }
+
+    private Entry entry(String name) {
+        Entry e = adapters.get(name);
+        if (e == null) {
+            throw new PeftException("no adapter named '" + name + "'; adapters: " + adapters.keySet());
+        }
+        return e;
+    }
+
+    /**
+     * A scope in which every adapter is off and the model computes as the base model. Close it to restore.
+     *
+     * @return the scope
+     */
+    public AutoCloseable disabled() {
+        checkUsable();
+        if (state.isDisabled()) {
+            throw new PeftException("adapters are already disabled");
+        }
+        state.setDisabled(true);
+        List<Entry> active = adapters.values().stream().filter(e -> state.active().contains(e.adapter().name())).toList();
+        active.forEach(e -> e.parts().forEach(p -> p.activeChanged(false)));
+        return () -> {
+            state.setDisabled(false);
+            active.forEach(e -> e.parts().forEach(p -> p.activeChanged(true)));
+        };
+    }
+
+    /**
+     * Deletes an adapter: its layers are removed from the model (a wrapper left with no adapters gives its
+     * slot back to the original module) and its arrays are freed.
+     *
+     * @param name the adapter name
+     */
+    public void deleteAdapter(String name) {
+        checkUsable();
+        Entry e = entry(name);
+        if (state.active().contains(name)) {
+            e.parts().forEach(p -> p.activeChanged(false));
+        }
+        e.parts().forEach(Adapter::remove);
+        adapters.remove(name);
+        state.remove(name);
+    }
+
+    /**
+     * Runs the model with the active adapters. A prompt-learning adapter's virtual tokens are prepended:
+     * embeddings to the input (the attention mask and token types grow by as many positions, and causal-LM
+     * logits keep them), or a key/value prefix in every layer (the mask grows, the logits do not).
+     *
+     * @param input the input
+     * @return the output
+     */
+    public ModelOutput forward(ModelInput input) {
+        checkUsable();
+        PromptAdapter prompt = activePrompt();
+        if (prompt == null) {
+            return model.forward(input);
+        }
+        long b = input.batchSize();
+        int n = prompt.numVirtualTokens();
+        NDManager m = model.manager();
+        NDArray mask = input.attentionMask() == null ? null : onModel(input.attentionMask());
+        NDArray prefixOnes = m.ones(new Shape(b, n), mask == null ? DataType.INT64 : mask.getDataType());
+        KvCache past = prompt.prefix(b);
+        if (past != null) {
+            if (input.past() != null) {
+                throw new PeftException("prefix tuning with an existing cache: pass the cache returned by the first step only");
+            }
+            long s = input.seqLen();
+            NDArray full = prefixOnes.concat(mask != null ? mask : m.ones(new Shape(b, s), prefixOnes.getDataType()), 1);
+            return model.forward(input.withPast(past, full));
+        }
+        NDArray virtual = prompt.inputEmbeddings(b);
+        NDArray embeds = input.inputsEmbeds() != null ? onModel(input.inputsEmbeds()) : model.embed(onModel(input.inputIds()));
+        NDArray newMask = mask == null ? null : prefixOnes.concat(mask, 1);
+        NDArray types = input.tokenTypeIds() == null ? null
+                : m.zeros(new Shape(b, n), input.tokenTypeIds().getDataType()).concat(onModel(input.tokenTypeIds()), 1);
+        return model.forward(input.withEmbeds(virtual.toType(embeds.getDataType(), false).concat(embeds, 1), newMask, types));
+    }
+
+    private NDArray onModel(NDArray a) {
+        return a.getDevice().equals(model.device()) ? a : a.toDevice(model.device(), false);
+    }
+
+    /** @return the active prompt-learning adapter (not in a disabled scope), or null */
+    public PromptAdapter activePrompt() {
+        if (state.isDisabled()) {
+            return null;
+        }
+        for (String n : state.active()) {
+            if (entry(n).adapter() instanceof PromptAdapter p) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    /** @return the parameters that receive gradients, by in-memory name */
+    public Map<String, Param> trainableParameters() {
+        Map<String, Param> out = new LinkedHashMap<>();
+        allParameters().forEach((k, v) -> {
+            if (v.isTrainable()) {
+                out.put(k, v);
+            }
+        });
+        return out;
+    }
+
+    /** @return every distinct parameter: the model's (with adapter layers) and those held outside it (prompt encoders) */
+    public Map<String, Param> allParameters() {
+        Map<String, Param> out = new LinkedHashMap<>();
+        Map<Param, Boolean> seen = new IdentityHashMap<>();
+        model.parameters().forEach((k, v) -> {
+            if (seen.put(v, true) == null) {
+                out.put(k, v);
+            }
+        });
+        adapters.values().forEach(e -> e.parts().forEach(p -> p.parameters().forEach((k, v) -> {
+            if (seen.put(v, true) == null) {
+                out.put(k, v);
+            }
+        })));
+        return out;
+    }
+
+    private long count(Entry e, boolean trainableOnly) {
+        return e.parts().flatMap(p -> p.parameters().values().stream()).distinct()
+                .filter(p -> !trainableOnly || p.isTrainable()).mapToLong(Param::numel).sum();
+    }
+
+    /**
+     * HF PEFT's {@code print_trainable_parameters} line.
+     *
+     * @return {@code trainable params: N || all params: M || trainable%: P}
+     */
+    public String trainableReport() {
+        Map<String, Param> all = allParameters();
+        long total = all.values().stream().mapToLong(Param::numel).sum();
+        long trainable = all.values().stream().filter(Param::isTrainable).mapToLong(Param::numel).sum();
+        return String.format(java.util.Locale.ROOT, "trainable params: %,d || all params: %,d || trainable%%: %.4f",
+                trainable, total, 100.0 * trainable / total);
+    }
+
+    /**
+     * Saves every adapter in HF PEFT's layout: {@code default} in the directory root, others in
+     * {@code dir/<name>/}; each as {@code adapter_config.json} + {@code adapter_model.safetensors}, written
+     * to temp files and renamed.
+     *
+     * @param dir the directory
+     */
+    public void save(Path dir) {
+        for (String name : adapters.keySet()) {
+            saveAdapter(name, DEFAULT.equals(name) ? dir : dir.resolve(name));
+        }
+    }
+
+    /**
+     * Saves one adapter into a directory.
+     *
+     * @param name the adapter name
+     * @param dir the directory (created if needed)
+     */
+    public void saveAdapter(String name, Path dir) {
+        checkUsable();
+        Entry e = entry(name);
+        PeftConfig config = PeftMethods.copy(e.adapter().config());
+        config.markInference();
+        Map<String, NDArray> tensors = new LinkedHashMap<>();
+        e.parts().forEach(p -> tensors.putAll(p.stateDict()));
+        try {
+            Files.createDirectories(dir);
+            SafeTensorsWriter.write(dir.resolve(WEIGHTS_FILE), tensors, Map.of("format", "pt"));
+            AtomicFiles.writeString(dir.resolve(CONFIG_FILE), PeftMethods.toJson(config));
+        } catch (IOException ex) {
+            throw new PeftException(dir + ": cannot save adapter '" + name + "': " + ex.getMessage(), ex);
+        }
+        LOG.info("saved adapter '{}' ({} tensors) to {}", name, tensors.size(), dir);
+    }
+
+    /**
+     * Loads an adapter saved by HF PEFT or peft4j from a directory holding {@code adapter_config.json} and
+     * {@code adapter_model.safetensors}, and makes it active.
+     *
+     * @param dir the adapter directory
+     * @param name the name to give it
+     * @param trainable whether its parameters receive gradients (HF's {@code is_trainable})
+     * @return the adapter
+     */
+    public Adapter loadAdapter(Path dir, String name, boolean trainable) {
+        PeftConfig config = PeftMethods.read(dir.resolve(CONFIG_FILE));
+        Path weights = dir.resolve(WEIGHTS_FILE);
+        if (!Files.isRegularFile(weights)) {
+            throw new PeftException(dir + ": no " + WEIGHTS_FILE + " next to " + CONFIG_FILE);
+        }
+        Adapter a = attach(name, config, dir.resolve(CONFIG_FILE).toString(), trainable);
+        try (NDManager tmp = NDManager.newBaseManager(model.device());
+                SafeTensorsFile file = SafeTensorsFile.open(weights)) {
+            Map<String, NDArray> tensors = new LinkedHashMap<>();
+            for (String k : file.names()) {
+                tensors.put(k, file.load(k, tmp));
+            }
+            Entry e = entry(name);
+            Map<String, NDArray> forSaved = new LinkedHashMap<>();
+            if (e.saved() != null) {
+                Set<String> keys = e.saved().stateDict().keySet();
+                tensors.keySet().stream().filter(keys::contains).collect(Collectors.toList())
+                        .forEach(k -> forSaved.put(k, tensors.remove(k)));
+                e.saved().loadStateDict(forSaved, weights.toString());
+            }
+            a.loadStateDict(tensors, weights.toString());
+        } catch (RuntimeException ex) {
+            deleteAdapter(name);
+            throw ex;
+        }
+        setActive(name);
+        return a;
+    }
+
+    /**
+     * Loads every adapter of a directory written by {@link #save}: the root as {@code default} (if it has an
+     * {@code adapter_config.json}) and each subdirectory that has one under its own name. All are loaded
+     * for inference; the first becomes active.
+     *
+     * @param dir the directory
+     * @return the loaded adapter names
+     */
+    public List<String> loadAdapters(Path dir) {
+        List<String> names = new ArrayList<>();
+        if (Files.isRegularFile(dir.resolve(CONFIG_FILE))) {
+            loadAdapter(dir, DEFAULT, false);
+            names.add(DEFAULT);
+        }
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path sub : s.filter(p -> Files.isRegularFile(p.resolve(CONFIG_FILE))).sorted().toList()) {
+                String n = sub.getFileName().toString();
+                loadAdapter(sub, n, false);
+                names.add(n);
+            }
+        } catch (IOException e) {
+            throw new PeftException(dir + ": cannot list: " + e.getMessage(), e);
+        }
+        if (names.isEmpty()) {
+            throw new PeftException(dir + ": no " + CONFIG_FILE + " here or in a subdirectory");
+        }
+        setActive(names.get(0));
+        return names;
+    }
+
+    /**
+     * Merges the named adapters into the base weights (they stay attached; their terms are skipped while
+     * merged). Fails before changing anything if an adapter cannot merge.
+     *
+     * @param names adapter names
+     */
+    public void merge(String... names) {
+        for (String n : names) {
+            Adapter a = entry(n).adapter();
+            if (!a.canMerge()) {
+                throw new PeftException(a.config().peftType() + " adapter '" + n + "' cannot be merged into the base weights");
+            }
+        }
+        for (String n : names) {
+            entry(n).adapter().merge();
+        }
+    }
+
+    /**
+     * Subtracts merged adapters from the base weights again.
+     *
+     * @param names adapter names
+     */
+    public void unmerge(String... names) {
+        for (String n : names) {
+            entry(n).adapter().unmerge();
+        }
+    }
+
+    /**
+     * Merges the active adapters into the base weights, removes every adapter layer (a modules_to_save
+     * copy of the active adapter replaces its original) and returns the plain model, which saves as a
+     * normal Hugging Face checkpoint. This PeftModel is unusable afterwards.
+     *
+     * @return the base model with merged weights
+     */
+    public TransformerModel mergeAndUnload() {
+        checkUsable();
+        List<String> active = new ArrayList<>(state.active());
+        merge(active.toArray(new String[0]));
+        for (String n : new ArrayList<>(adapters.keySet())) {
+            Entry e = adapters.get(n);
+            if (e.saved() != null && active.contains(n)) {
+                for (Map.Entry<String, AdapterLayer> l : e.saved().layers().entrySet()) {
+                    ModulesToSaveLayer w = (ModulesToSaveLayer) l.getValue();
+                    io.github.peft4j.nn.Module copy = w.copy(n);
+                    LayerAdapter.parentOf(model, l.getKey()).replace(LayerAdapter.leaf(l.getKey()), copy);
+                }
+                e.adapter().remove();
+            } else {
+                e.parts().forEach(Adapter::remove);
+            }
+        }
+        adapters.clear();
+        state.setActive(List.of());
+        model.parameters().values().forEach(p -> p.setTrainable(false));
+        unloaded = true;
+        return model;
+    }
+
+    private void checkUsable() {
+        if (unloaded) {
+            throw new PeftException("this PeftModel was unloaded by mergeAndUnload(); use the returned model");
+        }
+    }
+}
