@@ -17,7 +17,7 @@ public class Embedding extends Module implements Layer {
 
     @Override
     public NDArray forward(NDArray ids) {
-        return ai.djl.nn.core.Embedding.embedding(ids, weight.array(), null).head();
+        return ai.djl.nn.core.Embedding.embedding(ids, weight.array(), ai.djl.ndarray.types.SparseFormat.DENSE).head();
     }
 
     /** @return the weight parameter */
