@@ -51,6 +51,7 @@ public final class PeftModel {
     public static final String DEFAULT = "default";
     private static final String CONFIG_FILE = "adapter_config.json";
     private static final String WEIGHTS_FILE = "adapter_model.safetensors";
+    private static final Set<String> HF_HEAD_NAMES = Set.of("classifier", "score");
 
     private final TransformerModel model;
     private final AdapterState state = new AdapterState();
@@ -141,8 +142,11 @@ public final class PeftModel {
         if (config instanceof TargetedConfig t && t.modulesToSave() != null) {
             entries.addAll(t.modulesToSave());
         }
-        // HF PEFT trains (and saves) the classification head of SEQ_CLS / TOKEN_CLS models automatically
         if (model.task() == TaskType.SEQ_CLS || model.task() == TaskType.TOKEN_CLS) {
+            // HF PEFT trains (and saves) the classification head automatically, and writes its candidate names
+            // "classifier" and "score" into modules_to_save; the one the model lacks is not an error there
+            entries.removeIf(e -> HF_HEAD_NAMES.contains(e) && Targets.candidates(model).keySet().stream()
+                    .noneMatch(p -> ModuleSpec.matchesName(e, p)));
             model.outputHeadPaths().stream().filter(h -> !entries.contains(h)).forEach(entries::add);
         }
         if (entries.isEmpty()) {

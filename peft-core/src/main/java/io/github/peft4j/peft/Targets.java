@@ -162,19 +162,6 @@ public final class Targets {
         return false;
     }
 
-    /**
-     * The distinct last path segments of the selected paths: how HF PEFT saves an expanded
-     * {@code all-linear}.
-     *
-     * @param paths module paths
-     * @return sorted leaf names
-     */
-    public static List<String> leafNames(List<String> paths) {
-        TreeSet<String> s = new TreeSet<>();
-        paths.forEach(p -> s.add(p.substring(p.lastIndexOf('.') + 1)));
-        return new ArrayList<>(s);
-    }
-
     private static String leafNames(Map<String, Module> all) {
         TreeSet<String> s = new TreeSet<>();
         all.forEach((p, m) -> {

@@ -34,7 +34,7 @@ public final class LoraMethod implements PeftMethod {
         LoraConfig c = (LoraConfig) config;
         List<String> paths = Targets.select(context.model(), c, m -> m instanceof Projection, "linear and Conv1D layers");
         if (c.targetModules().isAllLinear()) {
-            c.expandTargets(Targets.leafNames(paths)); // HF PEFT saves all-linear as the expanded name list
+            c.expandTargets(paths); // HF PEFT 0.21 saves all-linear as the expanded list of module paths
         }
         Map<String, AdapterLayer> layers = LayerAdapter.install(context, paths, LoraLayer.class,
                 new LayerAdapter.Installer<>() {
