@@ -154,6 +154,7 @@ public final class LlamaModel extends TransformerModel {
             NDArray created = manager().create(table, new Shape(n, half));
             NDArray owned = created.duplicate(); // libtorch-owned copy, independent of the Java array
             created.close();
+            ai.djl.ndarray.NDScope.unregister(owned); // lives with the model, not with the caller's step scope
             if (ropeTable != null) {
                 ropeTable.close();
             }

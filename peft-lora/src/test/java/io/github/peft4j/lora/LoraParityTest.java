@@ -154,4 +154,25 @@ class LoraParityTest {
         n.forEach(x -> out.add(x.asText()));
         return out;
     }
+
+    @org.junit.jupiter.api.Test
+    void twoAdaptersFromOneDirectoryAloneAndTogether() {
+        String name = "gpt2_two_adapters";
+        Path dir = Fixtures.dir(name);
+        try (TransformerModel base = Models.load(dir.resolve("base")); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            assertEquals(java.util.List.of("default", "second"), peft.loadAdapters(dir.resolve("adapter")));
+            assertEquals(java.util.List.of("default"), peft.activeAdapters());
+            assertTrue(diff(logits(peft, m, name), m, name, "logits.json", "adapter_logits") < TOL);
+            peft.setActive("second");
+            assertTrue(diff(logits(peft, m, name), m, name, "logits.json", "second_logits") < TOL);
+            peft.setActive("default", "second");
+            double both = diff(logits(peft, m, name), m, name, "logits.json", "both_logits");
+            System.out.printf("parity %s both active max|diff| = %.3g%n", name, both);
+            assertTrue(both < TOL);
+            peft.save(tmp.resolve("again"));
+            assertTrue(Files.isRegularFile(tmp.resolve("again/adapter_model.safetensors")));
+            assertTrue(Files.isRegularFile(tmp.resolve("again/second/adapter_model.safetensors")));
+        }
+    }
 }
