@@ -82,7 +82,7 @@ class IA3GradientTest {
             IA3Layer layer = new IA3Layer(projection(m, conv, 6, 3), TestStates.active("a", "b"));
             layer.addAdapter("a", feedforward, false, "test");
             layer.addAdapter("b", feedforward, false, "test");
-            NDArray x = m.randomNormal(new Shape(2, 6), 0, 1, DataType.FLOAT32);
+            NDArray x = m.randomNormal(0, 1, new Shape(2, 6), DataType.FLOAT32);
             NDArray expected = layer.forward(x);
             // two active adapters multiply their vectors
             NDArray la = layer.vector("a").array().reshape(-1);
