@@ -60,7 +60,13 @@ public final class IA3Method implements PeftMethod {
         applyDefaults(c, model);
         List<String> paths = Targets.select(model, c, m -> m instanceof Projection, "linear and Conv1D layers");
         for (String path : paths) {
-            fixFanInFanOut(c, path, (Projection) Targets.innermost(model.resolve(path)));
+            Module current = model.resolve(path);
+            if (current instanceof AdapterLayer && !(current instanceof IA3Layer)) {
+                // checked before installing anything, so a refused attach leaves the model unchanged
+                throw new PeftException("IA3: module '" + path + "' is already adapted by "
+                        + current.getClass().getSimpleName() + "; one method per module (delete that adapter first)");
+            }
+            fixFanInFanOut(c, path, (Projection) Targets.innermost(current));
         }
         Map<String, AdapterLayer> layers = LayerAdapter.install(context, paths, IA3Layer.class,
                 new LayerAdapter.Installer<>() {

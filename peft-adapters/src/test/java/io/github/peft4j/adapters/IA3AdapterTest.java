@@ -176,4 +176,19 @@ class IA3AdapterTest {
             assertTrue(c.fanInFanOut());
         }
     }
+
+    @Test
+    void refusedAttachLeavesModelUnchanged() {
+        try (TransformerModel base = Tiny.gpt2()) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.addAdapter("s", new IA3Config().targetModules("c_attn").modulesToSave(List.of("mlp.c_proj")));
+            int before = base.parameters().size();
+            PeftException e = assertThrows(PeftException.class,
+                    () -> peft.addAdapter("t", new IA3Config().targetModules("c_fc", "mlp.c_proj")));
+            assertTrue(e.getMessage().contains("transformer.h.0.mlp.c_proj") && e.getMessage().contains("ModulesToSaveLayer"),
+                    e.getMessage());
+            assertEquals(before, base.parameters().size());
+            assertEquals(java.util.Set.of("s"), peft.adapterNames());
+        }
+    }
 }
