@@ -1,5 +1,7 @@
 package io.github.peft4j.adapters;
 
+import io.github.peft4j.peft.AdapterState;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -13,7 +15,6 @@ import io.github.peft4j.nn.Conv1D;
 import io.github.peft4j.nn.Linear;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
-import io.github.peft4j.peft.TestStates;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -40,7 +41,7 @@ class IA3GradientTest {
         int out = 4;
         try (NDManager m = NDManager.newBaseManager()) {
             m.getEngine().setRandomSeed(7);
-            IA3Layer layer = new IA3Layer(projection(m, conv, in, out), TestStates.active("a"));
+            IA3Layer layer = new IA3Layer(projection(m, conv, in, out), AdapterState.of("a"));
             layer.addAdapter("a", feedforward, false, "test");
             Param l = layer.vector("a");
             assertEquals(feedforward ? new Shape(1, in) : new Shape(out, 1), l.shape());
@@ -79,7 +80,7 @@ class IA3GradientTest {
     @CsvSource({"false,false", "false,true", "true,false", "true,true"})
     void mergedForwardEqualsAdapterForward(boolean conv, boolean feedforward) {
         try (NDManager m = NDManager.newBaseManager()) {
-            IA3Layer layer = new IA3Layer(projection(m, conv, 6, 3), TestStates.active("a", "b"));
+            IA3Layer layer = new IA3Layer(projection(m, conv, 6, 3), AdapterState.of("a", "b"));
             layer.addAdapter("a", feedforward, false, "test");
             layer.addAdapter("b", feedforward, false, "test");
             NDArray x = m.randomNormal(0, 1, new Shape(2, 6), DataType.FLOAT32);

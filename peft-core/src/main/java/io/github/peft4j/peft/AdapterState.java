@@ -11,6 +11,19 @@ public final class AdapterState {
     private boolean disabled;
 
     /**
+     * A state with the given adapters active: for using a method's layers outside a {@link PeftModel}
+     * (tests, custom wiring). A PeftModel owns and updates its own state.
+     *
+     * @param names adapter names
+     * @return the state
+     */
+    public static AdapterState of(String... names) {
+        AdapterState s = new AdapterState();
+        s.setActive(List.of(names));
+        return s;
+    }
+
+    /**
      * @param name an adapter name
      * @return whether that adapter takes part in the forward pass now
      */

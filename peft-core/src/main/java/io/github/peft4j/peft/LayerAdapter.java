@@ -52,15 +52,19 @@ public class LayerAdapter implements Adapter {
      */
     public static <W extends AdapterLayer> Map<String, AdapterLayer> install(AdapterContext context, List<String> paths,
             Class<W> wrapperType, Installer<W> installer) {
+        for (String path : paths) { // check every target before changing the model
+            Module current = context.model().resolve(path);
+            if (current instanceof AdapterLayer && !wrapperType.isInstance(current)) {
+                throw new PeftException("module '" + path + "' is already adapted by " + current.getClass().getSimpleName()
+                        + "; one method per module (delete that adapter first)");
+            }
+        }
         Map<String, AdapterLayer> out = new LinkedHashMap<>();
         for (String path : paths) {
             Module current = context.model().resolve(path);
             W layer;
             if (wrapperType.isInstance(current)) {
                 layer = wrapperType.cast(current);
-            } else if (current instanceof AdapterLayer) {
-                throw new PeftException("module '" + path + "' is already adapted by " + current.getClass().getSimpleName()
-                        + "; one method per module (delete that adapter first)");
             } else {
                 layer = installer.wrap(path, current, context.state());
                 parentOf(context.model(), path).replace(leaf(path), layer);
