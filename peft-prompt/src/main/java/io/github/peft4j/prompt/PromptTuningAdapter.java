@@ -82,11 +82,14 @@ public final class PromptTuningAdapter extends PromptEmbeddingAdapter {
         if (ids.length == 0) {
             throw new PeftException("'init_token_ids' is empty");
         }
-        long[] out = new long[n];
+        if (ids.length >= n) {
+            return Arrays.copyOf(ids, n);
+        }
+        long[] out = new long[n]; // ids * ceil(n / len), cut to n
         for (int i = 0; i < n; i++) {
             out[i] = ids[i % ids.length];
         }
-        return ids.length >= n ? Arrays.copyOf(ids, n) : out;
+        return out;
     }
 
     /** @return the prompt parameter {@code (num_virtual_tokens, token_dim)} */

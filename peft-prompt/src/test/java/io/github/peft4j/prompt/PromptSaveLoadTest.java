@@ -156,4 +156,18 @@ class PromptSaveLoadTest {
             assertTrue(Files.size(out.resolve("adapter_model.safetensors")) > 4 * 64 * 4);
         }
     }
+
+    @Test
+    void textInitAdapterReloadsWithoutIds() throws Exception {
+        Path dir = tmp.resolve("text");
+        PromptTuningConfig config = new PromptTuningConfig().numVirtualTokens(4).promptTuningInit("TEXT")
+                .promptTuningInitText("tiny").tokenizerNameOrPath("tok").initTokenIds(7, 9);
+        double diff = roundTrip(TestModels::gpt2, config, dir);
+        assertEquals(0.0, diff, "reloaded TEXT-init logits");
+        JsonNode c = config(dir);
+        assertEquals("TEXT", c.get("prompt_tuning_init").asText());
+        assertEquals("tiny", c.get("prompt_tuning_init_text").asText());
+        assertEquals("tok", c.get("tokenizer_name_or_path").asText());
+        assertFalse(c.has("init_token_ids"));
+    }
 }
