@@ -1,0 +1,8 @@
+/**
+ * Prompt-learning methods: prompt tuning ({@link io.github.peft4j.prompt.PromptTuningConfig}), which prepends
+ * trainable virtual-token embeddings to the input, and prefix tuning
+ * ({@link io.github.peft4j.prompt.PrefixTuningConfig}), which prepends trainable keys and values in every
+ * attention layer. Both save one tensor, {@code prompt_embeddings}, exactly as Hugging Face PEFT does, and are
+ * registered with {@link java.util.ServiceLoader} under {@code PROMPT_TUNING} and {@code PREFIX_TUNING}.
+ */
+package io.github.peft4j.prompt;
