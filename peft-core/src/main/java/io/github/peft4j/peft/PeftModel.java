@@ -122,10 +122,10 @@ public final class PeftModel {
         }
         config.validate(where);
         PeftMethod method = PeftMethods.get(config.peftType());
-        Adapter adapter = method.attach(new AdapterContext(model, state), name, config);
+        Adapter adapter = method.attach(new AdapterContext(model, state, where), name, config);
         LayerAdapter saved = null;
         try {
-            saved = attachModulesToSave(name, config, adapter instanceof PromptAdapter);
+            saved = attachModulesToSave(name, config, adapter instanceof PromptAdapter, where);
         } catch (RuntimeException e) {
             adapter.remove();
             throw e;
@@ -137,7 +137,7 @@ public final class PeftModel {
         return adapter;
     }
 
-    private LayerAdapter attachModulesToSave(String name, PeftConfig config, boolean prompt) {
+    private LayerAdapter attachModulesToSave(String name, PeftConfig config, boolean prompt, String where) {
         List<String> entries = new ArrayList<>();
         if (config instanceof TargetedConfig t && t.modulesToSave() != null) {
             entries.addAll(t.modulesToSave());
@@ -153,7 +153,7 @@ public final class PeftModel {
             return null;
         }
         List<String> paths = Targets.byName(model, entries, "modules_to_save");
-        Map<String, AdapterLayer> layers = LayerAdapter.install(new AdapterContext(model, state), paths,
+        Map<String, AdapterLayer> layers = LayerAdapter.install(new AdapterContext(model, state, where), paths,
                 ModulesToSaveLayer.class, new LayerAdapter.Installer<>() {
                     @Override
                     public ModulesToSaveLayer wrap(String path, io.github.peft4j.nn.Module base, AdapterState s) {

@@ -26,7 +26,7 @@ public final class PrefixTuningMethod implements PeftMethod {
         if (!(config instanceof PrefixTuningConfig c)) {
             throw new PeftException("adapter '" + name + "': expected a PrefixTuningConfig, got " + config.getClass().getName());
         }
-        c.fitTo(context.model(), "config of adapter '" + name + "'");
+        c.fitTo(context.model(), context.source());
         return PrefixTuningAdapter.create(name, c, context.model());
     }
 }

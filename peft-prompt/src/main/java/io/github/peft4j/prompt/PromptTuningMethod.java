@@ -26,7 +26,7 @@ public final class PromptTuningMethod implements PeftMethod {
         if (!(config instanceof PromptTuningConfig c)) {
             throw new PeftException("adapter '" + name + "': expected a PromptTuningConfig, got " + config.getClass().getName());
         }
-        c.fitTo(context.model(), "config of adapter '" + name + "'");
+        c.fitTo(context.model(), context.source());
         return PromptTuningAdapter.create(name, c, context.model());
     }
 }
