@@ -54,6 +54,7 @@ public final class BertModel extends TransformerModel {
         heads = config.integer("num_attention_heads");
         hidden = config.integer("hidden_size");
         vocab = config.integer("vocab_size");
+        setDims(new Dims(layers, heads, heads, hidden, hidden / heads, vocab));
         maxPositions = config.integer("max_position_embeddings");
         config.check(hidden % heads == 0, "hidden_size", "a multiple of num_attention_heads (" + heads + ")");
         String posType = config.string("position_embedding_type", "absolute");
@@ -201,30 +202,5 @@ public final class BertModel extends TransformerModel {
     @Override
     public List<String> outputHeadPaths() {
         return task == TaskType.FEATURE_EXTRACTION ? List.of() : List.of("classifier");
-    }
-
-    @Override
-    public int numLayers() {
-        return layers;
-    }
-
-    @Override
-    public int numAttentionHeads() {
-        return heads;
-    }
-
-    @Override
-    public int numKeyValueHeads() {
-        return heads;
-    }
-
-    @Override
-    public int hiddenSize() {
-        return hidden;
-    }
-
-    @Override
-    public int vocabSize() {
-        return vocab;
     }
 }

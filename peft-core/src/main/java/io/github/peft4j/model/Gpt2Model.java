@@ -46,6 +46,7 @@ public final class Gpt2Model extends TransformerModel {
         heads = config.integer("n_head");
         hidden = config.integer("n_embd");
         vocab = config.integer("vocab_size");
+        setDims(new Dims(layers, heads, heads, hidden, hidden / heads, vocab));
         maxPositions = config.integer("n_positions");
         config.check(hidden % heads == 0, "n_embd", "a multiple of n_head (" + heads + ")");
         act = config.string("activation_function", "gelu_new");
@@ -171,30 +172,5 @@ public final class Gpt2Model extends TransformerModel {
     @Override
     public List<String> outputHeadPaths() {
         return List.of("lm_head");
-    }
-
-    @Override
-    public int numLayers() {
-        return layers;
-    }
-
-    @Override
-    public int numAttentionHeads() {
-        return heads;
-    }
-
-    @Override
-    public int numKeyValueHeads() {
-        return heads;
-    }
-
-    @Override
-    public int hiddenSize() {
-        return hidden;
-    }
-
-    @Override
-    public int vocabSize() {
-        return vocab;
     }
 }

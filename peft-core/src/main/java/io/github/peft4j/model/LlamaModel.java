@@ -57,6 +57,7 @@ public final class LlamaModel extends TransformerModel {
         hidden = config.integer("hidden_size");
         vocab = config.integer("vocab_size");
         headDim = config.integer("head_dim", hidden / heads);
+        setDims(new Dims(layers, heads, kvHeads, hidden, headDim, vocab));
         config.check(heads % kvHeads == 0, "num_key_value_heads", "a divisor of num_attention_heads (" + heads + ")");
         ropeTheta = config.number("rope_theta", 10000.0);
         act = config.string("hidden_act", "silu");
@@ -212,35 +213,5 @@ public final class LlamaModel extends TransformerModel {
     @Override
     public List<String> outputHeadPaths() {
         return List.of("lm_head");
-    }
-
-    @Override
-    public int numLayers() {
-        return layers;
-    }
-
-    @Override
-    public int numAttentionHeads() {
-        return heads;
-    }
-
-    @Override
-    public int numKeyValueHeads() {
-        return kvHeads;
-    }
-
-    @Override
-    public int hiddenSize() {
-        return hidden;
-    }
-
-    @Override
-    public int headDim() {
-        return headDim;
-    }
-
-    @Override
-    public int vocabSize() {
-        return vocab;
     }
 }

@@ -59,24 +59,62 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
     /** @return the module paths of output heads ({@code lm_head}, {@code classifier}), excluded from {@code all-linear} */
     public abstract List<String> outputHeadPaths();
 
+    /**
+     * The sizes every architecture reports.
+     *
+     * @param layers number of transformer layers
+     * @param heads number of query heads
+     * @param kvHeads number of key/value heads (fewer than query heads with grouped-query attention)
+     * @param hidden hidden size
+     * @param headDim dimension of one attention head
+     * @param vocab vocabulary size
+     */
+    public record Dims(int layers, int heads, int kvHeads, int hidden, int headDim, int vocab) {}
+
+    private Dims dims;
+
+    /**
+     * Records the model's sizes; each constructor calls it once.
+     *
+     * @param dims the sizes
+     */
+    protected final void setDims(Dims dims) {
+        this.dims = dims;
+    }
+
+    /** @return the model's sizes */
+    public final Dims dims() {
+        return dims;
+    }
+
     /** @return number of transformer layers */
-    public abstract int numLayers();
+    public final int numLayers() {
+        return dims.layers();
+    }
 
     /** @return number of query heads */
-    public abstract int numAttentionHeads();
+    public final int numAttentionHeads() {
+        return dims.heads();
+    }
 
     /** @return number of key/value heads (fewer than query heads with grouped-query attention) */
-    public abstract int numKeyValueHeads();
+    public final int numKeyValueHeads() {
+        return dims.kvHeads();
+    }
 
     /** @return hidden size */
-    public abstract int hiddenSize();
-
-    /** @return vocabulary size */
-    public abstract int vocabSize();
+    public final int hiddenSize() {
+        return dims.hidden();
+    }
 
     /** @return the dimension of one attention head */
-    public int headDim() {
-        return hiddenSize() / numAttentionHeads();
+    public final int headDim() {
+        return dims.headDim();
+    }
+
+    /** @return vocabulary size */
+    public final int vocabSize() {
+        return dims.vocab();
     }
 
     /**
