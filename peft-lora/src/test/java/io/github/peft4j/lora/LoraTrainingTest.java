@@ -14,6 +14,7 @@ import io.github.peft4j.PeftException;
 import io.github.peft4j.model.ModelInput;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.ModuleSpec;
 import io.github.peft4j.peft.PeftModel;
@@ -195,6 +196,35 @@ class LoraTrainingTest {
             long lora = 2 * 2 * (2 * 64 + 64 * 2);
             long head = 3 * 64 + 3;
             assertEquals(lora + head, t.values().stream().mapToLong(Param::numel).sum());
+        }
+    }
+
+    @Test
+    void modulesToSaveTrainsAWholeCopyAndSavesItUnderThePlainName() {
+        try (TransformerModel model = TinyModels.llama(); NDManager m = NDManager.newBaseManager()) {
+            NDArray ids = TinyModels.ids(m, 1, 4, 9);
+            PeftModel peft = PeftModel.wrap(model);
+            NDArray base = peft.forward(ModelInput.of(ids, null)).logits();
+            LoraConfig c = new LoraConfig().r(2).targetModules("q_proj");
+            c.modulesToSave(List.of("lm_head"));
+            peft.addAdapter("default", c);
+            Param copy = peft.trainableParameters().get("lm_head.modules_to_save.default.weight");
+            assertTrue(copy != null, peft.trainableParameters().keySet().toString());
+            copy.array().addi(m.ones(copy.shape()).mul(Ops.scalar(copy.array(), 0.01)));
+            assertTrue(Fixtures.maxAbsDiff(peft.forward(ModelInput.of(ids, null)).logits(), base) > 1e-3);
+            assertTrue(peft.adapter("default").stateDict().keySet().stream().noneMatch(k -> k.contains("lm_head")));
+            try (AutoCloseable off = peft.disabled()) {
+                assertEquals(0.0, Fixtures.maxAbsDiff(peft.forward(ModelInput.of(ids, null)).logits(), base), 1e-7);
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+            PeftException e = assertThrows(PeftException.class, () -> {
+                LoraConfig bad = new LoraConfig().r(2).targetModules("k_proj");
+                bad.modulesToSave(List.of("classifier_head"));
+                peft.addAdapter("bad", bad);
+            });
+            assertTrue(e.getMessage().contains("modules_to_save entry 'classifier_head' matches no module"), e.getMessage());
+            assertTrue(model.parameters().keySet().stream().noneMatch(k -> k.contains(".bad.")), "rolled back");
         }
     }
 }
