@@ -57,6 +57,24 @@ public abstract class PromptLearningConfig extends PeftConfig {
     }
 
     /**
+     * Whether this config was read from a saved adapter: HF PEFT writes {@code inference_mode} true, and
+     * prompt-learning adapters built from such a config hold the saved {@code prompt_embeddings} directly.
+     *
+     * @return {@code inference_mode}
+     */
+    public boolean isSaved() {
+        return inferenceMode;
+    }
+
+    @Override
+    public void validate(String where) {
+        super.validate(where);
+        if (numVirtualTokens != null && numVirtualTokens <= 0) {
+            throw new PeftException(where + ": 'num_virtual_tokens' must be a positive integer, found " + numVirtualTokens);
+        }
+    }
+
+    /**
      * Fills absent shape fields from the model and checks present ones against it (an adapter made for
      * another model fails here with the key named).
      *

@@ -78,23 +78,10 @@ public class PrefixTuningConfig extends PromptLearningConfig {
         return this;
     }
 
-    /**
-     * Whether the adapter is built in HF's inference form: a config read from a saved adapter has
-     * {@code inference_mode} true, and HF PEFT then builds the prefix as a plain embedding holding the saved
-     * encoder output, even with {@code prefix_projection}.
-     *
-     * @return {@code inference_mode}
-     */
-    boolean isSaved() {
-        return inferenceMode;
-    }
 
     @Override
     public void validate(String where) {
         super.validate(where);
-        if (numVirtualTokens != null && numVirtualTokens <= 0) {
-            throw new PeftException(where + ": 'num_virtual_tokens' must be a positive integer, found " + numVirtualTokens);
-        }
         if (encoderHiddenSize != null && encoderHiddenSize <= 0) {
             throw new PeftException(where + ": 'encoder_hidden_size' must be a positive integer, found " + encoderHiddenSize);
         }

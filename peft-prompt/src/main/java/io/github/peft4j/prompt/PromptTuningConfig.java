@@ -134,17 +134,10 @@ public class PromptTuningConfig extends PromptLearningConfig {
         return this;
     }
 
-    /** @return whether this config was read from a saved adapter ({@code inference_mode} true) */
-    boolean isSaved() {
-        return inferenceMode;
-    }
 
     @Override
     public void validate(String where) {
         super.validate(where);
-        if (numVirtualTokens != null && numVirtualTokens <= 0) {
-            throw new PeftException(where + ": 'num_virtual_tokens' must be a positive integer, found " + numVirtualTokens);
-        }
         if ("SAMPLE_VOCAB".equals(promptTuningInit)) {
             throw new PeftException(where + ": 'prompt_tuning_init' SAMPLE_VOCAB is not supported by peft4j; use "
                     + RANDOM + " or " + TEXT);
