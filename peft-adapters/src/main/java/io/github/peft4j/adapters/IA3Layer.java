@@ -96,6 +96,7 @@ public final class IA3Layer extends AdapterLayer {
      * @param adapter an adapter name
      * @return whether it is folded into the base weights now
      */
+    @Override
     public boolean isMerged(String adapter) {
         return merged.contains(adapter);
     }

@@ -80,7 +80,7 @@ public final class IA3Method implements PeftMethod {
                         layer.addAdapter(name, c.isFeedforward(path), c.initIa3Weights(), path);
                     }
                 });
-        return new IA3Adapter(name, c, model, layers);
+        return new LayerAdapter(name, c, model, layers, LayerAdapter.TUNER_PREFIX);
     }
 
     /** HF fills absent {@code target_modules} / {@code feedforward_modules} from per-model-type tables. */

@@ -128,7 +128,7 @@ public final class BertModel extends TransformerModel {
                     + maxPositions + " of " + config().source());
         }
         NDArray x = in.inputsEmbeds() != null ? onDevice(in.inputsEmbeds()) : embed(onDevice(in.inputIds()));
-        NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(b, past, s);
+        NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(past, s);
         NDArray types = in.tokenTypeIds() != null ? onDevice(in.tokenTypeIds())
                 : manager().zeros(new Shape(b, s), DataType.INT64);
         x = x.add(bert.layer("embeddings.position_embeddings").forward(pos))

@@ -67,10 +67,10 @@ public final class CheckpointWeights implements WeightSource {
         if (key == null) {
             throw new PeftException(where + ": checkpoint has no tensor '" + name + "' (expected shape " + shape + ")");
         }
-        return load(key, name, shape);
+        return load(key, shape);
     }
 
-    private NDArray load(String key, String name, Shape shape) {
+    private NDArray load(String key, Shape shape) {
         long[] found = checkpoint.info(key).shape();
         if (!Arrays.equals(found, shape.getShape())) {
             throw new PeftException(where + ": tensor '" + key + "' has shape " + Arrays.toString(found)
@@ -87,7 +87,7 @@ public final class CheckpointWeights implements WeightSource {
             LOG.warn("{}: no '{}' in the checkpoint; initialised it (train it before use)", where, name);
             return fallback.get(name, shape, init);
         }
-        return load(key, name, shape);
+        return load(key, shape);
     }
 
     /**

@@ -131,7 +131,7 @@ public final class Gpt2Model extends TransformerModel {
                     + maxPositions + " of " + config().source());
         }
         NDArray embeds = in.inputsEmbeds() != null ? onDevice(in.inputsEmbeds()) : embed(onDevice(in.inputIds()));
-        NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(b, past, s);
+        NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(past, s);
         NDArray x = embeds.add(transformer.layer("wpe").forward(pos));
         x = transformer.layer("drop").forward(x);
         NDArray mask = Attention.causalMask(manager(), b, s, past, onDevice(in.attentionMask()), x.getDataType());

@@ -170,7 +170,7 @@ public final class LlamaModel extends TransformerModel {
         long s = in.seqLen();
         long past = in.pastLength();
         NDArray x = in.inputsEmbeds() != null ? onDevice(in.inputsEmbeds()) : embed(onDevice(in.inputIds()));
-        NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(b, past, s);
+        NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(past, s);
         NDArray angles = ai.djl.nn.core.Embedding.embedding(pos, ropeAngles(past + s), ai.djl.ndarray.types.SparseFormat.DENSE).head(); // [B|1, S, D/2]
         NDArray emb = angles.concat(angles, -1).expandDims(1); // [B|1, 1, S, D]
         NDArray cos = emb.cos().toType(x.getDataType(), false);

@@ -192,12 +192,11 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
     /**
      * Position ids {@code past .. past + S - 1} for every row, as transformers uses when none are given.
      *
-     * @param batch batch size
      * @param past cached positions
      * @param seq new positions
      * @return {@code [1, S]} int64 (broadcasts over the batch)
      */
-    protected NDArray defaultPositions(long batch, long past, long seq) {
+    protected NDArray defaultPositions(long past, long seq) {
         return manager.arange(past, past + seq, 1, DataType.INT64).reshape(1, seq);
     }
 

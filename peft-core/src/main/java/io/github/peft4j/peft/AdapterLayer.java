@@ -103,6 +103,14 @@ public abstract class AdapterLayer extends Module implements Layer {
         throw new PeftException(getClass().getSimpleName() + " cannot unmerge");
     }
 
+    /**
+     * @param adapter an adapter name
+     * @return whether that adapter's update is currently merged into the base weights
+     */
+    public boolean isMerged(String adapter) {
+        return false;
+    }
+
     /** @return whether {@link #merge} is supported */
     public boolean canMerge() {
         return false;

@@ -5,6 +5,7 @@ import io.github.peft4j.PeftException;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Param;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -22,6 +23,8 @@ public class LayerAdapter implements Adapter {
     private final TransformerModel model;
     private final Map<String, AdapterLayer> layers;
     private final String keyPrefix;
+    /** Layers whose merge was taken out while this adapter is inactive, to fold back in when it is active again. */
+    private final List<AdapterLayer> suspended = new ArrayList<>();
 
     /**
      * @param name the adapter name
@@ -173,6 +176,25 @@ public class LayerAdapter implements Adapter {
         }
     }
 
+    /**
+     * As HF PEFT: a merged adapter stops acting while it is inactive (another adapter made active, or a disabled
+     * scope), so its merged layers are unmerged then, and merged again when it becomes active.
+     */
+    @Override
+    public void activeChanged(boolean active) {
+        if (active) {
+            suspended.forEach(l -> l.merge(name));
+            suspended.clear();
+            return;
+        }
+        for (AdapterLayer layer : layers.values()) {
+            if (layer.isMerged(name)) {
+                layer.unmerge(name);
+                suspended.add(layer);
+            }
+        }
+    }
+
     @Override
     public boolean canMerge() {
         return layers.values().stream().allMatch(AdapterLayer::canMerge);
@@ -185,11 +207,13 @@ public class LayerAdapter implements Adapter {
 
     @Override
     public void unmerge() {
+        suspended.clear();
         layers.values().forEach(l -> l.unmerge(name));
     }
 
     @Override
     public void remove() {
+        suspended.clear(); // a merge taken out by deactivation is not folded back: the base weights stay original
         layers.forEach((path, layer) -> {
             layer.removeAdapter(name);
             if (layer.adapterNames().isEmpty()) {

@@ -77,7 +77,7 @@ public final class ModulesToSaveLayer extends AdapterLayer {
     public NDArray forward(NDArray x) {
         for (String n : names) {
             if (state.isActive(n)) {
-                return ((io.github.peft4j.nn.Layer) child(COPIES + n)).forward(x);
+                return layer(COPIES + n).forward(x);
             }
         }
         return base().forward(x);

@@ -143,15 +143,13 @@ public final class LoraLayer extends AdapterLayer {
             return;
         }
         NDArray w = base.weight().array();
-        NDArray delta = deltaWeight(name);
-        try (NDArray merged = w.add(delta)) {
-            // safe merge: check before touching the base weight
+        try (NDArray delta = deltaWeight(name); NDArray merged = w.add(delta)) {
+            // safe merge: check the result before it replaces the base weight
             if (merged.isNaN().logicalOr(merged.isInfinite()).any().getBoolean()) {
                 throw new PeftException("merging LoRA adapter '" + name + "' gives non-finite weights; the base weight is unchanged");
             }
+            merged.copyTo(w);
         }
-        w.addi(delta);
-        delta.close();
         l.merged = true;
     }
 
@@ -171,6 +169,7 @@ public final class LoraLayer extends AdapterLayer {
      * @param name an adapter name
      * @return whether it is merged into the base weight
      */
+    @Override
     public boolean isMerged(String name) {
         return lora(name).merged;
     }
