@@ -13,13 +13,16 @@ import java.util.List;
 import java.util.Locale;
 import java.util.regex.Pattern;
 import org.apache.james.mime4j.codec.DecodeMonitor;
+import org.apache.james.mime4j.codec.DecoderUtil;
 import org.apache.james.mime4j.dom.Body;
 import org.apache.james.mime4j.dom.Entity;
 import org.apache.james.mime4j.dom.Message;
 import org.apache.james.mime4j.dom.Multipart;
 import org.apache.james.mime4j.dom.SingleBody;
 import org.apache.james.mime4j.message.DefaultMessageBuilder;
+import org.apache.james.mime4j.stream.Field;
 import org.apache.james.mime4j.stream.MimeConfig;
+import org.apache.james.mime4j.util.ByteSequence;
 import org.jsoup.Jsoup;
 
 /**
@@ -104,7 +107,7 @@ public final class EmailParser {
             message = builder.parseMessage(in);
         }
         try {
-            String subject = message.getSubject() == null ? "" : normalise(message.getSubject(), MAX_SUBJECT_CHARS);
+            String subject = normalise(subject(message), MAX_SUBJECT_CHARS);
             List<String> plain = new ArrayList<>();
             List<String> html = new ArrayList<>();
             collect(message, plain, html);
@@ -122,6 +125,29 @@ public final class EmailParser {
         } finally {
             message.dispose();
         }
+    }
+
+    /**
+     * The Subject, RFC 2047 encoded words decoded. Raw 8-bit subjects (common in spam) are decoded from the
+     * header's bytes like a body part: the message's declared charset, else strict UTF-8, else windows-1252.
+     */
+    private static String subject(Message message) {
+        Field field = message.getHeader() == null ? null : message.getHeader().getField("Subject");
+        if (field == null) {
+            return "";
+        }
+        ByteSequence raw = field.getRaw();
+        if (raw == null) {
+            return message.getSubject() == null ? "" : message.getSubject();
+        }
+        byte[] bytes = raw.toByteArray();
+        int colon = 0;
+        while (colon < bytes.length && bytes[colon] != ':') {
+            colon++;
+        }
+        byte[] value = java.util.Arrays.copyOfRange(bytes, Math.min(colon + 1, bytes.length), bytes.length);
+        String text = decode(value, declaredCharset(message));
+        return DecoderUtil.decodeEncodedWords(text.replaceAll("\\r?\\n(?=[ \\t])", ""), DecodeMonitor.SILENT);
     }
 
     /** Skips a leading mbox separator line ({@code From addr date}), which is no header. */
