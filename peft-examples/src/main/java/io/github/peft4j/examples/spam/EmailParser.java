@@ -49,7 +49,7 @@ public final class EmailParser {
     public static final int MAX_SUBJECT_CHARS = 500;
 
     private static final Pattern WHITESPACE = Pattern.compile("[\\s\\p{Cc}\\p{Z}\\u200B\\uFEFF]+");
-    private static final Pattern LOOKS_LIKE_HTML = Pattern.compile("(?is).*<\\s*(html|body|br|p|div|table|font|a\\s)[^>]*>.*");
+    private static final Pattern LOOKS_LIKE_HTML = Pattern.compile("(?i)<\\s*(html|body|br|p|div|table|font|a)(\\s[^>]*)?/?>");
     private static final Charset WINDOWS_1252 = Charset.forName("windows-1252");
 
     private final int maxBodyChars;
@@ -202,7 +202,7 @@ public final class EmailParser {
             bytes = in.readAllBytes();
         }
         String text = decode(bytes, declaredCharset(entity));
-        if (mime.equals("text/html") || (mime.equals("text/plain") && LOOKS_LIKE_HTML.matcher(text).matches())) {
+        if (mime.equals("text/html") || (mime.equals("text/plain") && LOOKS_LIKE_HTML.matcher(text).find())) {
             if (mime.equals("text/html")) {
                 html.add(text);
             } else {

@@ -112,6 +112,8 @@ class EmailParserTest {
         assertEquals("Big offer today", parse(lines("Subject: s", "Content-Type: text/plain", "",
                 "<HTML><BODY><FONT size=3D2>Big <b>offer</b></FONT><br>today</BODY></HTML>")).body()
                 .replace("=3D", "="));
+        // addresses in angle brackets are not tags: such a plain part is left as it is
+        assertEquals("<brian@example.org> and <a@b.org> wrote: hi", parse(lines("Subject: s", "", "<brian@example.org> and <a@b.org> wrote: hi")).body());
         String raw = lines(
                 "Subject: Fwd: look",
                 "Content-Type: multipart/mixed; boundary=B",
