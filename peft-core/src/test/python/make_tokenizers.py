@@ -58,13 +58,30 @@ def bpe_tokenizer():
 
 
 def wordpiece_tokenizer():
+    # The vocabulary is built by hand, not by WordPieceTrainer, whose tie-breaking is not deterministic:
+    # specials, every character of the normalised corpus, its letters and digits as "##" continuations,
+    # then the most frequent words of at most 4 characters (ties broken alphabetically) up to 128 entries,
+    # so that longer words split into several sub-tokens.
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts = {}
+    for line in CORPUS:
+        for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(line)):
+            counts[word] = counts.get(word, 0) + 1
+    chars = sorted({c for w in counts for c in w})
+    vocab_list = specials + chars + ["##" + c for c in chars if c.isalnum()]
+    for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab_list) >= 128:
+            break
+        if word not in vocab_list and len(word) <= 4:
+            vocab_list.append(word)
+    vocab = {t: i for i, t in enumerate(vocab_list)}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.add_special_tokens(specials)
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=128, special_tokens=specials, show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])

@@ -70,7 +70,8 @@ public final class ClassificationData {
      * Reads a file.
      *
      * @param file a {@code .csv}, {@code .jsonl} or {@code .json} file
-     * @return the examples ({@link Example#classified}) with the report and the label map used
+     * @return the examples ({@link Example#classified}) with the report and the label map used (null when no
+     *     label map was given and the file has no good record)
      * @throws PeftException for an unreadable file, or for a bad record under {@link BadLinePolicy#STOP}
      */
     public Examples read(Path file) {
@@ -82,7 +83,8 @@ public final class ClassificationData {
             JsonRecords.forEach(file, report, (line, r) -> raws.add(new Raw(line, JsonRecords.text(r, textField),
                     labelOf(r))));
         }
-        LabelMap map = labels != null ? labels : LabelMap.sorted(raws.stream().map(Raw::label).toList());
+        LabelMap map = labels != null ? labels
+                : raws.isEmpty() ? null : LabelMap.sorted(raws.stream().map(Raw::label).toList());
         List<Example> out = new ArrayList<>();
         for (Raw raw : raws) {
             OptionalInt id = map.id(raw.label);

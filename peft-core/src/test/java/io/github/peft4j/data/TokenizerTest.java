@@ -78,6 +78,7 @@ class TokenizerTest {
             assertEquals(OptionalInt.empty(), wp.eosTokenId());
             assertEquals(OptionalInt.of(0), wp.padTokenId());
             assertEquals(OptionalInt.of(2), wp.tokenId("[CLS]"));
+            assertEquals(111, wp.vocabSize());
         }
     }
 

@@ -3,8 +3,8 @@ package io.github.peft4j.testing;
 import java.nio.file.Path;
 
 /**
- * The tiny test tokenizers made by {@code peft-core/src/test/python/make_tokenizers.py} (vocabulary 128, the
- * size of {@link TinyModels}' configs), for tests of every module.
+ * The tiny test tokenizers made by {@code peft-core/src/test/python/make_tokenizers.py} (every id below
+ * 128, the vocabulary of {@link TinyModels}' configs), for tests of every module. Both are deterministic.
  */
 public final class TestTokenizers {
     private TestTokenizers() {}
@@ -25,7 +25,7 @@ public final class TestTokenizers {
     }
 
     /**
-     * BERT-style WordPiece, lower-casing: {@code [PAD]}=0, {@code [UNK]}=1, {@code [CLS]}=2, {@code [SEP]}=3,
+     * BERT-style WordPiece (111 tokens; longer words split into {@code ##} pieces), lower-casing: {@code [PAD]}=0, {@code [UNK]}=1, {@code [CLS]}=2, {@code [SEP]}=3,
      * {@code [MASK]}=4; encodes as {@code [CLS] ... [SEP]}.
      *
      * @return its directory
