@@ -33,19 +33,25 @@ final class JsonRecords {
         try (BufferedReader in = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
             PushbackReader peek = new PushbackReader(in, 1);
             int c;
-            do {
+            long skippedLines = 0;
+            while (true) {
                 c = peek.read();
-            } while (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\uFEFF');
+                if (c == '\n') {
+                    skippedLines++;
+                } else if (c != ' ' && c != '\r' && c != '\t' && c != '\uFEFF') {
+                    break;
+                }
+            }
             if (c == '[') {
                 peek.unread(c);
-                array(file, peek, report, consumer);
+                array(file, peek, skippedLines, report, consumer);
                 return;
             }
             BufferedReader lines = new BufferedReader(peek);
             if (c != -1) {
                 peek.unread(c);
             }
-            long lineNo = 0;
+            long lineNo = skippedLines;
             String line;
             while ((line = lines.readLine()) != null) {
                 lineNo++;
@@ -67,7 +73,8 @@ final class JsonRecords {
         }
     }
 
-    private static void array(Path file, java.io.Reader in, ReadReport report, Consumer consumer) throws IOException {
+    private static void array(Path file, java.io.Reader in, long lineOffset, ReadReport report, Consumer consumer)
+            throws IOException {
         try (JsonParser p = JSON.getFactory().createParser(in)) {
             p.nextToken(); // [
             while (true) {
@@ -76,14 +83,14 @@ final class JsonRecords {
                 JsonNode node;
                 try {
                     t = p.nextToken();
-                    line = p.currentTokenLocation().getLineNr();
+                    line = lineOffset + p.currentTokenLocation().getLineNr();
                     if (t == JsonToken.END_ARRAY || t == null) {
                         return;
                     }
                     node = p.readValueAsTree();
                 } catch (JsonProcessingException e) {
                     // a broken array cannot be resynchronised: stop whatever the policy
-                    throw new PeftException(file + ":" + e.getLocation().getLineNr() + ": not valid JSON ("
+                    throw new PeftException(file + ":" + (lineOffset + e.getLocation().getLineNr()) + ": not valid JSON ("
                             + e.getOriginalMessage() + "); a JSON array file must be valid as a whole", e);
                 }
                 report.record();

@@ -88,8 +88,9 @@ public final class PretokenizedData {
         for (int i = 0; i < values.length; i++) {
             int v = values[i];
             if (v != allowed && (v < 0 || (vocabSize > 0 && v >= vocabSize))) {
-                throw new BadRecord("\"" + field + "\"[" + i + "] = " + v + " is out of range (expected 0.."
-                        + (vocabSize > 0 ? vocabSize - 1 : "") + (allowed < 0 ? " or " + allowed : "") + ")");
+                throw new BadRecord("\"" + field + "\"[" + i + "] = " + v + " is out of range (expected "
+                        + (vocabSize > 0 ? "0.." + (vocabSize - 1) : ">= 0") + (allowed < 0 ? " or " + allowed : "")
+                        + ")");
             }
         }
     }

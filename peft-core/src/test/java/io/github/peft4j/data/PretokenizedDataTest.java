@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.peft4j.PeftException;
 import java.nio.file.Files;
@@ -66,5 +67,22 @@ class PretokenizedDataTest {
         assertEquals(f + ":8: \"input_ids\"[1] = 200 is out of range (expected 0..127)", s.get(6));
         assertEquals(f + ":9: \"labels\"[1] = -5 is out of range (expected 0..127 or -100)", s.get(7));
         assertEquals(f + ":10: field \"input_ids\" must be an array of integers, found NUMBER", s.get(8));
+    }
+
+    @Test
+    void lineNumbersCountLeadingBlankLines(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("blank.jsonl");
+        Files.writeString(f, "\n\r\n  \n{\"input_ids\": [1]}\n\n{\"input_ids\": [-1]}\n");
+        PeftException e = assertThrows(PeftException.class, () -> new PretokenizedData(0, 0, BadLinePolicy.STOP).read(f));
+        assertEquals(f + ":6: \"input_ids\"[0] = -1 is out of range (expected >= 0)", e.getMessage());
+        Path a = dir.resolve("array.json");
+        Files.writeString(a, "\n\n[{\"input_ids\": [1]},\n {\"input_ids\": \"x\"}]");
+        PeftException ea = assertThrows(PeftException.class, () -> new PretokenizedData(0, 0, BadLinePolicy.STOP).read(a));
+        assertEquals(a + ":4: field \"input_ids\" must be an array of integers, found STRING", ea.getMessage());
+        Path broken = dir.resolve("broken.json");
+        Files.writeString(broken, "[{\"input_ids\": [1]},\n {\"input_ids\": [2}]");
+        PeftException eb = assertThrows(PeftException.class,
+                () -> new PretokenizedData(0, 0, BadLinePolicy.SKIP).read(broken));
+        assertTrue(eb.getMessage().startsWith(broken + ":2: not valid JSON"), eb.getMessage());
     }
 }
