@@ -27,6 +27,7 @@ import java.util.Set;
  * <pre>
  * peft4j logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE
  * peft4j info   --model DIR [--adapter DIR]
+ * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -37,7 +38,8 @@ public final class Peft4jCli {
             "  logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE",
             "         forward pass; writes {\"shape\": [...], \"logits\": [...]} (fp32)",
             "  info   --model DIR [--adapter DIR]",
-            "         architecture, dtype, parameter counts and the trainable report");
+            "         architecture, dtype, parameter counts and the trainable report",
+            ImportOnnxCommand.USAGE);
 
     private Peft4jCli() {}
 
@@ -70,6 +72,9 @@ public final class Peft4jCli {
                     return 0;
                 case "info":
                     info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
+                    return 0;
+                case "import-onnx":
+                    ImportOnnxCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
