@@ -412,6 +412,7 @@ public final class OnnxBertImporter {
     /** Heads from the Reshape {@code [batch, seq, heads, head_dim]} in layer 0's self-attention, cross-checked with the scale. */
     private int heads(int hidden) {
         String attn = "encoder.layer.0.attention.self";
+        String attnNodes = "/encoder/layer.0/attention/self";
         Integer heads = null;
         for (NodeProto n : nodesUnder(attn)) {
             if (!"Reshape".equals(n.getOpType()) || n.getInputCount() < 2) {
@@ -426,14 +427,14 @@ public final class OnnxBertImporter {
                         + " x " + shape[3] + ", which is not hidden_size " + hidden);
             }
             if (heads != null && heads != shape[2]) {
-                throw new PeftException(source + ": Reshape nodes under /" + attn.replace('.', '/') + " disagree on the"
+                throw new PeftException(source + ": Reshape nodes under " + attnNodes + " disagree on the"
                         + " number of heads: " + heads + " and " + shape[2] + " (node '" + n.getName() + "')");
             }
             heads = (int) shape[2];
         }
         if (heads == null) {
             throw new PeftException(source + ": cannot derive num_attention_heads: no Reshape to a constant "
-                    + "[batch, seq, heads, head_dim] shape under /" + attn.replace('.', '/'));
+                    + "[batch, seq, heads, head_dim] shape under " + attnNodes);
         }
         double headDim = hidden / (double) heads;
         for (NodeProto n : nodesUnder(attn)) { // scores / sqrt(head_dim) (or * 1/sqrt(head_dim)), when exported that way
