@@ -21,7 +21,8 @@ import java.util.List;
  * BERT: the bare encoder ({@code BertModel}, feature extraction), or with a sequence-classification head
  * ({@code BertForSequenceClassification}: pooler then {@code classifier}) or a token-classification head
  * ({@code BertForTokenClassification}: {@code classifier} on every position, no pooler). With a head, the
- * encoder lives under {@code bert.}; the bare encoder has no prefix, as in transformers.
+ * encoder lives under {@code bert.}; the bare encoder has no prefix, as in transformers. A checkpoint without
+ * the pooler (sentence-transformers models) loads with an initialised pooler and a warning, as in transformers.
  */
 public final class BertModel extends TransformerModel {
     private final TaskType task;
@@ -95,7 +96,11 @@ public final class BertModel extends TransformerModel {
             out.put("dropout", new Dropout(hDrop));
         }
         if (task != TaskType.TOKEN_CLS) {
-            put(bert, "pooler", new Container()).put("dense", linear(weights, p + "pooler.dense.", hidden, hidden));
+            // Sentence-transformers exports (e.g. all-MiniLM-L6-v2) have no pooler; transformers then initialises
+            // it with a warning, and so do we (it is unused for feature extraction, trained with a new head).
+            put(bert, "pooler", new Container()).put("dense", new Linear(
+                    weights.head(p + "pooler.dense.weight", new Shape(hidden, hidden), Init.NORMAL),
+                    weights.head(p + "pooler.dense.bias", new Shape(hidden), Init.ZEROS)));
         }
         if (task != TaskType.FEATURE_EXTRACTION) {
             int labels = config.numLabels();

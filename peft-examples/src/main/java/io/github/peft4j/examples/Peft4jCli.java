@@ -28,6 +28,7 @@ import java.util.Set;
  * peft4j logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE
  * peft4j info   --model DIR [--adapter DIR]
  * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
+ * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -39,7 +40,8 @@ public final class Peft4jCli {
             "         forward pass; writes {\"shape\": [...], \"logits\": [...]} (fp32)",
             "  info   --model DIR [--adapter DIR]",
             "         architecture, dtype, parameter counts and the trainable report",
-            PrepareSpamCommand.USAGE);
+            PrepareSpamCommand.USAGE,
+            ImportOnnxCommand.USAGE);
 
     private Peft4jCli() {}
 
@@ -75,6 +77,9 @@ public final class Peft4jCli {
                     return 0;
                 case "prepare-spam":
                     PrepareSpamCommand.run(args, out);
+                    return 0;
+                case "import-onnx":
+                    ImportOnnxCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
