@@ -8,7 +8,8 @@ Writes ../resources/fixtures/hf-peft/<case>/ for the cases `llama_generate` and 
     generate.json    {"prompts": {"batch": {input_ids, attention_mask}, "single": {...}},
                       "max_new_tokens", "eos_token_id", "pad_token_id",
                       "base_batch", "adapter_batch", "base_single", "adapter_single": new token ids [B, <=N],
-                      "eos_hit": {variant: [row hit EOS?]}, "versions"}
+                      "eos_hit": {variant: [row hit EOS?]},
+                      "penalty": {repetition_penalty 1.5, two stop ids, 8 tokens, "base_batch"}, "versions"}
 
 The batch has two prompts, row 2 LEFT padded (pad id 0, mask 0); "single" is row 1 alone, unpadded.
 EOS is exercised on purpose: the script first generates with the BASE model and no EOS, then declares as EOS the
@@ -39,11 +40,11 @@ PROMPT_BATCH_MASK = [[1] * 8, [0] * 3 + [1] * 5]
 PROMPT_SINGLE_IDS = [list(mf.INPUT_IDS[0])]
 
 
-def gen(model, ids, mask, eos):
+def gen(model, ids, mask, eos, max_new=MAX_NEW, **extra):
     with torch.no_grad():
         out = model.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
-                             max_new_tokens=MAX_NEW, eos_token_id=eos, pad_token_id=mf.PAD_ID,
-                             num_beams=1, use_cache=True)
+                             max_new_tokens=max_new, eos_token_id=eos, pad_token_id=mf.PAD_ID,
+                             num_beams=1, use_cache=True, **extra)
     return out[:, len(ids[0]):].tolist()
 
 
@@ -75,6 +76,10 @@ def make(out_root: Path, name: str, model_cls, cfg, targets):
     res["adapter_batch"] = gen(model, PROMPT_BATCH_IDS, batch_mask, eos)
     res["adapter_single"] = gen(model, PROMPT_SINGLE_IDS, [[1] * 8], eos)
     eos_hit = {k: [eos in row for row in v] for k, v in res.items()}
+    # repetition penalty 1.5 with a second stop id (the 5th token of base row 1), 8 new tokens, base model
+    extra_stop = res["base_batch"][0][4]
+    with model.disable_adapter():
+        res_penalty = gen(model, PROMPT_BATCH_IDS, batch_mask, [eos, extra_stop], max_new=8, repetition_penalty=1.5)
 
     base_model = model.get_base_model()
     base_model.config.eos_token_id = eos
@@ -90,7 +95,9 @@ def make(out_root: Path, name: str, model_cls, cfg, targets):
         "prompts": {"batch": {"input_ids": PROMPT_BATCH_IDS, "attention_mask": batch_mask},
                     "single": {"input_ids": PROMPT_SINGLE_IDS, "attention_mask": [[1] * 8]}},
         "max_new_tokens": MAX_NEW, "eos_token_id": eos, "pad_token_id": mf.PAD_ID,
-        **res, "eos_hit": eos_hit, "probe_without_eos": probe,
+        **res, "eos_hit": eos_hit,
+        "penalty": {"repetition_penalty": 1.5, "max_new_tokens": 8, "eos_token_id": [eos, extra_stop],
+                    "base_batch": res_penalty}, "probe_without_eos": probe,
         "lora": {"r": 4, "alpha": 8, "target_modules": targets, "weights": "0.1*randn (make_fixtures.randomize)"},
         "versions": mf.versions(),
     }

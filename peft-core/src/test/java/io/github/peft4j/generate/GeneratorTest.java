@@ -53,6 +53,24 @@ class GeneratorTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"llama_generate", "gpt2_generate"})
+    void repetitionPenaltyAndTwoStopIdsMatchTransformers(String name) {
+        JsonNode pen = Fixtures.json(name, "generate.json").get("penalty");
+        JsonNode p = Fixtures.json(name, "generate.json").get("prompts").get("batch");
+        int[] stops = new int[pen.get("eos_token_id").size()];
+        for (int i = 0; i < stops.length; i++) {
+            stops[i] = pen.get("eos_token_id").get(i).asInt();
+        }
+        try (TransformerModel model = Models.load(Fixtures.dir(name).resolve("base"))) {
+            GenerationConfig cfg = GenerationConfig.builder().maxNewTokens(pen.get("max_new_tokens").asInt())
+                    .repetitionPenalty(pen.get("repetition_penalty").asDouble()).eosTokenIds(stops).build();
+            GenerationResult r = Generator.of(model).generate(Fixtures.matrix(p.get("input_ids")),
+                    Fixtures.matrix(p.get("attention_mask")), cfg);
+            assertArrayEquals(expected(pen.get("base_batch")), r.tokens(), name + " with repetition penalty");
+        }
+    }
+
     @Test
     void llamaFixtureStopsRowAtEos() {
         JsonNode g = Fixtures.json("llama_generate", "generate.json");
