@@ -29,6 +29,7 @@ import java.util.Set;
  * peft4j info   --model DIR [--adapter DIR]
  * peft4j generate --model DIR [--adapter DIR] --input FILE [--output FILE] [--max-new-tokens N] ...
  * peft4j merge  --model DIR --adapter DIR --output DIR [--force]
+ * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -41,7 +42,8 @@ public final class Peft4jCli {
             "  info   --model DIR [--adapter DIR]",
             "         architecture, dtype, parameter counts and the trainable report",
             GenerateCommand.USAGE,
-            MergeCommand.USAGE);
+            MergeCommand.USAGE,
+            PrepareSpamCommand.USAGE);
 
     private Peft4jCli() {}
 
@@ -76,6 +78,9 @@ public final class Peft4jCli {
                 case "merge": MergeCommand.run(args, out); return 0;
                 case "info":
                     info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
+                    return 0;
+                case "prepare-spam":
+                    PrepareSpamCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
