@@ -56,6 +56,45 @@ class GenerateMergeCliTest {
     }
 
     @Test
+    void generateFromPromptTextDecodesTheContinuation() throws Exception {
+        Path dir = Fixtures.dir("llama_generate");
+        Path model = tmp.resolve("model");
+        Files.createDirectories(model);
+        for (Path f : new Path[] {dir.resolve("base/config.json"), dir.resolve("base/model.safetensors"),
+            Fixtures.root().resolve("../tokenizers/bpe/tokenizer.json"), Fixtures.root().resolve("../tokenizers/bpe/tokenizer_config.json")}) {
+            Files.copy(f, model.resolve(f.getFileName()));
+        }
+        String text = "Hello world";
+        Path output = tmp.resolve("ids.json");
+        Result r = run("generate", "--model", model.toString(), "--adapter", dir.resolve("adapter").toString(),
+                "--prompt", text, "--max-new-tokens", "6", "--output", output.toString());
+        assertEquals(0, r.status(), r.err());
+        System.out.print(r.out());
+        try (io.github.peft4j.data.Tokenizer tok = io.github.peft4j.data.Tokenizer.load(model);
+                TransformerModel m = Models.load(model)) {
+            int[] ids = tok.encode(text, true);
+            PeftModel peft = PeftModel.wrap(m);
+            peft.loadAdapter(dir.resolve("adapter"), PeftModel.DEFAULT, false);
+            io.github.peft4j.generate.GenerationResult want = io.github.peft4j.generate.Generator.of(peft).generate(
+                    new int[][] {ids}, io.github.peft4j.generate.GenerationConfig.builder().maxNewTokens(6)
+                            .stopTokenIds(tok.eosTokenId().getAsInt()).build());
+            JsonNode got = new ObjectMapper().readTree(output.toFile()).get("generated_ids").get(0);
+            assertEquals(want.tokens()[0].length, got.size());
+            for (int j = 0; j < got.size(); j++) {
+                assertEquals(want.tokens()[0][j], got.get(j).asInt());
+            }
+            String[] lines = r.out().split("\n");
+            assertEquals(tok.decode(want.tokens(0), true), lines[lines.length - 1]);
+        }
+        Result none = run("generate", "--model", dir.resolve("base").toString(), "--prompt", text);
+        assertEquals(2, none.status());
+        assertTrue(none.err().contains("tokenizer.json not found"), none.err());
+        Result both = run("generate", "--model", model.toString(), "--prompt", text, "--input", output.toString());
+        assertEquals(2, both.status());
+        assertTrue(both.err().contains("exactly one of --prompt TEXT and --input FILE"), both.err());
+    }
+
+    @Test
     void generateRejectsSamplingOptionsWithoutSample() {
         Path dir = Fixtures.dir("llama_generate");
         Result r = run("generate", "--model", dir.resolve("base").toString(), "--input", dir.resolve("generate.json").toString(),
