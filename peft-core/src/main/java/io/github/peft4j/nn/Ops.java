@@ -126,4 +126,33 @@ public final class Ops {
             default -> false;
         };
     }
+
+    /**
+     * A libtorch-owned copy of Java data: an array created from Java memory must not be read after that memory
+     * is freed, so callers that keep or pass on the array use this copy.
+     *
+     * @param manager where to create it
+     * @param data the values
+     * @param shape the shape
+     * @return a new int64 array
+     */
+    public static NDArray owned(ai.djl.ndarray.NDManager manager, long[] data, ai.djl.ndarray.types.Shape shape) {
+        try (NDArray view = manager.create(data, shape)) {
+            return view.duplicate();
+        }
+    }
+
+    /**
+     * A libtorch-owned copy of Java data (see {@link #owned(ai.djl.ndarray.NDManager, long[], ai.djl.ndarray.types.Shape)}).
+     *
+     * @param manager where to create it
+     * @param data the values
+     * @param shape the shape
+     * @return a new fp32 array
+     */
+    public static NDArray owned(ai.djl.ndarray.NDManager manager, float[] data, ai.djl.ndarray.types.Shape shape) {
+        try (NDArray view = manager.create(data, shape)) {
+            return view.duplicate();
+        }
+    }
 }

@@ -144,4 +144,19 @@ public final class Fixtures {
         NDArray x = a.toDevice(b.getDevice(), false).toType(DataType.FLOAT32, false);
         return x.sub(b.toType(DataType.FLOAT32, false)).abs().max().getFloat();
     }
+
+    /**
+     * @param n a JSON list of equal-length lists of integers
+     * @return the rows
+     */
+    public static long[][] matrix(JsonNode n) {
+        long[][] out = new long[n.size()][];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = new long[n.get(i).size()];
+            for (int j = 0; j < out[i].length; j++) {
+                out[i][j] = n.get(i).get(j).asLong();
+            }
+        }
+        return out;
+    }
 }

@@ -69,4 +69,38 @@ final class Args {
         }
         return p;
     }
+
+    /**
+     * @param key an option
+     * @param def the value when the option is absent
+     * @return the option as an integer
+     */
+    int integer(String key, int def) {
+        String v = values.get(key);
+        if (v == null) {
+            return def;
+        }
+        try {
+            return Integer.parseInt(v.trim());
+        } catch (NumberFormatException e) {
+            throw new CliException(command + ": " + key + " expects an integer, got '" + v + "'");
+        }
+    }
+
+    /**
+     * @param key an option
+     * @param def the value when the option is absent
+     * @return the option as a number
+     */
+    double number(String key, double def) {
+        String v = values.get(key);
+        if (v == null) {
+            return def;
+        }
+        try {
+            return Double.parseDouble(v.trim());
+        } catch (NumberFormatException e) {
+            throw new CliException(command + ": " + key + " expects a number, got '" + v + "'");
+        }
+    }
 }

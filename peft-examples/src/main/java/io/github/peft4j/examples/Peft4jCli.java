@@ -27,6 +27,8 @@ import java.util.Set;
  * <pre>
  * peft4j logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE
  * peft4j info   --model DIR [--adapter DIR]
+ * peft4j generate --model DIR [--adapter DIR] --input FILE [--output FILE] [--max-new-tokens N] ...
+ * peft4j merge  --model DIR --adapter DIR --output DIR [--force]
  * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
  * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
  * </pre>
@@ -40,6 +42,8 @@ public final class Peft4jCli {
             "         forward pass; writes {\"shape\": [...], \"logits\": [...]} (fp32)",
             "  info   --model DIR [--adapter DIR]",
             "         architecture, dtype, parameter counts and the trainable report",
+            GenerateCommand.USAGE,
+            MergeCommand.USAGE,
             PrepareSpamCommand.USAGE,
             ImportOnnxCommand.USAGE);
 
@@ -72,6 +76,8 @@ public final class Peft4jCli {
                 case "logits":
                     logits(new Args("logits", args, 1, Set.of("--model", "--adapter", "--input", "--output"), Set.of("--merge")), out);
                     return 0;
+                case "generate": GenerateCommand.run(args, out); return 0;
+                case "merge": MergeCommand.run(args, out); return 0;
                 case "info":
                     info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
                     return 0;
@@ -90,7 +96,8 @@ public final class Peft4jCli {
         }
     }
 
-    private static PeftModel open(TransformerModel model, Path adapter) {
+    /** Wraps a model and loads the adapter (if any) as the default, frozen. */
+    static PeftModel open(TransformerModel model, Path adapter) {
         PeftModel peft = PeftModel.wrap(model);
         if (adapter != null) {
             peft.loadAdapter(adapter, PeftModel.DEFAULT, false);
