@@ -1,8 +1,8 @@
 package io.github.peft4j.data;
 
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import io.github.peft4j.nn.Ops;
 import java.util.List;
 
 /**
@@ -75,14 +75,7 @@ public final class Collator {
                 labels[i] = e.label();
             }
         }
-        return new Batch(owned(manager, ids, new Shape(b, t)), owned(manager, mask, new Shape(b, t)),
-                owned(manager, labels, classes ? new Shape(b) : new Shape(b, t)), b, tokens, labelled);
-    }
-
-    /** A libtorch-owned copy: an array created from Java memory must not be read after that memory is freed. */
-    private static NDArray owned(NDManager manager, long[] data, Shape shape) {
-        try (NDArray view = manager.create(data, shape)) {
-            return view.duplicate();
-        }
+        return new Batch(Ops.owned(manager, ids, new Shape(b, t)), Ops.owned(manager, mask, new Shape(b, t)),
+                Ops.owned(manager, labels, classes ? new Shape(b) : new Shape(b, t)), b, tokens, labelled);
     }
 }
