@@ -37,7 +37,8 @@ public final class Peft4jCli {
             "  logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE",
             "         forward pass; writes {\"shape\": [...], \"logits\": [...]} (fp32)",
             "  info   --model DIR [--adapter DIR]",
-            "         architecture, dtype, parameter counts and the trainable report");
+            "         architecture, dtype, parameter counts and the trainable report",
+            TrainCommand.USAGE_LINE);
 
     private Peft4jCli() {}
 
@@ -70,6 +71,9 @@ public final class Peft4jCli {
                     return 0;
                 case "info":
                     info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
+                    return 0;
+                case "train":
+                    TrainCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
