@@ -27,6 +27,7 @@ import java.util.Set;
  * <pre>
  * peft4j logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE
  * peft4j info   --model DIR [--adapter DIR]
+ * peft4j train  --model DIR --data FILE --output DIR [options]   (see TrainCommand)
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
