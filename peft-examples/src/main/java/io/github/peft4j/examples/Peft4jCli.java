@@ -31,6 +31,7 @@ import java.util.Set;
  * peft4j merge  --model DIR --adapter DIR --output DIR [--force]
  * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
  * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
+ * peft4j train  --model DIR --data FILE --output DIR [options]   (see TrainCommand)
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -45,7 +46,8 @@ public final class Peft4jCli {
             GenerateCommand.USAGE,
             MergeCommand.USAGE,
             PrepareSpamCommand.USAGE,
-            ImportOnnxCommand.USAGE);
+            ImportOnnxCommand.USAGE,
+            TrainCommand.USAGE_LINE);
 
     private Peft4jCli() {}
 
@@ -86,6 +88,9 @@ public final class Peft4jCli {
                     return 0;
                 case "import-onnx":
                     ImportOnnxCommand.run(args, out);
+                    return 0;
+                case "train":
+                    TrainCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
