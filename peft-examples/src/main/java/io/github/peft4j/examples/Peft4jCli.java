@@ -27,6 +27,7 @@ import java.util.Set;
  * <pre>
  * peft4j logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE
  * peft4j info   --model DIR [--adapter DIR]
+ * peft4j bench  --shape NAME[,NAME] [--steps N] [--json]   (see {@link BenchCommand})
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -37,7 +38,9 @@ public final class Peft4jCli {
             "  logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE",
             "         forward pass; writes {\"shape\": [...], \"logits\": [...]} (fp32)",
             "  info   --model DIR [--adapter DIR]",
-            "         architecture, dtype, parameter counts and the trainable report");
+            "         architecture, dtype, parameter counts and the trainable report",
+            "  bench  --shape llama-tiny|gpt2-tiny|llama-small|gpt2-small|all [--steps N] [--warmup N] [--threads N] [--profile FILE] [--json]",
+            "         times LoRA training steps (forward, backward, AdamW) on a random model");
 
     private Peft4jCli() {}
 
@@ -70,6 +73,9 @@ public final class Peft4jCli {
                     return 0;
                 case "info":
                     info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
+                    return 0;
+                case "bench":
+                    BenchCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
