@@ -20,7 +20,7 @@ public final class Losses {
 
     /**
      * Causal language modelling: position {@code t} predicts label {@code t+1} (the shift happens here, as in
-     * transformers' {@code ForCausalLMLoss}); the last position has no target.
+     * transformers' {@code ForCausalLMLoss}: the labels move left by one and the last position gets -100).
      *
      * @param logits {@code [B, T, V]}
      * @param labels {@code [B, T]} integer token ids, {@code -100} = ignore
@@ -36,9 +36,12 @@ public final class Losses {
         if (ls.get(1) < 2) {
             throw new IllegalArgumentException("causalLm: need at least 2 positions to shift, got logits " + ls);
         }
-        long t = ls.get(1);
-        return masked(logits.get(new NDIndex().addAllDim().addSliceDim(0, t - 1)),
-                labels.get(new NDIndex().addAllDim().addSliceDim(1, t)));
+        // Shift the labels, not the logits (as transformers does): slicing [B, T-1, V] out of the logits would cost
+        // a copy of the largest tensor of the step forward and a zero-filled scatter of it in backward.
+        NDArray target = labels.getDataType() == DataType.INT64 ? labels : labels.toType(DataType.INT64, false);
+        NDArray shifted = target.get(new NDIndex().addAllDim().addSliceDim(1, ls.get(1)))
+                .concat(target.getManager().full(new Shape(ls.get(0), 1), Example.IGNORE, DataType.INT64), 1);
+        return masked(logits, shifted);
     }
 
     /**
