@@ -6,7 +6,7 @@
 #
 # Run from the repository root after `mvn -q -B install -DskipTests`. Python: $PYTHON, else /work/V/bin/python
 # (torch, transformers, peft). The peft4j launcher: $PEFT4J, else ./peft4j. --threads sets the intra-op
-# threads of both sides (default: nproc). Steps default to each shape's default (50 tiny, 5 small).
+# threads of both sides (default: nproc). Steps default to each shape's default (200 tiny, 5 small).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-/work/V/bin/python}

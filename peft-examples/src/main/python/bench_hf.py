@@ -26,9 +26,9 @@ NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 SHAPES = {
     "llama-tiny": (LlamaForCausalLM, lambda: LlamaConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=4, vocab_size=128, max_position_embeddings=128,
-                   rms_norm_eps=1e-6, tie_word_embeddings=False), 32, 50, ["q_proj", "v_proj"]),
+                   rms_norm_eps=1e-6, tie_word_embeddings=False), 32, 200, ["q_proj", "v_proj"]),
     "gpt2-tiny": (GPT2LMHeadModel, lambda: GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=128,
-                  **NO_DROPOUT), 32, 50, ["c_attn"]),
+                  **NO_DROPOUT), 32, 200, ["c_attn"]),
     "llama-small": (LlamaForCausalLM, lambda: LlamaConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                     num_attention_heads=12, num_key_value_heads=12, vocab_size=50257, max_position_embeddings=2048,
                     rms_norm_eps=1e-6, tie_word_embeddings=False), 128, 5, ["q_proj", "v_proj"]),

@@ -63,11 +63,11 @@ public final class BenchCommand {
     /** A benchmarked model shape (the Python script defines the same four). */
     public enum BenchShape {
         /** Llama, 2 layers, hidden 64, 4 heads, vocab 128, seq 32, LoRA on q_proj and v_proj. */
-        LLAMA_TINY("llama-tiny", 32, 50, List.of("q_proj", "v_proj"), "{\"model_type\":\"llama\",\"hidden_size\":64,"
+        LLAMA_TINY("llama-tiny", 32, 200, List.of("q_proj", "v_proj"), "{\"model_type\":\"llama\",\"hidden_size\":64,"
                 + "\"intermediate_size\":256,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":4,"
                 + "\"vocab_size\":128,\"max_position_embeddings\":128,\"rms_norm_eps\":1e-6,\"tie_word_embeddings\":false}"),
         /** GPT-2, 2 layers, hidden 64, 4 heads, vocab 128, seq 32, LoRA on c_attn. */
-        GPT2_TINY("gpt2-tiny", 32, 50, List.of("c_attn"), "{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":2,"
+        GPT2_TINY("gpt2-tiny", 32, 200, List.of("c_attn"), "{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":2,"
                 + "\"n_head\":4,\"vocab_size\":128,\"n_positions\":128,\"resid_pdrop\":0,\"embd_pdrop\":0,\"attn_pdrop\":0}"),
         /** Llama, 12 layers, hidden 768, 12 heads, intermediate 3072, vocab 50257, seq 128. */
         LLAMA_SMALL("llama-small", 128, 5, List.of("q_proj", "v_proj"), "{\"model_type\":\"llama\",\"hidden_size\":768,"
