@@ -2,24 +2,27 @@
 # Runs the LoRA training-step benchmark in peft4j and in transformers + peft, shape by shape (each in its own
 # process, so each peak RSS belongs to one shape), and prints a table.
 #
-#   scripts/bench.sh [--shapes llama-tiny,gpt2-tiny,llama-small,gpt2-small] [--steps N] [--threads N]
+#   scripts/bench.sh [--shapes llama-tiny,gpt2-tiny,llama-small,gpt2-small] [--steps N] [--warmup N] [--threads N]
 #
 # Run from the repository root after `mvn -q -B install -DskipTests`. Python: $PYTHON, else /work/V/bin/python
 # (torch, transformers, peft). The peft4j launcher: $PEFT4J, else ./peft4j. --threads sets the intra-op
-# threads of both sides (default: nproc). Steps default to each shape's default (200 tiny, 5 small).
+# threads of both sides (default: nproc). Steps default to each shape's default (200 tiny, 5 small); warm-up
+# steps to 3 (both sides get the same values).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-/work/V/bin/python}
 P4J=${PEFT4J:-./peft4j}
 shapes=llama-tiny,gpt2-tiny,llama-small,gpt2-small
 steps=()
+warmup=3
 threads=$(nproc)
 while [ $# -gt 0 ]; do
   case "$1" in
     --shapes) shapes=$2; shift 2 ;;
     --steps) steps=(--steps "$2"); shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -28,9 +31,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for s in ${shapes//,/ }; do
   echo "bench.sh: $s: peft4j ..." >&2
-  $P4J bench --shape "$s" ${steps[@]+"${steps[@]}"} --threads "$threads" --json >> "$out/peft4j.jsonl"
+  $P4J bench --shape "$s" ${steps[@]+"${steps[@]}"} --warmup "$warmup" --threads "$threads" --json >> "$out/peft4j.jsonl"
   echo "bench.sh: $s: transformers + peft ..." >&2
-  "$PY" peft-examples/src/main/python/bench_hf.py --shape "$s" ${steps[@]+"${steps[@]}"} --threads "$threads" \
+  "$PY" peft-examples/src/main/python/bench_hf.py --shape "$s" ${steps[@]+"${steps[@]}"} --warmup "$warmup" --threads "$threads" \
     2> "$out/hf.err" >> "$out/hf.jsonl" || { cat "$out/hf.err" >&2; exit 1; }
 done
 "$PY" - "$out/peft4j.jsonl" "$out/hf.jsonl" <<'PY'

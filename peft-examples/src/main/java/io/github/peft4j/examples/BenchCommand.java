@@ -31,7 +31,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Random;
 import java.util.Set;
 
 /**
@@ -232,17 +231,16 @@ public final class BenchCommand {
                     .fanInFanOut(shape.config.contains("gpt2")).targetModules(shape.targets.toArray(String[]::new)));
             Map<String, Param> trainable = new LinkedHashMap<>(peft.trainableParameters());
             long trainableParams = trainable.values().stream().mapToLong(Param::numel).sum();
-            Random random = new Random(SEED);
             double loss = Double.NaN;
             for (int i = 0; i < warmup; i++) {
-                loss = step(peft, m, trainable, opt, shape, random);
+                loss = step(peft, m, trainable, opt, shape);
             }
             if (profile != null) {
                 JniUtils.startProfile(false, false, false);
             }
             long t0 = System.nanoTime();
             for (int i = 0; i < steps; i++) {
-                loss = step(peft, m, trainable, opt, shape, random);
+                loss = step(peft, m, trainable, opt, shape);
             }
             long elapsed = System.nanoTime() - t0;
             if (profile != null) {
@@ -255,15 +253,10 @@ public final class BenchCommand {
     }
 
     /** One training step in its own scope; returns the loss (reading it waits for the step to finish). */
-    private static double step(PeftModel peft, NDManager m, Map<String, Param> trainable, AdamW opt, BenchShape shape,
-            Random random) {
+    private static double step(PeftModel peft, NDManager m, Map<String, Param> trainable, AdamW opt, BenchShape shape) {
         try (NDScope scope = new NDScope()) {
-            long[] ids = new long[BATCH * shape.seqLen];
-            int vocab = peft.model().vocabSize();
-            for (int i = 0; i < ids.length; i++) {
-                ids[i] = random.nextInt(vocab);
-            }
-            NDArray input = m.create(ids, new Shape(BATCH, shape.seqLen)).duplicate(); // libtorch-owned copy
+            // libtorch's generator (seeded once per shape), as torch.randint on the Python side: no Java buffer
+            NDArray input = m.randomInteger(0, peft.model().vocabSize(), new Shape(BATCH, shape.seqLen), DataType.INT64);
             NDArray loss;
             try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
                 NDArray logits = peft.forward(ModelInput.of(input, null)).logits();
