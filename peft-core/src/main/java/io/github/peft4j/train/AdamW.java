@@ -2,17 +2,19 @@ package io.github.peft4j.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.Shape;
-import io.github.peft4j.nn.Ops;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.jni.JniUtils;
 import java.util.List;
 import java.util.Objects;
 import java.util.function.Predicate;
 
 /**
- * AdamW with the update of {@code torch.optim.AdamW} (single-tensor path, {@code amsgrad=False}): for step
- * {@code t}, {@code p *= 1 - lr*wd} (decoupled decay, skipped for excluded names), {@code m = lerp(m, g,
- * 1-beta1)}, {@code v = beta2*v + (1-beta2)*g*g}, {@code p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) +
- * eps)}. State buffers are {@code exp_avg.<param>} and {@code exp_avg_sq.<param>}; each update is about ten
- * in-place libtorch calls per parameter.
+ * AdamW with the update of {@code torch.optim.AdamW} ({@code amsgrad=False}): for step {@code t},
+ * {@code p -= lr*wd*p} (decoupled decay, skipped for excluded names), {@code m = beta1*m + (1-beta1)*g},
+ * {@code v = beta2*v + (1-beta2)*g*g}, {@code p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps)}.
+ * Each parameter is updated by one fused native call (the bias corrections are folded into the step size and
+ * eps, which is the same value; float rounding differs from torch's by a few ulps, tested within 1e-6 over 5
+ * steps). State buffers are {@code exp_avg.<param>} and {@code exp_avg_sq.<param>}.
  */
 public final class AdamW extends BaseOptimizer {
     private final double beta1;
@@ -33,27 +35,15 @@ public final class AdamW extends BaseOptimizer {
         return new Builder();
     }
 
-    /** This step's values for one device and dtype. */
-    private record Scalars(NDArray decay, NDArray negStepSize, NDArray bc2Sqrt, NDArray oneMinusBeta1,
-            NDArray beta2, NDArray oneMinusBeta2, NDArray eps) implements StepScalars {}
+    /** This step's bias-corrected factors (the same for every parameter). */
+    private record Scalars(float lr, float stepSize, float epsHat) implements StepScalars {}
 
     @Override
     StepScalars scalars(NDArray like, double lr, long step) {
-        double bc1 = 1 - Math.pow(beta1, step);
-        double bc2 = 1 - Math.pow(beta2, step);
-        return new Scalars(
-                weightDecay == 0 ? null : full(like, 1 - lr * weightDecay),
-                full(like, -lr / bc1),
-                full(like, Math.sqrt(bc2)),
-                Ops.scalar(like, 1 - beta1),
-                Ops.scalar(like, beta2),
-                Ops.scalar(like, 1 - beta2),
-                Ops.scalar(like, eps));
-    }
-
-    /** A libtorch-owned 0-d constant that lives in the step's scope. */
-    static NDArray full(NDArray like, double v) {
-        return like.getManager().full(new Shape(), (float) v, like.getDataType());
+        double bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+        // torch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); multiplied through by sqrt(bc2):
+        //        p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2))  -- the same value, one fused call
+        return new Scalars((float) lr, (float) (lr * bc2Sqrt / (1 - Math.pow(beta1, step))), (float) (eps * bc2Sqrt));
     }
 
     @Override
@@ -61,18 +51,12 @@ public final class AdamW extends BaseOptimizer {
         Scalars s = (Scalars) st;
         NDArray m = buffer("exp_avg", name, p, true);
         NDArray v = buffer("exp_avg_sq", name, p, true);
-        if (decay && s.decay != null) {
-            p.muli(s.decay);
-        }
-        try (NDArray d = grad.sub(m)) { // m.lerp_(g, 1 - beta1) = m + (1 - beta1) * (g - m)
-            m.addi(d.muli(s.oneMinusBeta1));
-        }
-        try (NDArray g2 = grad.mul(grad)) {
-            v.muli(s.beta2).addi(g2.muli(s.oneMinusBeta2));
-        }
-        try (NDArray denom = v.sqrt(); NDArray upd = m.div(denom.divi(s.bc2Sqrt).addi(s.eps))) {
-            p.addi(upd.muli(s.negStepSize));
-        }
+        boolean decoupled = decay && weightDecay != 0;
+        // One native call (DJL's fused kernel, no gradient recording): p -= lr*wd*p when decoupled;
+        // m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g*g; p -= stepSize * m / (sqrt(v) + epsHat).
+        // Rescale 1 and clip -1 switch off DJL's gradient rescaling and clipping.
+        JniUtils.adamUpdate((PtNDArray) p, (PtNDArray) grad, (PtNDArray) m, (PtNDArray) v, s.lr, s.stepSize,
+                decoupled ? (float) weightDecay : 0f, 1f, -1f, (float) beta1, (float) beta2, s.epsHat, decoupled);
     }
 
     /** Builds an {@link AdamW}. */

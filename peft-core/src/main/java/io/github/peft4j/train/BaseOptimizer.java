@@ -62,6 +62,17 @@ abstract class BaseOptimizer implements Optimizer {
      */
     abstract void update(String name, NDArray p, NDArray grad, boolean decay, StepScalars s);
 
+    /**
+     * A libtorch-owned 0-d constant that lives in the step's scope (not over Java memory).
+     *
+     * @param like device and dtype
+     * @param v the value
+     * @return the constant
+     */
+    static NDArray full(NDArray like, double v) {
+        return like.getManager().full(new Shape(), (float) v, like.getDataType());
+    }
+
     @Override
     public final void step(Map<String, Param> params, double lr) {
         if (!(lr >= 0) || Double.isInfinite(lr)) {

@@ -1,5 +1,6 @@
 package io.github.peft4j.train;
 
+import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -19,7 +20,7 @@ public final class Losses {
 
     /**
      * Causal language modelling: position {@code t} predicts label {@code t+1} (the shift happens here, as in
-     * transformers' {@code ForCausalLMLoss}); the last position has no target.
+     * transformers' {@code ForCausalLMLoss}: the labels move left by one and the last position gets -100).
      *
      * @param logits {@code [B, T, V]}
      * @param labels {@code [B, T]} integer token ids, {@code -100} = ignore
@@ -35,7 +36,12 @@ public final class Losses {
         if (ls.get(1) < 2) {
             throw new IllegalArgumentException("causalLm: need at least 2 positions to shift, got logits " + ls);
         }
-        return masked(logits.get(new NDIndex(":, :-1, :")), labels.get(new NDIndex(":, 1:")));
+        // Shift the labels, not the logits (as transformers does): slicing [B, T-1, V] out of the logits would cost
+        // a copy of the largest tensor of the step forward and a zero-filled scatter of it in backward.
+        NDArray target = labels.getDataType() == DataType.INT64 ? labels : labels.toType(DataType.INT64, false);
+        NDArray shifted = target.get(new NDIndex().addAllDim().addSliceDim(1, ls.get(1)))
+                .concat(target.getManager().full(new Shape(ls.get(0), 1), Example.IGNORE, DataType.INT64), 1);
+        return masked(logits, shifted);
     }
 
     /**
@@ -80,22 +86,22 @@ public final class Losses {
      */
     private static NDArray masked(NDArray logits, NDArray labels) {
         long classes = logits.getShape().get(logits.getShape().dimension() - 1);
-        NDArray target = labels.toType(DataType.INT64, false);
+        NDArray target = labels.getDataType() == DataType.INT64 ? labels : labels.toType(DataType.INT64, false);
         // label-side arithmetic never touches the gradient path: Java numbers are safe here
         NDArray keep = target.neq(Example.IGNORE);
         NDArray safe = target.mul(keep.toType(DataType.INT64, false)); // ignored -> class 0 (weight 0 below)
-        long min = safe.min().getLong();
-        long max = safe.max().getLong();
-        if (max >= classes || min < 0) {
-            throw new IllegalArgumentException("label out of range [0, " + classes + ") (or -100 to ignore): min "
-                    + min + ", max " + max);
-        }
         if (logits.getDataType() == DataType.FLOAT16) {
             logits = logits.toType(DataType.FLOAT32, false); // as transformers: the loss is computed in fp32
         }
         NDArray logp = logits.logSoftmax(-1); // [..., C]
-        NDArray picked = logp.gather(safe.expandDims(-1), -1).squeeze(-1); // [...]
-        NDArray weight = keep.toType(logits.getDataType(), false);
+        NDArray picked;
+        try {
+            picked = logp.gather(safe.expandDims(-1), -1).squeeze(-1); // [...]
+        } catch (EngineException e) { // libtorch checks the range; say which labels are wrong
+            throw new IllegalArgumentException("label out of range [0, " + classes + ") (or -100 to ignore): min "
+                    + safe.min().getLong() + ", max " + safe.max().getLong(), e);
+        }
+        NDArray weight = keep.toType(logp.getDataType(), false);
         NDArray count = weight.sum().maximum(Ops.scalar(weight, 1)); // no gradient; >= 1 so 0/1 when none
         return picked.mul(weight).sum().div(count).neg();
     }

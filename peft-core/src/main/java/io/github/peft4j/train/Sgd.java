@@ -39,7 +39,7 @@ public final class Sgd extends BaseOptimizer {
 
     @Override
     StepScalars scalars(NDArray like, double lr, long step) {
-        return new Scalars(AdamW.full(like, -lr),
+        return new Scalars(full(like, -lr),
                 weightDecay == 0 ? null : Ops.scalar(like, weightDecay),
                 momentum == 0 ? null : Ops.scalar(like, momentum),
                 dampening == 0 ? null : Ops.scalar(like, 1 - dampening));

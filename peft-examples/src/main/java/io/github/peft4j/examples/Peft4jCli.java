@@ -32,6 +32,7 @@ import java.util.Set;
  * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
  * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
  * peft4j train  --model DIR --data FILE --output DIR [options]   (see TrainCommand)
+ * peft4j bench  --shape NAME[,NAME] [--steps N] [--json]   (see {@link BenchCommand})
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -47,7 +48,9 @@ public final class Peft4jCli {
             MergeCommand.USAGE,
             PrepareSpamCommand.USAGE,
             ImportOnnxCommand.USAGE,
-            TrainCommand.USAGE_LINE);
+            TrainCommand.USAGE_LINE,
+            "  bench  --shape llama-tiny|gpt2-tiny|llama-small|gpt2-small|all [--steps N] [--warmup N] [--threads N] [--profile FILE] [--json]",
+            "         times LoRA training steps (forward, backward, AdamW) on a random model");
 
     private Peft4jCli() {}
 
@@ -91,6 +94,9 @@ public final class Peft4jCli {
                     return 0;
                 case "train":
                     TrainCommand.run(args, out);
+                    return 0;
+                case "bench":
+                    BenchCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
