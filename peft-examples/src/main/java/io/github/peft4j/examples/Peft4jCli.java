@@ -45,7 +45,8 @@ public final class Peft4jCli {
             GenerateCommand.USAGE,
             MergeCommand.USAGE,
             PrepareSpamCommand.USAGE,
-            ImportOnnxCommand.USAGE);
+            ImportOnnxCommand.USAGE,
+            TrainCommand.USAGE_LINE);
 
     private Peft4jCli() {}
 
@@ -86,6 +87,9 @@ public final class Peft4jCli {
                     return 0;
                 case "import-onnx":
                     ImportOnnxCommand.run(args, out);
+                    return 0;
+                case "train":
+                    TrainCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);

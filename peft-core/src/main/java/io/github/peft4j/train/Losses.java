@@ -1,0 +1,102 @@
+package io.github.peft4j.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import io.github.peft4j.data.Example;
+import io.github.peft4j.nn.Ops;
+
+/**
+ * Cross-entropy losses of Hugging Face heads, equal to {@code F.cross_entropy(..., ignore_index=-100)} with
+ * mean reduction: the mean of {@code -log softmax(logits)[label]} over the labels that are not {@link
+ * Example#IGNORE}. Ignored positions get exactly zero weight (and zero gradient). When every label is ignored
+ * the loss is 0 with a zero gradient (torch returns NaN there, which would poison a training run). Only
+ * libtorch-owned constants reach the gradient path.
+ */
+public final class Losses {
+    private Losses() {}
+
+    /**
+     * Causal language modelling: position {@code t} predicts label {@code t+1} (the shift happens here, as in
+     * transformers' {@code ForCausalLMLoss}); the last position has no target.
+     *
+     * @param logits {@code [B, T, V]}
+     * @param labels {@code [B, T]} integer token ids, {@code -100} = ignore
+     * @return the mean loss, a 0-d array
+     */
+    public static NDArray causalLm(NDArray logits, NDArray labels) {
+        Shape ls = logits.getShape();
+        Shape ts = labels.getShape();
+        if (ls.dimension() != 3 || ts.dimension() != 2 || ls.get(0) != ts.get(0) || ls.get(1) != ts.get(1)) {
+            throw new IllegalArgumentException("causalLm: expected logits [B, T, V] and labels [B, T], got logits "
+                    + ls + " and labels " + ts);
+        }
+        if (ls.get(1) < 2) {
+            throw new IllegalArgumentException("causalLm: need at least 2 positions to shift, got logits " + ls);
+        }
+        return masked(logits.get(new NDIndex(":, :-1, :")), labels.get(new NDIndex(":, 1:")));
+    }
+
+    /**
+     * Sequence classification.
+     *
+     * @param logits {@code [B, C]}
+     * @param labels {@code [B]} class ids, {@code -100} = ignore
+     * @return the mean loss, a 0-d array
+     */
+    public static NDArray classification(NDArray logits, NDArray labels) {
+        Shape ls = logits.getShape();
+        Shape ts = labels.getShape();
+        if (ls.dimension() != 2 || ts.dimension() != 1 || ls.get(0) != ts.get(0)) {
+            throw new IllegalArgumentException("classification: expected logits [B, C] and labels [B], got logits "
+                    + ls + " and labels " + ts);
+        }
+        return masked(logits, labels);
+    }
+
+    /**
+     * Token classification (no shift).
+     *
+     * @param logits {@code [B, T, C]}
+     * @param labels {@code [B, T]} class ids, {@code -100} = ignore
+     * @return the mean loss, a 0-d array
+     */
+    public static NDArray tokenClassification(NDArray logits, NDArray labels) {
+        Shape ls = logits.getShape();
+        Shape ts = labels.getShape();
+        if (ls.dimension() != 3 || ts.dimension() != 2 || ls.get(0) != ts.get(0) || ls.get(1) != ts.get(1)) {
+            throw new IllegalArgumentException("tokenClassification: expected logits [B, T, C] and labels [B, T], "
+                    + "got logits " + ls + " and labels " + ts);
+        }
+        return masked(logits, labels);
+    }
+
+    /**
+     * Mean negative log-likelihood over non-ignored labels.
+     *
+     * @param logits {@code [..., C]}
+     * @param labels {@code [...]} (the leading shape of logits)
+     */
+    private static NDArray masked(NDArray logits, NDArray labels) {
+        long classes = logits.getShape().get(logits.getShape().dimension() - 1);
+        NDArray target = labels.toType(DataType.INT64, false);
+        // label-side arithmetic never touches the gradient path: Java numbers are safe here
+        NDArray keep = target.neq(Example.IGNORE);
+        NDArray safe = target.mul(keep.toType(DataType.INT64, false)); // ignored -> class 0 (weight 0 below)
+        long min = safe.min().getLong();
+        long max = safe.max().getLong();
+        if (max >= classes || min < 0) {
+            throw new IllegalArgumentException("label out of range [0, " + classes + ") (or -100 to ignore): min "
+                    + min + ", max " + max);
+        }
+        if (logits.getDataType() == DataType.FLOAT16) {
+            logits = logits.toType(DataType.FLOAT32, false); // as transformers: the loss is computed in fp32
+        }
+        NDArray logp = logits.logSoftmax(-1); // [..., C]
+        NDArray picked = logp.gather(safe.expandDims(-1), -1).squeeze(-1); // [...]
+        NDArray weight = keep.toType(logits.getDataType(), false);
+        NDArray count = weight.sum().maximum(Ops.scalar(weight, 1)); // no gradient; >= 1 so 0/1 when none
+        return picked.mul(weight).sum().div(count).neg();
+    }
+}

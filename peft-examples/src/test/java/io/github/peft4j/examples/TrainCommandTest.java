@@ -1,0 +1,112 @@
+package io.github.peft4j.examples;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.peft4j.testing.Fixtures;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** {@code peft4j train} through {@link Peft4jCli#run}: HF PEFT loss parity, new adapters, eval, checkpoints, resume. */
+class TrainCommandTest {
+    private static final Path CASE = Fixtures.root().resolveSibling("train-parity").resolve("llama_lora_sgd");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private record Result(int status, String out, String err) {}
+
+    private static Result run(String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Peft4jCli.run(args, new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        return new Result(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    }
+
+    private static List<JsonNode> lines(Path file) throws Exception {
+        List<JsonNode> out = new ArrayList<>();
+        for (String l : Files.readAllLines(file)) {
+            out.add(JSON.readTree(l));
+        }
+        return out;
+    }
+
+    @Test
+    void sgdStepsFromAnInitialAdapterGiveHfPeftsLosses(@TempDir Path dir) throws Exception {
+        JsonNode expected = JSON.readTree(CASE.resolve("losses.json").toFile());
+        Path metrics = dir.resolve("m.jsonl");
+        Result r = run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
+                "--data", CASE.resolve("data.jsonl").toString(), "--optimizer", "sgd", "--lr", "0.1", "--max-steps", "5",
+                "--batch-size", "2", "--no-shuffle", "--clip", "0.6", "--metrics", metrics.toString(), "--output",
+                dir.resolve("out").toString(), "--device", "cpu");
+        assertEquals(0, r.status(), r.err());
+        List<JsonNode> m = lines(metrics);
+        assertEquals(5, m.size());
+        for (int i = 0; i < 5; i++) {
+            assertEquals(i + 1, m.get(i).get("step").asInt());
+            assertEquals(0.1, m.get(i).get("lr").asDouble(), 0);
+            assertEquals(expected.get("losses").get(i).asDouble(), m.get(i).get("loss").asDouble(), 1e-4, "step " + (i + 1));
+        }
+        assertTrue(Files.isRegularFile(dir.resolve("out/adapter_model.safetensors")));
+        assertTrue(r.out().contains("trained 5 steps"), r.out());
+    }
+
+    @Test
+    void newLoraAdapterWithEvalCheckpointsAndResume(@TempDir Path dir) throws Exception {
+        String[] common = {"--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+            "--eval-data", CASE.resolve("data.jsonl").toString(), "--method", "lora", "--r", "4", "--alpha", "8",
+            "--target-modules", "q_proj,v_proj", "--lr", "0.01", "--scheduler", "cosine", "--warmup-steps", "1",
+            "--max-steps", "6", "--batch-size", "2", "--eval-every", "3", "--checkpoint-every", "2", "--seed", "5",
+            "--device", "cpu"};
+        List<String> full = new ArrayList<>(List.of("train", "--output", dir.resolve("a").toString()));
+        full.addAll(List.of(common));
+        Result r = run(full.toArray(String[]::new));
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().contains("trainable params: 1,792 ||"), r.out());
+        List<JsonNode> m = lines(dir.resolve("a/metrics.jsonl"));
+        assertEquals(6, m.size());
+        assertTrue(m.get(2).has("eval_loss") && m.get(2).has("eval_perplexity") && !m.get(1).has("eval_loss"));
+        assertEquals(Math.exp(m.get(5).get("eval_loss").asDouble()), m.get(5).get("eval_perplexity").asDouble(), 1e-9);
+        for (String f : List.of("adapter_config.json", "adapter_model.safetensors", "curves.png", "best/adapter_config.json",
+                "checkpoint-4/trainer_state.json", "checkpoint-6/optimizer.safetensors")) {
+            assertTrue(Files.isRegularFile(dir.resolve("a").resolve(f)), f);
+        }
+        List<String> resumed = new ArrayList<>(List.of("train", "--output", dir.resolve("b").toString(), "--resume",
+                dir.resolve("a/checkpoint-4").toString()));
+        resumed.addAll(List.of(common));
+        Result r2 = run(resumed.toArray(String[]::new));
+        assertEquals(0, r2.status(), r2.err());
+        List<JsonNode> m2 = lines(dir.resolve("b/metrics.jsonl"));
+        assertEquals(2, m2.size());
+        for (int i = 0; i < 2; i++) {
+            assertEquals(m.get(4 + i).get("step").asInt(), m2.get(i).get("step").asInt());
+            assertEquals(m.get(4 + i).get("loss").asDouble(), m2.get(i).get("loss").asDouble(), 1e-6);
+        }
+    }
+
+    @Test
+    void badOptionsAreNamed(@TempDir Path dir) {
+        Result r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+                "--output", dir.toString(), "--method", "lora", "--target-modules", "q_proj", "--optimizer", "adam",
+                "--device", "cpu");
+        assertEquals(2, r.status());
+        assertEquals("peft4j: train: --optimizer 'adam': expected adamw or sgd", r.err().trim());
+        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+                "--output", dir.toString(), "--device", "cpu");
+        assertEquals(2, r.status());
+        assertTrue(r.err().contains("give --method (a new adapter) or --init-adapter DIR"), r.err());
+        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+                "--output", dir.toString(), "--method", "lora", "--target-modules", "q_proj", "--scheduler", "step",
+                "--device", "cpu");
+        assertEquals(2, r.status());
+        assertTrue(r.err().contains("--scheduler 'step': expected constant, linear or cosine"), r.err());
+    }
+}
