@@ -31,6 +31,7 @@ import java.util.Set;
  * peft4j merge  --model DIR --adapter DIR --output DIR [--force]
  * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
  * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
+ * peft4j spam-job [--work DIR] [--methods probe,lora,bitfit,prompt,full] ...
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -46,7 +47,8 @@ public final class Peft4jCli {
             MergeCommand.USAGE,
             PrepareSpamCommand.USAGE,
             ImportOnnxCommand.USAGE,
-            TrainCommand.USAGE_LINE);
+            TrainCommand.USAGE_LINE,
+            SpamJobCommand.USAGE);
 
     private Peft4jCli() {}
 
@@ -91,6 +93,7 @@ public final class Peft4jCli {
                 case "train":
                     TrainCommand.run(args, out);
                     return 0;
+                case "spam-job": SpamJobCommand.run(args, out); return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
             }
