@@ -23,7 +23,7 @@ import org.knowm.xchart.style.markers.SeriesMarkers;
 /**
  * Training metrics as JSON lines (one object per optimizer step: {@code step}, {@code loss}, {@code lr},
  * {@code tokens_per_s}, plus {@code eval_*} keys on evaluation steps) and a PNG chart of the training loss
- * and the evaluation metrics ({@code curves.png}, drawn with XChart, rewritten atomically).
+ * and the evaluation metrics except perplexity, whose scale would flatten the rest ({@code curves.png}, drawn with XChart, rewritten atomically).
  */
 public final class MetricsLog {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -144,7 +144,9 @@ public final class MetricsLog {
         if (!train.isEmpty()) {
             chart.addSeries("train loss", column(train, 0), column(train, 1)).setMarker(SeriesMarkers.NONE);
         }
-        eval.forEach((k, v) -> chart.addSeries(k, column(v, 0), column(v, 1)).setMarker(SeriesMarkers.CIRCLE));
+        eval.entrySet().stream().filter(e -> !"eval_perplexity".equals(e.getKey()))
+                .forEach(e -> chart.addSeries(e.getKey(), column(e.getValue(), 0), column(e.getValue(), 1))
+                        .setMarker(SeriesMarkers.CIRCLE));
         if (train.isEmpty() && eval.isEmpty()) {
             return;
         }

@@ -260,6 +260,9 @@ public final class PeftTrainer implements AutoCloseable {
                         double share = (double) counts[i] / total;
                         try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
                             NDArray l = loss(peft.forward(batches.get(i).input()), batches.get(i).labels());
+                            if (l.getDataType() != DataType.FLOAT32) {
+                                l = l.toType(DataType.FLOAT32, false); // the scale (2^16) does not fit in fp16
+                            }
                             loss += l.getFloat() * share;
                             double factor = share * scaler.scale();
                             gc.backward(factor == 1.0 ? l : l.mul(GradClip.scope(l, factor)));

@@ -32,6 +32,7 @@ import java.util.Set;
  * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
  * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
  * peft4j spam-job [--work DIR] [--methods probe,lora,bitfit,prompt,full] ...
+ * peft4j train  --model DIR --data FILE --output DIR [options]   (see TrainCommand)
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
