@@ -18,8 +18,10 @@ import io.github.peft4j.data.LabelMap;
 import io.github.peft4j.data.Tokenizer;
 import io.github.peft4j.examples.onnx.OnnxBertImporter;
 import io.github.peft4j.io.AtomicFiles;
+import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.lora.LoraConfig;
+import io.github.peft4j.model.HfConfig;
 import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
@@ -73,9 +75,9 @@ public final class SpamJob {
     public static final String HARD_HAM = "hard-ham-1";
     /** The text the prompt-tuning virtual tokens are initialised from. */
     public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
-    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 100, "lora", 120, "bitfit", 60,
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 100, "lora", 300, "bitfit", 60,
             "prompt", 50, "full", 50);
-    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 4e-3, "bitfit", 5e-3,
+    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "bitfit", 5e-3,
             "prompt", 3e-2, "full", 1e-4);
 
     private SpamJob() {}
@@ -382,9 +384,15 @@ public final class SpamJob {
             return s.data;
         }
         Path dir = s.work.resolve("data");
-        if (Files.isRegularFile(dir.resolve("stats.json"))) { // written last by SpamData.prepare
+        boolean complete = Files.isRegularFile(dir.resolve("stats.json")) // written last by SpamData.prepare
+                && List.of("train.jsonl", "validation.jsonl", "test.jsonl").stream()
+                        .allMatch(f -> Files.isRegularFile(dir.resolve(f)));
+        if (complete) {
             out.println("data: cached in " + dir);
             return dir;
+        }
+        if (Files.exists(dir.resolve("stats.json"))) {
+            out.println("data: " + dir + " is incomplete; preparing it again");
         }
         SpamAssassinCorpus corpus = s.corpus != null ? s.corpus : SpamAssassinCorpus.pinned(null);
         SpamData.Report r = SpamData.prepare(corpus, new EmailParser(), dir, 42);
@@ -392,7 +400,8 @@ public final class SpamJob {
         return dir;
     }
 
-    private static Path prepareModel(Settings s, PrintStream out) {
+    /** The model directory: the one given, or the imported MiniLM cached in {@code <work>/model} (imported again if damaged). */
+    static Path prepareModel(Settings s, PrintStream out) {
         if (s.model != null) {
             return s.model;
         }
@@ -400,8 +409,15 @@ public final class SpamJob {
         boolean complete = List.of("config.json", "model.safetensors", "tokenizer.json").stream()
                 .allMatch(f -> Files.isRegularFile(dir.resolve(f)));
         if (complete) { // ImportedBert.save renames a finished directory into place
-            out.println("model: cached in " + dir);
-            return dir;
+            try (SafeTensorsFile f = SafeTensorsFile.open(dir.resolve("model.safetensors"))) {
+                HfConfig.read(dir); // a damaged cache (truncated weights, edited config) is imported again
+                if (!f.names().isEmpty()) {
+                    out.println("model: cached in " + dir);
+                    return dir;
+                }
+            } catch (RuntimeException e) {
+                out.println("model: the cache in " + dir + " is unusable (" + e.getMessage() + "); importing again");
+            }
         }
         OnnxBertImporter.readBundled().save(dir, OnnxBertImporter.bundledTokenizer(), true);
         out.println("model: imported the bundled all-MiniLM-L6-v2 into " + dir);
@@ -475,7 +491,7 @@ public final class SpamJob {
                 double lr = s.lr.get(method);
                 double seconds;
                 try (PeftTrainer trainer = PeftTrainer.builder().setModel(peft).setTrainData(train).optEvalData(eval)
-                        .optEvalEvery(Math.max(1, steps / 3)).optMaxSteps(steps).optLearningRate(lr)
+                        .optEvalEvery(Math.max(1, (steps + 2) / 3)).optMaxSteps(steps).optLearningRate(lr)
                         .optScheduler(LrSchedule.Kind.LINEAR).optWarmupSteps(Math.max(1, steps / 10))
                         .optBatchSize(s.batchSize).optCollator(new Collator(padId, false)).optSeed(s.seed)
                         .optMetricsFile(metricsFile).optLogEvery(10).build()) {
