@@ -75,8 +75,8 @@ public final class SpamJob {
     public static final String HARD_HAM = "hard-ham-1";
     /** The text the prompt-tuning virtual tokens are initialised from. */
     public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
-    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 100, "lora", 300, "bitfit", 60,
-            "prompt", 50, "full", 50);
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "bitfit", 200,
+            "prompt", 200, "full", 200);
     private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "bitfit", 5e-3,
             "prompt", 3e-2, "full", 1e-4);
 
