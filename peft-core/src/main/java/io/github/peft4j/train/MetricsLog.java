@@ -157,6 +157,50 @@ public final class MetricsLog {
         }
     }
 
+    /**
+     * Draws several runs side by side in one PNG (written atomically): the training loss of every run in the left
+     * panel, one evaluation metric of every run in the right panel, a series per run named by its key.
+     *
+     * @param png the image file
+     * @param runs the runs' logs by display name, in legend order
+     * @param evalMetric the evaluation metric to compare, without the {@code eval_} prefix (e.g. {@code accuracy})
+     */
+    public static void writeComparisonChart(Path png, Map<String, MetricsLog> runs, String evalMetric) {
+        if (System.getProperty("java.awt.headless") == null) {
+            System.setProperty("java.awt.headless", "true");
+        }
+        XYChart loss = new XYChartBuilder().width(640).height(460).title("training loss").xAxisTitle("step")
+                .yAxisTitle("loss").build();
+        XYChart metric = new XYChartBuilder().width(640).height(460).title("validation " + evalMetric)
+                .xAxisTitle("step").yAxisTitle(evalMetric).build();
+        String key = "eval_" + evalMetric;
+        runs.forEach((name, log) -> {
+            if (!log.train.isEmpty()) {
+                loss.addSeries(name, column(log.train, 0), column(log.train, 1)).setMarker(SeriesMarkers.NONE);
+            }
+            List<double[]> v = log.eval.get(key);
+            if (v != null && !v.isEmpty()) {
+                metric.addSeries(name, column(v, 0), column(v, 1)).setMarker(SeriesMarkers.CIRCLE);
+            }
+        });
+        if (loss.getSeriesMap().isEmpty() && metric.getSeriesMap().isEmpty()) {
+            return;
+        }
+        java.awt.image.BufferedImage left = BitmapEncoder.getBufferedImage(loss);
+        java.awt.image.BufferedImage right = BitmapEncoder.getBufferedImage(metric);
+        java.awt.image.BufferedImage both = new java.awt.image.BufferedImage(left.getWidth() + right.getWidth(),
+                Math.max(left.getHeight(), right.getHeight()), java.awt.image.BufferedImage.TYPE_INT_RGB);
+        java.awt.Graphics2D g = both.createGraphics();
+        g.drawImage(left, 0, 0, null);
+        g.drawImage(right, left.getWidth(), 0, null);
+        g.dispose();
+        AtomicFiles.write(png, os -> {
+            if (!javax.imageio.ImageIO.write(both, "png", os)) {
+                throw new IOException("no PNG writer available");
+            }
+        });
+    }
+
     private static double[] column(List<double[]> rows, int c) {
         return rows.stream().mapToDouble(r -> r[c]).toArray();
     }

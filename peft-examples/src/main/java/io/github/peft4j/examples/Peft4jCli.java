@@ -33,6 +33,7 @@ import java.util.Set;
  * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
  * peft4j train  --model DIR --data FILE --output DIR [options]   (see TrainCommand)
  * peft4j bench  --shape NAME[,NAME] [--steps N] [--json]   (see {@link BenchCommand})
+ * peft4j spam-job [--work DIR] [--methods probe,lora,bitfit,prompt,full] ...
  * </pre>
  *
  * Bad input exits with status 2 and one line on stderr saying what and where.
@@ -50,7 +51,8 @@ public final class Peft4jCli {
             ImportOnnxCommand.USAGE,
             TrainCommand.USAGE_LINE,
             "  bench  --shape llama-tiny|gpt2-tiny|llama-small|gpt2-small|all [--steps N] [--warmup N] [--threads N] [--profile FILE] [--json]",
-            "         times LoRA training steps (forward, backward, AdamW) on a random model");
+            "         times LoRA training steps (forward, backward, AdamW) on a random model",
+            SpamJobCommand.USAGE);
 
     private Peft4jCli() {}
 
@@ -81,8 +83,12 @@ public final class Peft4jCli {
                 case "logits":
                     logits(new Args("logits", args, 1, Set.of("--model", "--adapter", "--input", "--output"), Set.of("--merge")), out);
                     return 0;
-                case "generate": GenerateCommand.run(args, out); return 0;
-                case "merge": MergeCommand.run(args, out); return 0;
+                case "generate":
+                    GenerateCommand.run(args, out);
+                    return 0;
+                case "merge":
+                    MergeCommand.run(args, out);
+                    return 0;
                 case "info":
                     info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
                     return 0;
@@ -97,6 +103,9 @@ public final class Peft4jCli {
                     return 0;
                 case "bench":
                     BenchCommand.run(args, out);
+                    return 0;
+                case "spam-job":
+                    SpamJobCommand.run(args, out);
                     return 0;
                 default:
                     throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);

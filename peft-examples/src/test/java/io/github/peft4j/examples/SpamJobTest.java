@@ -1,0 +1,151 @@
+package io.github.peft4j.examples;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.types.DataType;
+import io.github.peft4j.examples.spam.SpamJob;
+import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.model.Models;
+import io.github.peft4j.model.TaskType;
+import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.testing.TestTokenizers;
+import io.github.peft4j.testing.TinyModels;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The spam job's wiring on a tiny random BERT (a bare encoder saved like the imported MiniLM, with a WordPiece
+ * tokenizer) and 40 synthetic emails; and {@code peft4j train} on the same prepared-data files and model layout.
+ */
+class SpamJobTest {
+    @TempDir
+    static Path tmp;
+    static Path model;
+    static Path data;
+
+    private static final String[] SPAM = {"say yes on this acme fox", "the acme corp is it", "yes yes say it on acme",
+        "this acme fox is in"};
+    private static final String[] HAM = {"john met mary at the dog", "the lazy dog is over", "hi mary and john met",
+        "john and the lazy dog"};
+
+    @BeforeAll
+    static void setUp() throws IOException {
+        model = tmp.resolve("model");
+        Engine.getInstance().setRandomSeed(3);
+        try (TransformerModel m = Models.random(TinyModels.config("{\"model_type\":\"bert\",\"hidden_size\":64,"
+                + "\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":128,"
+                + "\"max_position_embeddings\":64,\"type_vocab_size\":2,\"hidden_dropout_prob\":0,"
+                + "\"attention_probs_dropout_prob\":0,\"initializer_range\":0.2}"), Device.cpu(), DataType.FLOAT32,
+                TaskType.FEATURE_EXTRACTION)) {
+            m.save(model); // no classifier, like the imported MiniLM; num_labels defaults to 2
+        }
+        Files.copy(TestTokenizers.wordpiece().resolve("tokenizer.json"), model.resolve("tokenizer.json"));
+        data = tmp.resolve("data");
+        Files.createDirectories(data);
+        Random r = new Random(5);
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            boolean spam = i % 2 == 0;
+            String group = spam ? "spam-1" : i % 4 == 1 ? "hard-ham-1" : "easy-ham-1";
+            String[] pool = spam ? SPAM : HAM;
+            String text = pool[r.nextInt(pool.length)] + " " + pool[r.nextInt(pool.length)];
+            lines.add("{\"text\":\"" + text + "\",\"label\":\"" + (spam ? "spam" : "ham") + "\",\"group\":\"" + group
+                    + "\",\"id\":\"" + group + "/" + i + "\"}");
+        }
+        Files.write(data.resolve("train.jsonl"), lines.subList(0, 24));
+        Files.write(data.resolve("validation.jsonl"), lines.subList(24, 32));
+        Files.write(data.resolve("test.jsonl"), lines.subList(32, 40));
+    }
+
+    @Test
+    void jobTrainsEveryMethodAndWritesTheReport() throws IOException {
+        Path work = tmp.resolve("work");
+        SpamJob.Settings s = new SpamJob.Settings().work(work).data(data).model(model).maxLength(32).batchSize(4)
+                .evalExamples(8).loraR(2).virtualTokens(4).demo(3).results(work.resolve("results.md"))
+                .chart(work.resolve("curves.png"));
+        for (String m : SpamJob.METHODS) {
+            s.steps(m, 6).lr(m, m.equals("full") ? 1e-3 : 1e-2);
+        }
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        SpamJob.Result r = SpamJob.run(s, new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        String out = bytes.toString(StandardCharsets.UTF_8);
+
+        Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
+        assertEquals(SpamJob.METHODS, r.rows().stream().map(SpamJob.Row::method).toList());
+        long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
+        long base = rows.get("probe").total(); // the SEQ_CLS model: encoder + pooler + classifier
+        assertEquals(head, rows.get("probe").trainable());
+        assertEquals(2 * 2 * (2 * 64 + 64 * 2) + head, rows.get("lora").trainable()); // 2 layers x {query,value} x (A+B)
+        // biases: per layer q,k,v,attn-out (4x64) + attn LayerNorm 64 + intermediate 128 + out 64 + LayerNorm 64;
+        // plus the embeddings' LayerNorm
+        assertEquals(2 * (4 * 64 + 64 + 128 + 64 + 64) + 64 + head, rows.get("bitfit").trainable());
+        assertEquals(4 * 64 + 2 * 64 + 2, rows.get("prompt").trainable()); // virtual tokens + classifier
+        assertEquals(base, rows.get("full").trainable());
+        assertEquals(100.0, rows.get("full").trainablePercent(), 1e-9);
+        for (SpamJob.Row row : r.rows()) {
+            assertTrue(row.accuracy() >= 0 && row.accuracy() <= 1, row.toString());
+            assertTrue(row.macroF1() >= 0 && row.macroF1() <= 1, row.toString());
+            assertTrue(row.hardHamAccuracy() >= 0 && row.hardHamAccuracy() <= 1, row.toString()); // test has hard ham
+            assertTrue(row.trainSeconds() > 0, row.toString());
+            assertTrue(Files.exists(row.saved()), row.toString());
+            assertTrue(Files.isRegularFile(work.resolve("runs").resolve(row.method()).resolve("metrics.jsonl")));
+            assertTrue(out.contains("| " + row.method() + " "), out);
+        }
+        // the test set is 4 spam + 4 ham; accuracy is a multiple of 1/8
+        for (SpamJob.Row row : r.rows()) {
+            assertEquals(0, Math.abs(row.accuracy() * 8 - Math.round(row.accuracy() * 8)), 1e-9);
+        }
+        assertTrue(Files.isRegularFile(work.resolve("runs/lora/adapter/adapter_config.json")));
+        assertTrue(Files.isRegularFile(work.resolve("runs/probe/head.safetensors")));
+        assertTrue(Files.isRegularFile(work.resolve("runs/full/model/model.safetensors")));
+        // the reloaded LoRA adapter (on a model initialised with another seed) gives the in-memory scores
+        assertEquals(3, r.demos().size());
+        assertTrue(r.reloadMaxDiff() < 1e-5, "reload diff " + r.reloadMaxDiff());
+        String md = Files.readString(work.resolve("results.md"));
+        assertTrue(md.contains(r.table()), md);
+        assertTrue(md.contains("![training curves](curves.png)"), md);
+        byte[] png = Files.readAllBytes(work.resolve("curves.png"));
+        assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
+        assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
+    }
+
+    @Test
+    void trainCommandAcceptsThePreparedDataAndTheModelDirectory() throws IOException {
+        Path outDir = tmp.resolve("train-out");
+        ByteArrayOutputStream o = new ByteArrayOutputStream();
+        ByteArrayOutputStream e = new ByteArrayOutputStream();
+        int rc = Peft4jCli.run(new String[] {"train", "--model", model.toString(), "--data",
+            data.resolve("train.jsonl").toString(), "--eval-data", data.resolve("validation.jsonl").toString(),
+            "--format", "classification", "--task", "seq-cls", "--method", "lora", "--r", "2", "--target-modules",
+            "query,value", "--max-length", "32", "--batch-size", "4", "--max-steps", "4", "--lr", "1e-2",
+            "--metric", "accuracy", "--output", outDir.toString()},
+                new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8));
+        String out = o.toString(StandardCharsets.UTF_8);
+        assertEquals(0, rc, e.toString(StandardCharsets.UTF_8));
+        assertTrue(out.contains("trained 4 steps"), out);
+        assertTrue(out.contains("eval: {loss="), out);
+        String config = Files.readString(outDir.resolve("adapter_config.json"));
+        assertTrue(config.contains("\"task_type\" : \"SEQ_CLS\""), config);
+        try (SafeTensorsFile f = SafeTensorsFile.open(outDir.resolve("adapter_model.safetensors"))) {
+            // HF PEFT's keys: the LoRA matrices and the automatically trained classifier
+            assertTrue(f.names().contains("base_model.model.classifier.weight"), f.names().toString());
+            assertTrue(f.names().contains("base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight"),
+                    f.names().toString());
+        }
+    }
+}
