@@ -247,7 +247,7 @@ class PeftTrainerTest {
             PeftModel peft = PeftModel.wrap(model);
             peft.addAdapter("default", new LoraConfig().r(4).targetModules("query", "value"));
             try (PeftTrainer t = PeftTrainer.builder().setModel(peft).setTrainData(data).optEvalData(data)
-                    .optLearningRate(5e-2).optEpochs(30).optBatchSize(4).optLabelNames(names).build()) {
+                    .optLearningRate(1e-2).optEpochs(60).optBatchSize(4).optLabelNames(names).build()) {
                 Map<String, Double> before = t.evaluate(data);
                 PeftTrainer.TrainResult res = t.train();
                 Map<String, Double> after = res.lastEval();
