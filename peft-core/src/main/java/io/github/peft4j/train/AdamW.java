@@ -5,8 +5,6 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
 import java.util.List;
-import java.util.Objects;
-import java.util.function.Predicate;
 
 /**
  * AdamW with the update of {@code torch.optim.AdamW} ({@code amsgrad=False}): for step {@code t},
@@ -60,14 +58,17 @@ public final class AdamW extends BaseOptimizer {
     }
 
     /** Builds an {@link AdamW}. */
-    public static final class Builder {
+    public static final class Builder extends OptimizerBuilder<Builder> {
         private double beta1 = 0.9;
         private double beta2 = 0.999;
         private double eps = 1e-8;
-        private double weightDecay;
-        private Predicate<String> decayExcluded = DEFAULT_DECAY_EXCLUDED;
 
         private Builder() {}
+
+        @Override
+        Builder self() {
+            return this;
+        }
 
         /**
          * @param beta1 the first-moment decay in [0, 1)
@@ -95,29 +96,7 @@ public final class AdamW extends BaseOptimizer {
             return this;
         }
 
-        /**
-         * @param weightDecay the decoupled weight decay, &gt;= 0
-         * @return this builder
-         */
-        public Builder weightDecay(double weightDecay) {
-            if (!(weightDecay >= 0)) {
-                throw new IllegalArgumentException("weight decay must be >= 0, got " + weightDecay);
-            }
-            this.weightDecay = weightDecay;
-            return this;
-        }
 
-        /**
-         * Which parameter names get no weight decay. The default excludes names ending in {@code bias} and
-         * names containing {@code norm}, {@code LayerNorm} or {@code ln_}.
-         *
-         * @param excluded true for names without decay
-         * @return this builder
-         */
-        public Builder decayExcluded(Predicate<String> excluded) {
-            this.decayExcluded = Objects.requireNonNull(excluded, "excluded");
-            return this;
-        }
 
         /** @return the optimizer */
         public AdamW build() {

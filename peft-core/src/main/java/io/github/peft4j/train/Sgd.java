@@ -3,8 +3,6 @@ package io.github.peft4j.train;
 import ai.djl.ndarray.NDArray;
 import io.github.peft4j.nn.Ops;
 import java.util.List;
-import java.util.Objects;
-import java.util.function.Predicate;
 
 /**
  * Stochastic gradient descent with the update of {@code torch.optim.SGD}: {@code g += wd*p} (coupled decay,
@@ -83,14 +81,17 @@ public final class Sgd extends BaseOptimizer {
     }
 
     /** Builds an {@link Sgd}. */
-    public static final class Builder {
+    public static final class Builder extends OptimizerBuilder<Builder> {
         private double momentum;
         private double dampening;
         private boolean nesterov;
-        private double weightDecay;
-        private Predicate<String> decayExcluded = DEFAULT_DECAY_EXCLUDED;
 
         private Builder() {}
+
+        @Override
+        Builder self() {
+            return this;
+        }
 
         /**
          * @param momentum the momentum factor in [0, 1); 0 = none
@@ -125,28 +126,7 @@ public final class Sgd extends BaseOptimizer {
             return this;
         }
 
-        /**
-         * @param weightDecay the L2 penalty added to the gradient, &gt;= 0
-         * @return this builder
-         */
-        public Builder weightDecay(double weightDecay) {
-            if (!(weightDecay >= 0)) {
-                throw new IllegalArgumentException("weight decay must be >= 0, got " + weightDecay);
-            }
-            this.weightDecay = weightDecay;
-            return this;
-        }
 
-        /**
-         * Which parameter names get no weight decay (default: as {@link AdamW.Builder#decayExcluded}).
-         *
-         * @param excluded true for names without decay
-         * @return this builder
-         */
-        public Builder decayExcluded(Predicate<String> excluded) {
-            this.decayExcluded = Objects.requireNonNull(excluded, "excluded");
-            return this;
-        }
 
         /** @return the optimizer */
         public Sgd build() {
