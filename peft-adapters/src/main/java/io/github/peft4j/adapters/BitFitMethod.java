@@ -16,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.WeakHashMap;
+import java.util.function.Predicate;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
@@ -64,20 +65,31 @@ public final class BitFitMethod implements PeftMethod {
         return m.localParameters().get("bias");
     }
 
-    /** The selected module paths: {@link Targets#select} rules, or every module with a bias when no targets are given. */
+    /**
+     * The selected module paths: {@link Targets#select} rules, or every module with a bias when no targets are
+     * given. Modules trained whole by the adapter ({@link Targets#modulesToSave}: its {@code modules_to_save}
+     * and a classification head) and the modules inside them are never selected: their biases are trained
+     * through the modules_to_save copy, so the original bias would be a parameter that does nothing.
+     */
     static List<String> select(TransformerModel model, BitFitConfig c) {
+        List<String> whole = Targets.modulesToSave(model, c);
+        Predicate<String> outsideWhole = p -> whole.stream().noneMatch(w -> p.equals(w) || p.startsWith(w + "."));
         if (c.targetModules() != null) {
-            return Targets.select(model, c, m -> bias(m) != null, KINDS);
+            List<String> chosen = Targets.select(model, c, m -> bias(m) != null, KINDS).stream().filter(outsideWhole).toList();
+            if (chosen.isEmpty()) {
+                throw new PeftException("BITFIT: target_modules " + c.targetModules() + " selects only modules trained whole"
+                        + " through modules_to_save " + whole + "; no bias is left to train");
+            }
+            return chosen;
         }
-        List<String> save = c.modulesToSave() == null ? List.of() : c.modulesToSave();
         List<String> all = Targets.candidates(model).entrySet().stream()
                 .filter(e -> bias(Targets.innermost(e.getValue())) != null)
                 .map(Map.Entry::getKey)
-                .filter(p -> save.stream().noneMatch(s -> ModuleSpec.matchesName(s, p)))
+                .filter(outsideWhole)
                 .toList();
         if (all.isEmpty()) {
             throw new PeftException("BITFIT: " + model.architecture() + " has no module with a bias parameter"
-                    + " (outside modules_to_save)");
+                    + " (outside modules_to_save " + whole + ")");
         }
         // reuse exclude_modules / layers_to_transform filtering: a copy whose targets are exactly these paths
         BitFitConfig every = PeftMethods.copy(c);

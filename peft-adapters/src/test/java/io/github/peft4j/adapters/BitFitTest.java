@@ -13,10 +13,12 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.model.Models;
+import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.testing.TinyModels;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -179,6 +181,53 @@ class BitFitTest {
             peft.deleteAdapter("one");
             peft.addAdapter("two", new BitFitConfig().targetModules("c_fc"));
             assertEquals(2 * 128, peft.trainableParameters().values().stream().mapToLong(Param::numel).sum());
+        }
+    }
+
+    @Test
+    void biasesOfModulesTrainedWholeAreNotSelected(@TempDir Path tmp) throws Exception {
+        // tiny BERT: per layer query/key/value/attention.output.dense 4 x 64 + attention LayerNorm 64
+        // + intermediate 128 + output.dense 64 + output LayerNorm 64 = 576; embeddings LayerNorm 64
+        long encoderBiases = 2 * 576 + 64;
+        long pooler = 64 * 64 + 64;
+        long classifier = 64 * 3 + 3;
+        try (TransformerModel base = TinyModels.bert(TaskType.SEQ_CLS)) {
+            PeftModel peft = PeftModel.wrap(base);
+            // the head is trained whole automatically (as HF PEFT does), so its original bias is not selected
+            peft.addAdapter("auto", new BitFitConfig());
+            Map<String, Param> t = peft.trainableParameters();
+            assertEquals(encoderBiases + 64 + classifier, t.values().stream().mapToLong(Param::numel).sum(), t.keySet().toString());
+            assertTrue(t.keySet().stream().filter(k -> k.startsWith("classifier.")).allMatch(k -> k.contains(".modules_to_save.")),
+                    t.keySet().toString());
+            assertTrue(t.containsKey("bert.pooler.dense.bias"), t.keySet().toString());
+            peft.deleteAdapter("auto");
+
+            peft.addAdapter("save", new BitFitConfig().modulesToSave(java.util.List.of("pooler.dense", "classifier")));
+            t = peft.trainableParameters();
+            assertEquals(encoderBiases + pooler + classifier, t.values().stream().mapToLong(Param::numel).sum(), t.keySet().toString());
+            assertTrue(t.keySet().stream().filter(k -> k.contains("pooler") || k.startsWith("classifier"))
+                    .allMatch(k -> k.contains(".modules_to_save.")), t.keySet().toString());
+            // saved keys (a non-default adapter goes to its own subdirectory, as in HF PEFT): each bias once,
+            // the whole-module copies under their plain names
+            peft.save(tmp.resolve("a"));
+            try (SafeTensorsFile f = SafeTensorsFile.open(tmp.resolve("a").resolve("save").resolve("adapter_model.safetensors"))) {
+                TreeSet<String> keys = new TreeSet<>(f.names());
+                assertTrue(keys.containsAll(java.util.List.of("base_model.model.bert.pooler.dense.weight",
+                        "base_model.model.bert.pooler.dense.bias", "base_model.model.classifier.weight",
+                        "base_model.model.classifier.bias", "base_model.model.bert.embeddings.LayerNorm.bias")), keys.toString());
+                assertEquals(2 * 8 + 1 + 4, keys.size(), keys.toString());
+            }
+            peft.deleteAdapter("save");
+
+            // explicit targets that also name a module in modules_to_save: that module is left to its copy
+            // ("dense" = attention.output.dense 64, intermediate.dense 128, output.dense 64 per layer, and pooler.dense)
+            peft.addAdapter("dense", new BitFitConfig().targetModules("dense").modulesToSave(java.util.List.of("pooler.dense")));
+            t = peft.trainableParameters();
+            assertEquals(2 * (64 + 128 + 64) + pooler + classifier, t.values().stream().mapToLong(Param::numel).sum(), t.keySet().toString());
+            peft.deleteAdapter("dense");
+            PeftException onlyWhole = assertThrows(PeftException.class, () -> peft.addAdapter("head",
+                    new BitFitConfig().targetModules("classifier")));
+            assertTrue(onlyWhole.getMessage().contains("modules_to_save [classifier]"), onlyWhole.getMessage());
         }
     }
 

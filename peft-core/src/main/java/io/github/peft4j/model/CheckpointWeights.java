@@ -6,8 +6,10 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.io.Checkpoint;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.regex.Pattern;
@@ -28,6 +30,7 @@ public final class CheckpointWeights implements WeightSource {
     private final String basePrefix;
     private final RandomWeights fallback;
     private final Set<String> used = new HashSet<>();
+    private final List<String> initialised = new ArrayList<>();
 
     /**
      * @param checkpoint the open checkpoint
@@ -84,10 +87,32 @@ public final class CheckpointWeights implements WeightSource {
     public NDArray head(String name, Shape shape, Init init) {
         String key = locate(name);
         if (key == null) {
-            LOG.warn("{}: no '{}' in the checkpoint; initialised it (train it before use)", where, name);
+            initialised.add(name);
             return fallback.get(name, shape, init);
         }
         return load(key, shape);
+    }
+
+    /**
+     * The head tensors the checkpoint lacked and that were initialised instead (a sentence-transformers export
+     * loaded with a classification head has no pooler and no classifier).
+     *
+     * @return their names, in model order
+     */
+    public List<String> initialised() {
+        return List.copyOf(initialised);
+    }
+
+    /**
+     * Logs one warning naming every initialised head tensor (as transformers warns once per load), if any.
+     *
+     * @param architecture the model's architecture, for the message
+     */
+    public void warnInitialised(String architecture) {
+        if (!initialised.isEmpty()) {
+            LOG.warn("{}: {} tensors of {} are not in the checkpoint and were newly initialised (train them before use): {}",
+                    where, initialised.size(), architecture, initialised);
+        }
     }
 
     /**

@@ -55,6 +55,7 @@ public final class Models {
             CheckpointWeights w = new CheckpointWeights(ckpt, dir.toString(), manager, dtype, basePrefix(config),
                     (float) config.number("initializer_range", 0.02));
             TransformerModel model = build(config, t, w, manager, dtype);
+            w.warnInitialised(model.architecture());
             w.checkAllUsed(IGNORED);
             LOG.info("loaded {} from {}: {} parameters", model.architecture(), dir, model.numParameters());
             return model;

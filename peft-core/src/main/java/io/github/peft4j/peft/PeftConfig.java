@@ -3,6 +3,7 @@ package io.github.peft4j.peft;
 import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import com.fasterxml.jackson.annotation.JsonTypeInfo;
 import io.github.peft4j.model.TaskType;
+import java.util.List;
 
 /**
  * The fields every Hugging Face PEFT {@code adapter_config.json} has. Subclasses add their method's fields;
@@ -25,6 +26,11 @@ public abstract class PeftConfig {
     protected boolean inferenceMode;
     /** HF's {@code auto_mapping} (kept as read). */
     protected Object autoMapping;
+    /**
+     * HF's {@code modules_to_save}: modules trained whole and saved with the adapter. Every method takes it
+     * (HF PEFT has it on both its tuner and its prompt-learning configs).
+     */
+    protected List<String> modulesToSave;
 
     /**
      * @param peftType the method's {@code peft_type}
@@ -70,6 +76,26 @@ public abstract class PeftConfig {
      */
     public PeftConfig baseModelNameOrPath(String path) {
         this.baseModelNameOrPath = path;
+        return this;
+    }
+
+    /**
+     * The modules trained whole and saved with the adapter, as {@code modules_to_save} entries (a module
+     * path or a dotted suffix of one). For sequence and token classification models the classification
+     * head is added automatically, as HF PEFT does.
+     *
+     * @return the entries, or null
+     */
+    public List<String> modulesToSave() {
+        return modulesToSave;
+    }
+
+    /**
+     * @param names modules trained whole and saved with the adapter (null for none)
+     * @return this
+     */
+    public PeftConfig modulesToSave(List<String> names) {
+        this.modulesToSave = names == null ? null : new java.util.ArrayList<>(names);
         return this;
     }
 

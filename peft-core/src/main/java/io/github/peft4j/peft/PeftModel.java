@@ -51,7 +51,6 @@ public final class PeftModel {
     public static final String DEFAULT = "default";
     private static final String CONFIG_FILE = "adapter_config.json";
     private static final String WEIGHTS_FILE = "adapter_model.safetensors";
-    private static final Set<String> HF_HEAD_NAMES = Set.of("classifier", "score");
 
     private final TransformerModel model;
     private final AdapterState state = new AdapterState();
@@ -138,21 +137,10 @@ public final class PeftModel {
     }
 
     private LayerAdapter attachModulesToSave(String name, PeftConfig config, boolean prompt, String where) {
-        List<String> entries = new ArrayList<>();
-        if (config instanceof TargetedConfig t && t.modulesToSave() != null) {
-            entries.addAll(t.modulesToSave());
-        }
-        if (model.task() == TaskType.SEQ_CLS || model.task() == TaskType.TOKEN_CLS) {
-            // HF PEFT trains (and saves) the classification head automatically, and writes its candidate names
-            // "classifier" and "score" into modules_to_save; the one the model lacks is not an error there
-            entries.removeIf(e -> HF_HEAD_NAMES.contains(e) && Targets.candidates(model).keySet().stream()
-                    .noneMatch(p -> ModuleSpec.matchesName(e, p)));
-            model.outputHeadPaths().stream().filter(h -> !entries.contains(h)).forEach(entries::add);
-        }
-        if (entries.isEmpty()) {
+        List<String> paths = Targets.modulesToSave(model, config);
+        if (paths.isEmpty()) {
             return null;
         }
-        List<String> paths = Targets.byName(model, entries, "modules_to_save");
         Map<String, AdapterLayer> layers = LayerAdapter.install(new AdapterContext(model, state, where), paths,
                 ModulesToSaveLayer.class, new LayerAdapter.Installer<>() {
                     @Override

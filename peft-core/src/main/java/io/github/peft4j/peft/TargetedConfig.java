@@ -7,7 +7,7 @@ import java.util.regex.Pattern;
 
 /**
  * Config of a method that wraps or selects existing modules (LoRA, IA3, adapters, BitFit): which modules it
- * targets and which extra modules it trains whole ({@code modules_to_save}).
+ * targets ({@code modules_to_save}, which every method has, is in {@link PeftConfig}).
  */
 public abstract class TargetedConfig extends PeftConfig {
     /** HF's {@code target_modules}. */
@@ -20,8 +20,6 @@ public abstract class TargetedConfig extends PeftConfig {
     /** HF's {@code layers_pattern}: name(s) of the layer list ({@code layers}, {@code h}). */
     @JsonFormat(with = JsonFormat.Feature.ACCEPT_SINGLE_VALUE_AS_ARRAY)
     protected List<String> layersPattern;
-    /** HF's {@code modules_to_save}: modules trained whole and saved with the adapter. */
-    protected List<String> modulesToSave;
 
     /**
      * @param peftType the method's {@code peft_type}
@@ -94,17 +92,9 @@ public abstract class TargetedConfig extends PeftConfig {
         return this;
     }
 
-    /** @return modules trained whole, or null */
-    public List<String> modulesToSave() {
-        return modulesToSave;
-    }
-
-    /**
-     * @param names modules trained whole and saved with the adapter
-     * @return this
-     */
+    @Override
     public TargetedConfig modulesToSave(List<String> names) {
-        this.modulesToSave = names;
+        super.modulesToSave(names);
         return this;
     }
 

@@ -1,6 +1,7 @@
 package io.github.peft4j.peft;
 
 import io.github.peft4j.PeftException;
+import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Projection;
@@ -8,6 +9,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 import java.util.function.Predicate;
 import java.util.regex.Matcher;
@@ -20,6 +22,7 @@ import java.util.regex.Pattern;
  * entry that matches no module is an error naming the entry.
  */
 public final class Targets {
+    private static final Set<String> HF_HEAD_NAMES = Set.of("classifier", "score");
     private static final Pattern DEFAULT_LAYER = Pattern.compile(".*\\.[^.]*\\.(\\d+)\\..*");
 
     private Targets() {}
@@ -115,6 +118,29 @@ public final class Targets {
             hit.stream().filter(p -> !out.contains(p)).forEach(out::add);
         }
         return out;
+    }
+
+    /**
+     * The module paths an adapter trains whole with this config: its {@code modules_to_save} entries and, for
+     * sequence and token classification models, the classification head, as HF PEFT adds it. HF PEFT writes
+     * both candidate head names {@code classifier} and {@code score} into {@code modules_to_save}; the one a
+     * model lacks is skipped, as there. Any other entry matching no module is an error.
+     *
+     * @param model the model
+     * @param config the adapter's config
+     * @return the paths, without repeats (empty for none)
+     */
+    public static List<String> modulesToSave(TransformerModel model, PeftConfig config) {
+        List<String> entries = new ArrayList<>();
+        if (config.modulesToSave() != null) {
+            entries.addAll(config.modulesToSave());
+        }
+        if (model.task() == TaskType.SEQ_CLS || model.task() == TaskType.TOKEN_CLS) {
+            Set<String> paths = candidates(model).keySet();
+            entries.removeIf(e -> HF_HEAD_NAMES.contains(e) && paths.stream().noneMatch(p -> ModuleSpec.matchesName(e, p)));
+            model.outputHeadPaths().stream().filter(h -> !entries.contains(h)).forEach(entries::add);
+        }
+        return entries.isEmpty() ? List.of() : byName(model, entries, "modules_to_save");
     }
 
     /**

@@ -94,6 +94,23 @@ class ModelLoadingTest {
                 assertEquals("BertModel", encoder.architecture());
                 assertTrue(encoder.parameters().containsKey("embeddings.word_embeddings.weight"));
             }
+
+            // a sentence-transformers-style export (no pooler either): the weight source lists every initialised
+            // head tensor, which Models.load reports in one warning per load
+            Path noPooler = tmp.resolve("no-pooler");
+            bare.keySet().removeIf(k -> k.startsWith("pooler."));
+            SafeTensorsWriter.write(noPooler.resolve("model.safetensors"), bare, Map.of("format", "pt"));
+            Files.copy(src.resolve("config.json"), noPooler.resolve("config.json"));
+            try (io.github.peft4j.io.Checkpoint ckpt = io.github.peft4j.io.Checkpoint.open(noPooler);
+                    NDManager m = NDManager.newBaseManager()) {
+                CheckpointWeights w = new CheckpointWeights(ckpt, noPooler.toString(), m,
+                        ai.djl.ndarray.types.DataType.FLOAT32, "bert", 0.02f);
+                try (TransformerModel model = new BertModel(HfConfig.read(noPooler), TaskType.SEQ_CLS, w, m,
+                        ai.djl.ndarray.types.DataType.FLOAT32)) {
+                    assertEquals(java.util.List.of("bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight",
+                            "classifier.bias"), w.initialised());
+                }
+            }
         }
     }
 }

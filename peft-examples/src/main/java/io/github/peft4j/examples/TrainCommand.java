@@ -40,7 +40,8 @@ import java.util.Set;
 final class TrainCommand {
     static final String USAGE_LINE = String.join("\n",
             "  train  --model DIR --data FILE --output DIR [--format pretokenized|alpaca|chat|classification|conll]",
-            "         [--init-adapter DIR | --method lora|ia3|... --r N --alpha A --dropout P --target-modules a,b]",
+            "         [--init-adapter DIR | --method lora|ia3|... --r N --alpha A --dropout P --target-modules a,b",
+            "          --modules-to-save a,b]",
             "         [--task causal-lm|seq-cls|token-cls] [--optimizer adamw|sgd] [--lr X] [--max-steps N | --epochs N]",
             "         [--batch-size B] [--grad-accum K] [--warmup-steps N] [--scheduler constant|linear|cosine]",
             "         [--clip NORM] [--weight-decay W] [--eval-data FILE --eval-every N --metric M --patience P]",
@@ -49,7 +50,7 @@ final class TrainCommand {
             "         trains the adapter and saves it to --output");
 
     private static final Set<String> VALUES = Set.of("--model", "--data", "--output", "--format", "--init-adapter",
-            "--method", "--r", "--alpha", "--dropout", "--target-modules", "--num-virtual-tokens", "--task", "--optimizer",
+            "--method", "--r", "--alpha", "--dropout", "--target-modules", "--modules-to-save", "--num-virtual-tokens", "--task", "--optimizer",
             "--lr", "--max-steps", "--epochs", "--batch-size", "--grad-accum", "--warmup-steps", "--scheduler", "--clip",
             "--weight-decay", "--eval-data", "--eval-every", "--metric", "--patience", "--checkpoint-every", "--resume",
             "--seed", "--metrics", "--on-bad-line", "--max-length", "--device", "--tokenizer", "--text-field",
@@ -83,6 +84,10 @@ final class TrainCommand {
         }
         if (initAdapter == null && a.optional("--method") == null && resume == null) {
             throw new CliException("train: give --method (a new adapter) or --init-adapter DIR (an adapter to continue)");
+        }
+        if (a.optional("--modules-to-save") != null && a.optional("--method") == null) {
+            throw new CliException("train: --modules-to-save applies to a new adapter made with --method (a loaded adapter"
+                    + " keeps the modules_to_save of its adapter_config.json)");
         }
         BadLinePolicy policy = policy(a.optional("--on-bad-line"));
         int maxLength = intOpt(a, "--max-length", 0);
@@ -214,13 +219,24 @@ final class TrainCommand {
         if (a.optional("--num-virtual-tokens") != null) {
             n.put("num_virtual_tokens", intOpt(a, "--num-virtual-tokens", 0));
         }
-        if (a.optional("--target-modules") != null) {
-            ArrayNode t = n.putArray("target_modules");
-            for (String s : a.optional("--target-modules").split(",")) {
-                t.add(s.trim());
-            }
-        }
+        list(a, "--target-modules", n, "target_modules");
+        list(a, "--modules-to-save", n, "modules_to_save");
         return n.toString();
+    }
+
+    /** A comma-separated option as a JSON list of names (absent option: no key). */
+    private static void list(Args a, String option, ObjectNode n, String key) {
+        String v = a.optional(option);
+        if (v == null) {
+            return;
+        }
+        ArrayNode t = n.putArray(key);
+        for (String s : v.split(",")) {
+            if (s.isBlank()) {
+                throw new CliException("train: " + option + " '" + v + "' has an empty name; expected names separated by commas");
+            }
+            t.add(s.trim());
+        }
     }
 
     private static TaskType task(String name, String format) {

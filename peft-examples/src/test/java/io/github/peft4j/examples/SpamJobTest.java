@@ -94,7 +94,7 @@ class SpamJobTest {
         // biases: per layer q,k,v,attn-out (4x64) + attn LayerNorm 64 + intermediate 128 + out 64 + LayerNorm 64;
         // plus the embeddings' LayerNorm
         assertEquals(2 * (4 * 64 + 64 + 128 + 64 + 64) + 64 + head, rows.get("bitfit").trainable());
-        assertEquals(4 * 64 + 2 * 64 + 2, rows.get("prompt").trainable()); // virtual tokens + classifier
+        assertEquals(4 * 64 + head, rows.get("prompt").trainable()); // virtual tokens + pooler.dense + classifier
         assertEquals(base, rows.get("full").trainable());
         assertEquals(100.0, rows.get("full").trainablePercent(), 1e-9);
         for (SpamJob.Row row : r.rows()) {
@@ -111,6 +111,12 @@ class SpamJobTest {
             assertEquals(0, Math.abs(row.accuracy() * 8 - Math.round(row.accuracy() * 8)), 1e-9);
         }
         assertTrue(Files.isRegularFile(work.resolve("runs/lora/adapter/adapter_config.json")));
+        // the prompt adapter is complete: virtual tokens, pooler.dense and classifier (HF prompt-learning keys)
+        try (SafeTensorsFile f = SafeTensorsFile.open(work.resolve("runs/prompt/adapter/adapter_model.safetensors"))) {
+            assertEquals(List.of("base_model.bert.pooler.dense.bias", "base_model.bert.pooler.dense.weight",
+                    "base_model.classifier.bias", "base_model.classifier.weight", "prompt_embeddings"),
+                    f.names().stream().sorted().toList());
+        }
         assertTrue(Files.isRegularFile(work.resolve("runs/probe/head.safetensors")));
         assertTrue(Files.isRegularFile(work.resolve("runs/full/model/model.safetensors")));
         // the reloaded LoRA adapter (on a model initialised with another seed) gives the in-memory scores

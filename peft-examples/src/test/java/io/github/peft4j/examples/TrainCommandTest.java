@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.testing.Fixtures;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -90,6 +91,39 @@ class TrainCommandTest {
             assertEquals(m.get(4 + i).get("step").asInt(), m2.get(i).get("step").asInt());
             assertEquals(m.get(4 + i).get("loss").asDouble(), m2.get(i).get("loss").asDouble(), 1e-6);
         }
+    }
+
+    @Test
+    void modulesToSaveAppliesToTheNewAdapterOfAnyMethod(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("prompt");
+        Result r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+                "--method", "prompt-tuning", "--num-virtual-tokens", "4", "--modules-to-save", "lm_head", "--lr", "0.01",
+                "--max-steps", "2", "--batch-size", "2", "--output", out.toString(), "--device", "cpu");
+        assertEquals(0, r.status(), r.err());
+        // 4 virtual tokens x 64 + a whole copy of lm_head 128 x 64 (no bias)
+        assertTrue(r.out().contains("trainable params: 8,448 ||"), r.out());
+        assertEquals("[\"lm_head\"]", JSON.readTree(out.resolve("adapter_config.json").toFile()).get("modules_to_save").toString());
+        try (SafeTensorsFile f = SafeTensorsFile.open(out.resolve("adapter_model.safetensors"))) {
+            assertEquals(List.of("base_model.lm_head.weight", "prompt_embeddings"), f.names().stream().sorted().toList());
+        }
+
+        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+                "--method", "lora", "--target-modules", "q_proj,v_proj", "--r", "4", "--modules-to-save", "lm_head",
+                "--max-steps", "1", "--batch-size", "2", "--output", dir.resolve("lora").toString(), "--device", "cpu");
+        assertEquals(0, r.status(), r.err());
+        // LoRA r 4 on q_proj (64 -> 64) and v_proj (64 -> 32) in 2 layers: 2 x (4 x 128 + 4 x 96) = 1,792; + lm_head
+        assertTrue(r.out().contains("trainable params: 9,984 ||"), r.out());
+
+        r = run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
+                "--data", CASE.resolve("data.jsonl").toString(), "--modules-to-save", "lm_head", "--output",
+                dir.resolve("x").toString(), "--device", "cpu");
+        assertEquals(2, r.status());
+        assertTrue(r.err().contains("--modules-to-save applies to a new adapter made with --method"), r.err());
+        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+                "--method", "prompt-tuning", "--num-virtual-tokens", "4", "--modules-to-save", "lm_head,,norm",
+                "--output", dir.resolve("y").toString(), "--device", "cpu");
+        assertEquals(2, r.status());
+        assertTrue(r.err().contains("--modules-to-save 'lm_head,,norm' has an empty name"), r.err());
     }
 
     @Test

@@ -4,6 +4,7 @@ import io.github.peft4j.PeftException;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PromptLearningConfig;
+import java.util.List;
 
 /**
  * Hugging Face PEFT's {@code PrefixTuningConfig} ({@code peft_type} {@code PREFIX_TUNING}): trainable keys and
@@ -75,6 +76,12 @@ public class PrefixTuningConfig extends PromptLearningConfig {
     @Override
     public PrefixTuningConfig baseModelNameOrPath(String path) {
         super.baseModelNameOrPath(path);
+        return this;
+    }
+
+    @Override
+    public PrefixTuningConfig modulesToSave(List<String> names) {
+        super.modulesToSave(names);
         return this;
     }
 

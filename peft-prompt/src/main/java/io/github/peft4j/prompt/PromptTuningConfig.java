@@ -5,6 +5,7 @@ import io.github.peft4j.PeftException;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.peft.PromptLearningConfig;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * Hugging Face PEFT's {@code PromptTuningConfig} ({@code peft_type} {@code PROMPT_TUNING}): {@code num_virtual_tokens}
@@ -131,6 +132,12 @@ public class PromptTuningConfig extends PromptLearningConfig {
     @Override
     public PromptTuningConfig baseModelNameOrPath(String path) {
         super.baseModelNameOrPath(path);
+        return this;
+    }
+
+    @Override
+    public PromptTuningConfig modulesToSave(List<String> names) {
+        super.modulesToSave(names);
         return this;
     }
 

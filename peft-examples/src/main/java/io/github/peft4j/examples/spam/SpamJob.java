@@ -61,14 +61,15 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Methods: {@code probe} (frozen encoder; pooler + classifier trained; saved as {@code head.safetensors} under
  * Hugging Face names), {@code lora} (r 8 on query and value; pooler.dense and classifier as modules_to_save),
- * {@code bitfit} (every bias; pooler.dense and classifier as modules_to_save), {@code prompt} (prompt tuning, 10
- * virtual tokens initialised from a text; the classifier is trained as HF PEFT does, the pooler stays at its seeded
- * initialisation because prompt-learning configs have no modules_to_save), {@code full} (every weight; saved as a
- * model directory). Adapters are saved in the HF PEFT layout.
+ * {@code bitfit} (every bias outside the head; pooler.dense and classifier as modules_to_save), {@code prompt}
+ * (prompt tuning, 10 virtual tokens initialised from a text; pooler.dense and classifier as modules_to_save),
+ * {@code full} (every weight; saved as a model directory). Adapters are saved in the HF PEFT layout.
  */
 public final class SpamJob {
     private static final Logger LOG = LoggerFactory.getLogger(SpamJob.class);
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** What the adapters train whole ({@code modules_to_save}): the pooler and classifier start random. */
+    static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** The methods in table order. */
     public static final List<String> METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The test group whose accuracy is reported separately. */
@@ -531,12 +532,13 @@ public final class SpamJob {
             case "probe" -> model.parameters().forEach((k, p) -> p.setTrainable(isHead(k)));
             case "full" -> model.parameters().values().forEach(p -> p.setTrainable(true));
             case "lora" -> peft.addAdapter(PeftModel.DEFAULT, new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
-                    .targetModules("query", "value").modulesToSave(List.of("pooler.dense", "classifier")));
-            case "bitfit" -> peft.addAdapter(PeftModel.DEFAULT, new BitFitConfig().modulesToSave(List.of("pooler.dense", "classifier")));
+                    .targetModules("query", "value").modulesToSave(HEAD_MODULES));
+            case "bitfit" -> peft.addAdapter(PeftModel.DEFAULT, new BitFitConfig().modulesToSave(HEAD_MODULES));
             case "prompt" -> {
                 long[] ids = Arrays.stream(tokenizer.encode(PROMPT_INIT_TEXT, false)).asLongStream().toArray();
                 peft.addAdapter(PeftModel.DEFAULT, new PromptTuningConfig().promptTuningInit(PromptTuningConfig.TEXT)
-                        .promptTuningInitText(PROMPT_INIT_TEXT).initTokenIds(ids).numVirtualTokens(s.virtualTokens));
+                        .promptTuningInitText(PROMPT_INIT_TEXT).initTokenIds(ids).numVirtualTokens(s.virtualTokens)
+                        .modulesToSave(HEAD_MODULES));
             }
             default -> throw new PeftException("spam-job: unknown method '" + method + "'");
         }
@@ -744,7 +746,7 @@ public final class SpamJob {
                     + "classifier in modules_to_save";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
-                    + "\"; classifier trained, pooler frozen at its initialisation";
+                    + "\"; pooler.dense and classifier in modules_to_save";
             default -> "every weight trained";
         };
     }
