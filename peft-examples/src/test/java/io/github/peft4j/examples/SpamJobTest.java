@@ -90,7 +90,8 @@ class SpamJobTest {
         long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
         long base = rows.get("probe").total(); // the SEQ_CLS model: encoder + pooler + classifier
         assertEquals(head, rows.get("probe").trainable());
-        assertEquals(2 * 2 * (2 * 64 + 64 * 2) + head, rows.get("lora").trainable()); // 2 layers x {query,value} x (A+B)
+        // 2 layers x {query, key, value, attention.output.dense} (64 x 64) x (A 2x64 + B 64x2)
+        assertEquals(2 * 4 * (2 * 64 + 64 * 2) + head, rows.get("lora").trainable());
         // biases: per layer q,k,v,attn-out (4x64) + attn LayerNorm 64 + intermediate 128 + out 64 + LayerNorm 64;
         // plus the embeddings' LayerNorm
         assertEquals(2 * (4 * 64 + 64 + 128 + 64 + 64) + 64 + head, rows.get("bitfit").trainable());

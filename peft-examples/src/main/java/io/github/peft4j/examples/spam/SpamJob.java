@@ -535,7 +535,7 @@ public final class SpamJob {
             case "probe" -> model.parameters().forEach((k, p) -> p.setTrainable(isHead(k)));
             case "full" -> model.parameters().values().forEach(p -> p.setTrainable(true));
             case "lora" -> peft.addAdapter(PeftModel.DEFAULT, new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
-                    .targetModules("query", "value").modulesToSave(HEAD_MODULES));
+                    .targetModules("query", "key", "value", "attention.output.dense").modulesToSave(HEAD_MODULES));
             case "bitfit" -> peft.addAdapter(PeftModel.DEFAULT, new BitFitConfig().modulesToSave(HEAD_MODULES));
             case "prompt" -> {
                 long[] ids = Arrays.stream(tokenizer.encode(PROMPT_INIT_TEXT, false)).asLongStream().toArray();
@@ -745,7 +745,7 @@ public final class SpamJob {
     private static String describe(Settings s, String method) {
         return switch (method) {
             case "probe" -> "frozen encoder, pooler + classifier trained";
-            case "lora" -> "LoRA r " + s.loraR + ", alpha " + 2 * s.loraR + " on query and value; pooler.dense and "
+            case "lora" -> "LoRA r " + s.loraR + ", alpha " + 2 * s.loraR + " on query, key, value and attention.output.dense; pooler.dense and "
                     + "classifier in modules_to_save";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
