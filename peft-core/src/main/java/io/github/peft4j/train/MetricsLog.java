@@ -169,14 +169,15 @@ public final class MetricsLog {
         if (System.getProperty("java.awt.headless") == null) {
             System.setProperty("java.awt.headless", "true");
         }
-        XYChart loss = new XYChartBuilder().width(640).height(460).title("training loss").xAxisTitle("step")
+        XYChart loss = new XYChartBuilder().width(640).height(460)
+                .title("training loss (moving average, weight " + SMOOTHING + ")").xAxisTitle("step")
                 .yAxisTitle("loss").build();
         XYChart metric = new XYChartBuilder().width(640).height(460).title("validation " + evalMetric)
                 .xAxisTitle("step").yAxisTitle(evalMetric).build();
         String key = "eval_" + evalMetric;
         runs.forEach((name, log) -> {
             if (!log.train.isEmpty()) {
-                loss.addSeries(name, column(log.train, 0), column(log.train, 1)).setMarker(SeriesMarkers.NONE);
+                loss.addSeries(name, column(log.train, 0), smoothed(column(log.train, 1))).setMarker(SeriesMarkers.NONE);
             }
             List<double[]> v = log.eval.get(key);
             if (v != null && !v.isEmpty()) {
@@ -199,6 +200,22 @@ public final class MetricsLog {
                 throw new IOException("no PNG writer available");
             }
         });
+    }
+
+    /** Weight of the past in the comparison chart's loss curves (per-step losses of small batches are noisy). */
+    static final double SMOOTHING = 0.9;
+
+    /** An exponential moving average with bias correction (TensorBoard's smoothing): starts at the first value. */
+    static double[] smoothed(double[] y) {
+        double[] out = new double[y.length];
+        double avg = 0;
+        double weight = 0;
+        for (int i = 0; i < y.length; i++) {
+            avg = SMOOTHING * avg + (1 - SMOOTHING) * y[i];
+            weight = SMOOTHING * weight + (1 - SMOOTHING);
+            out[i] = avg / weight;
+        }
+        return out;
     }
 
     private static double[] column(List<double[]> rows, int c) {

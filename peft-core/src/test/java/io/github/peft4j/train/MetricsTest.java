@@ -64,4 +64,13 @@ class MetricsTest {
         byte[] png = Files.readAllBytes(dir.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G', "PNG of " + png.length + " bytes");
     }
+
+    @Test
+    void comparisonChartSmoothingIsADebiasedMovingAverage() {
+        double[] s = MetricsLog.smoothed(new double[] {2, 0, 1});
+        assertEquals(2.0, s[0], 1e-12); // debiased: the first value itself
+        assertEquals((0.9 * 0.1 * 2 + 0.1 * 0) / (0.9 * 0.1 + 0.1), s[1], 1e-12);
+        double avg = 0.9 * (0.9 * 0.1 * 2 + 0.1 * 0) + 0.1 * 1;
+        assertEquals(avg / (1 - 0.9 * 0.9 * 0.9), s[2], 1e-12);
+    }
 }

@@ -46,7 +46,7 @@ final class TrainCommand {
             "         [--batch-size B] [--grad-accum K] [--warmup-steps N] [--scheduler constant|linear|cosine]",
             "         [--clip NORM] [--weight-decay W] [--eval-data FILE --eval-every N --metric M --patience P]",
             "         [--checkpoint-every N] [--resume CHECKPOINT] [--seed S] [--no-shuffle] [--metrics FILE]",
-            "         [--on-bad-line stop|skip] [--max-length N] [--device cpu|gpu] [--fp16]",
+            "         [--on-bad-line stop|skip] [--max-length N] [--pack] [--device cpu|gpu] [--fp16]",
             "         trains the adapter and saves it to --output");
 
     private static final Set<String> VALUES = Set.of("--model", "--data", "--output", "--format", "--init-adapter",
@@ -55,7 +55,7 @@ final class TrainCommand {
             "--weight-decay", "--eval-data", "--eval-every", "--metric", "--patience", "--checkpoint-every", "--resume",
             "--seed", "--metrics", "--on-bad-line", "--max-length", "--device", "--tokenizer", "--text-field",
             "--label-field", "--log-every");
-    private static final Set<String> FLAGS = Set.of("--no-shuffle", "--fp16");
+    private static final Set<String> FLAGS = Set.of("--no-shuffle", "--fp16", "--pack");
 
     private TrainCommand() {}
 
@@ -180,7 +180,11 @@ final class TrainCommand {
                 return new PretokenizedData(vocab, maxLength, policy).read(file);
             case "alpaca":
             case "chat":
-                return InstructionData.builder(tok).maxLength(maxLength).policy(policy).build().read(file);
+                if (a.flag("--pack") && maxLength <= 0) {
+                    throw new CliException("train: --pack needs --max-length N (the length of a packed sequence)");
+                }
+                return InstructionData.builder(tok).maxLength(maxLength).pack(a.flag("--pack")).policy(policy).build()
+                        .read(file);
             case "classification": {
                 ClassificationData.Builder cb = ClassificationData.builder(tok).maxLength(maxLength).policy(policy);
                 if (a.optional("--text-field") != null) {

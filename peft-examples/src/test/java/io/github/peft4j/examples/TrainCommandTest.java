@@ -143,4 +143,39 @@ class TrainCommandTest {
         assertEquals(2, r.status());
         assertTrue(r.err().contains("--scheduler 'step': expected constant, linear or cosine"), r.err());
     }
+
+    @Test
+    void chatRecordsPackedIntoSequences(@TempDir Path dir) throws Exception {
+        Path data = dir.resolve("chat.jsonl");
+        List<String> records = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            records.add("{\"messages\": [{\"role\": \"user\", \"content\": \"hi " + i + "\"}, "
+                    + "{\"role\": \"assistant\", \"content\": \"ok\"}]}");
+        }
+        Files.write(data, records);
+        String[] common = {"train", "--model", CASE.resolve("base").toString(), "--tokenizer",
+            io.github.peft4j.testing.TestTokenizers.bpe().toString(), "--data", data.toString(), "--format", "chat",
+            "--method", "lora", "--r", "2", "--target-modules", "q_proj", "--lr", "0.01", "--max-steps", "2",
+            "--batch-size", "2", "--device", "cpu"};
+        List<String> args = new ArrayList<>(List.of(common));
+        args.addAll(List.of("--pack", "--max-length", "64", "--metrics", dir.resolve("m.jsonl").toString(), "--output",
+                dir.resolve("out").toString()));
+        Result r = run(args.toArray(String[]::new));
+        assertEquals(0, r.status(), r.err());
+        // six short conversations fit into fewer sequences of at most 64 tokens (the model's positions)
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("6 records, (\\d+) examples").matcher(r.out());
+        assertTrue(m.find(), r.out());
+        int packed = Integer.parseInt(m.group(1));
+        assertTrue(packed >= 1 && packed < 6, r.out());
+        List<JsonNode> metrics = lines(dir.resolve("m.jsonl"));
+        assertEquals(2, metrics.size());
+        assertTrue(Double.isFinite(metrics.get(1).get("loss").asDouble()) && metrics.get(1).get("loss").asDouble() > 0);
+
+        List<String> noLength = new ArrayList<>(List.of(common));
+        noLength.addAll(List.of("--pack", "--output", dir.resolve("out2").toString()));
+        Result bad = run(noLength.toArray(String[]::new));
+        assertEquals(2, bad.status());
+        assertTrue(bad.err().contains("--pack needs --max-length"), bad.err());
+        assertTrue(!Files.exists(dir.resolve("out2")), "nothing written on bad input");
+    }
 }
