@@ -13,9 +13,6 @@ import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import io.github.peft4j.testing.Fixtures;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.stream.Stream;
@@ -27,15 +24,6 @@ class GenerateMergeCliTest {
     @TempDir
     Path tmp;
 
-    private record Result(int status, String out, String err) {}
-
-    private static Result run(String... args) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int status = Peft4jCli.run(args, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
-        return new Result(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    }
-
     @Test
     void generateFromInputFileMatchesTransformers() throws Exception {
         Path dir = Fixtures.dir("llama_generate");
@@ -43,13 +31,13 @@ class GenerateMergeCliTest {
         Path input = tmp.resolve("in.json");
         Files.writeString(input, g.get("prompts").get("batch").toString());
         Path output = tmp.resolve("out.json");
-        Result r = run("generate", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
+        CliResult r = CliResult.run("generate", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
                 "--input", input.toString(), "--max-new-tokens", "10", "--greedy", "--output", output.toString());
         assertEquals(0, r.status(), r.err());
         System.out.print(r.out());
         JsonNode got = new ObjectMapper().readTree(output.toFile());
         assertEquals(g.get("adapter_batch"), got.get("generated_ids"));
-        Result base = run("generate", "--model", dir.resolve("base").toString(), "--input", input.toString(),
+        CliResult base = CliResult.run("generate", "--model", dir.resolve("base").toString(), "--input", input.toString(),
                 "--max-new-tokens", "10");
         assertEquals(0, base.status(), base.err());
         assertEquals(g.get("base_batch"), new ObjectMapper().readTree(base.out()).get("generated_ids"));
@@ -66,7 +54,7 @@ class GenerateMergeCliTest {
         }
         String text = "Hello world";
         Path output = tmp.resolve("ids.json");
-        Result r = run("generate", "--model", model.toString(), "--adapter", dir.resolve("adapter").toString(),
+        CliResult r = CliResult.run("generate", "--model", model.toString(), "--adapter", dir.resolve("adapter").toString(),
                 "--prompt", text, "--max-new-tokens", "6", "--output", output.toString());
         assertEquals(0, r.status(), r.err());
         System.out.print(r.out());
@@ -86,10 +74,10 @@ class GenerateMergeCliTest {
             String[] lines = r.out().split("\n");
             assertEquals(tok.decode(want.tokens(0), true), lines[lines.length - 1]);
         }
-        Result none = run("generate", "--model", dir.resolve("base").toString(), "--prompt", text);
+        CliResult none = CliResult.run("generate", "--model", dir.resolve("base").toString(), "--prompt", text);
         assertEquals(2, none.status());
         assertTrue(none.err().contains("tokenizer.json not found"), none.err());
-        Result both = run("generate", "--model", model.toString(), "--prompt", text, "--input", output.toString());
+        CliResult both = CliResult.run("generate", "--model", model.toString(), "--prompt", text, "--input", output.toString());
         assertEquals(2, both.status());
         assertTrue(both.err().contains("exactly one of --prompt TEXT and --input FILE"), both.err());
     }
@@ -97,11 +85,11 @@ class GenerateMergeCliTest {
     @Test
     void generateRejectsSamplingOptionsWithoutSample() {
         Path dir = Fixtures.dir("llama_generate");
-        Result r = run("generate", "--model", dir.resolve("base").toString(), "--input", dir.resolve("generate.json").toString(),
+        CliResult r = CliResult.run("generate", "--model", dir.resolve("base").toString(), "--input", dir.resolve("generate.json").toString(),
                 "--top-k", "5");
         assertEquals(2, r.status());
         assertTrue(r.err().contains("--top-k only applies with --sample"), r.err());
-        r = run("generate", "--model", dir.resolve("base").toString(), "--input", dir.resolve("generate.json").toString());
+        r = CliResult.run("generate", "--model", dir.resolve("base").toString(), "--input", dir.resolve("generate.json").toString());
         assertEquals(2, r.status());
         assertTrue(r.err().contains("missing \"input_ids\""), r.err());
     }
@@ -110,7 +98,7 @@ class GenerateMergeCliTest {
     void mergedCheckpointGivesTheAdapterLogits() throws Exception {
         Path dir = Fixtures.dir("llama_generate");
         Path out = tmp.resolve("merged");
-        Result r = run("merge", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
+        CliResult r = CliResult.run("merge", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
                 "--output", out.toString());
         assertEquals(0, r.status(), r.err());
         System.out.print(r.out());
@@ -143,14 +131,14 @@ class GenerateMergeCliTest {
         Files.writeString(out.resolve("keep.txt"), "mine");
         String[] args = {"merge", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
             "--output", out.toString()};
-        Result r = run(args);
+        CliResult r = CliResult.run(args);
         assertEquals(2, r.status());
         assertTrue(r.err().contains("is not empty (use --force to replace it)"), r.err());
         assertEquals("mine", Files.readString(out.resolve("keep.txt")));
 
         Path prompt = Fixtures.dir("gpt2_prompt");
         Path none = tmp.resolve("none");
-        r = run("merge", "--model", prompt.resolve("base").toString(), "--adapter", prompt.resolve("adapter").toString(),
+        r = CliResult.run("merge", "--model", prompt.resolve("base").toString(), "--adapter", prompt.resolve("adapter").toString(),
                 "--output", none.toString());
         assertEquals(2, r.status());
         assertTrue(r.err().contains("cannot be merged"), r.err());
@@ -158,7 +146,7 @@ class GenerateMergeCliTest {
 
         String[] forced = java.util.Arrays.copyOf(args, args.length + 1);
         forced[args.length] = "--force";
-        r = run(forced);
+        r = CliResult.run(forced);
         assertEquals(0, r.status(), r.err());
         assertFalse(Files.exists(out.resolve("keep.txt")), "--force replaces the directory");
         assertTrue(Files.isRegularFile(out.resolve("model.safetensors")));

@@ -9,9 +9,6 @@ import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.testing.Fixtures;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -21,15 +18,6 @@ import org.junit.jupiter.api.io.TempDir;
 class Peft4jCliTest {
     @TempDir
     Path tmp;
-
-    private record Result(int status, String out, String err) {}
-
-    private static Result run(String... args) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int status = Peft4jCli.run(args, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
-        return new Result(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    }
 
     private double compare(Path output, String name, String file, String key) throws Exception {
         JsonNode json = new ObjectMapper().readTree(output.toFile());
@@ -62,14 +50,14 @@ class Peft4jCliTest {
         Path dir = Fixtures.dir("llama_lora");
         String[] common = {"--model", dir.resolve("base").toString(), "--input", dir.resolve("input_ids.json").toString()};
         Path base = tmp.resolve("base.json");
-        assertEquals(0, run(concat(new String[] {"logits"}, common, "--output", base.toString())).status());
+        assertEquals(0, CliResult.run(concat(new String[] {"logits"}, common, "--output", base.toString())).status());
         assertTrue(compare(base, "llama_lora", "logits.json", "base_logits") < 1e-4);
         Path adapted = tmp.resolve("adapter.json");
-        Result r = run(concat(new String[] {"logits"}, common, "--adapter", dir.resolve("adapter").toString(), "--output", adapted.toString()));
+        CliResult r = CliResult.run(concat(new String[] {"logits"}, common, "--adapter", dir.resolve("adapter").toString(), "--output", adapted.toString()));
         assertEquals(0, r.status(), r.err());
         assertTrue(compare(adapted, "llama_lora", "logits.json", "adapter_logits") < 1e-4);
         Path merged = tmp.resolve("merged.json");
-        assertEquals(0, run(concat(new String[] {"logits"}, common, "--adapter", dir.resolve("adapter").toString(), "--merge",
+        assertEquals(0, CliResult.run(concat(new String[] {"logits"}, common, "--adapter", dir.resolve("adapter").toString(), "--merge",
                 "--output", merged.toString())).status());
         assertTrue(compare(merged, "llama_lora", "merged_logits.json", "merged_logits") < 1e-4);
     }
@@ -78,7 +66,7 @@ class Peft4jCliTest {
     void bertSequenceClassificationShape() throws Exception {
         Path dir = Fixtures.dir("bert_lora");
         Path out = tmp.resolve("o.json");
-        Result r = run("logits", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
+        CliResult r = CliResult.run("logits", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString(),
                 "--input", dir.resolve("input_ids.json").toString(), "--output", out.toString());
         assertEquals(0, r.status(), r.err());
         assertEquals("[2,2]", new ObjectMapper().readTree(out.toFile()).get("shape").toString());
@@ -88,7 +76,7 @@ class Peft4jCliTest {
     @Test
     void infoPrintsTheTrainableReport() {
         Path dir = Fixtures.dir("gpt2_lora");
-        Result r = run("info", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString());
+        CliResult r = CliResult.run("info", "--model", dir.resolve("base").toString(), "--adapter", dir.resolve("adapter").toString());
         assertEquals(0, r.status(), r.err());
         assertTrue(r.out().contains("GPT2LMHeadModel"), r.out());
         assertTrue(r.out().contains("trainable params: 0 || all params: "), r.out());
@@ -102,30 +90,30 @@ class Peft4jCliTest {
         Path out = tmp.resolve("x.json");
         Path bad = tmp.resolve("bad.json");
         Files.writeString(bad, "{\"input_ids\": [[1, 2, 300]]}");
-        Result r = run("logits", "--model", model, "--input", bad.toString(), "--output", out.toString());
+        CliResult r = CliResult.run("logits", "--model", model, "--input", bad.toString(), "--output", out.toString());
         assertEquals(2, r.status());
         assertTrue(r.err().contains("input_ids[0][2] = 300 is outside the model's vocabulary [0, 128)"), r.err());
         assertEquals(1, r.err().strip().lines().count(), r.err());
 
         Files.writeString(bad, "{\"input_ids\": [[1, 2], [3]]}");
-        r = run("logits", "--model", model, "--input", bad.toString(), "--output", out.toString());
+        r = CliResult.run("logits", "--model", model, "--input", bad.toString(), "--output", out.toString());
         assertTrue(r.err().contains("input_ids[1] has 1 entries, row 0 has 2"), r.err());
 
         Files.writeString(bad, "{\"input_ids\": [[1, 2]");
-        r = run("logits", "--model", model, "--input", bad.toString(), "--output", out.toString());
+        r = CliResult.run("logits", "--model", model, "--input", bad.toString(), "--output", out.toString());
         assertTrue(r.err().contains("malformed JSON"), r.err());
 
-        r = run("logits", "--model", tmp.resolve("nope").toString(), "--input", bad.toString(), "--output", out.toString());
+        r = CliResult.run("logits", "--model", tmp.resolve("nope").toString(), "--input", bad.toString(), "--output", out.toString());
         assertTrue(r.err().contains("no such directory"), r.err());
 
         // a Llama adapter on GPT-2: its targets do not exist there
-        r = run("logits", "--model", Fixtures.dir("gpt2_lora").resolve("base").toString(), "--adapter",
+        r = CliResult.run("logits", "--model", Fixtures.dir("gpt2_lora").resolve("base").toString(), "--adapter",
                 dir.resolve("adapter").toString(), "--input", dir.resolve("input_ids.json").toString(), "--output", out.toString());
         assertEquals(2, r.status());
         assertTrue(r.err().contains("target_modules entry") && r.err().contains("GPT2LMHeadModel"), r.err());
         assertTrue(!Files.exists(out), "nothing written on failure");
 
-        r = run("frobnicate");
+        r = CliResult.run("frobnicate");
         assertEquals(2, r.status());
         assertTrue(r.err().contains("unknown command 'frobnicate'"), r.err());
     }

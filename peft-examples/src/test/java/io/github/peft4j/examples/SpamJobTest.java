@@ -134,16 +134,13 @@ class SpamJobTest {
     @Test
     void trainCommandAcceptsThePreparedDataAndTheModelDirectory() throws IOException {
         Path outDir = tmp.resolve("train-out");
-        ByteArrayOutputStream o = new ByteArrayOutputStream();
-        ByteArrayOutputStream e = new ByteArrayOutputStream();
-        int rc = Peft4jCli.run(new String[] {"train", "--model", model.toString(), "--data",
+        CliResult r = CliResult.run("train", "--model", model.toString(), "--data",
             data.resolve("train.jsonl").toString(), "--eval-data", data.resolve("validation.jsonl").toString(),
             "--format", "classification", "--task", "seq-cls", "--method", "lora", "--r", "2", "--target-modules",
             "query,value", "--max-length", "32", "--batch-size", "4", "--max-steps", "4", "--lr", "1e-2",
-            "--metric", "accuracy", "--output", outDir.toString()},
-                new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8));
-        String out = o.toString(StandardCharsets.UTF_8);
-        assertEquals(0, rc, e.toString(StandardCharsets.UTF_8));
+            "--metric", "accuracy", "--output", outDir.toString());
+        String out = r.out();
+        assertEquals(0, r.status(), r.err());
         assertTrue(out.contains("trained 4 steps"), out);
         assertTrue(out.contains("eval: {loss="), out);
         String config = Files.readString(outDir.resolve("adapter_config.json"));

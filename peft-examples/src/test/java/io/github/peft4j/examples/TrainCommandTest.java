@@ -7,9 +7,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.testing.Fixtures;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -21,16 +18,6 @@ import org.junit.jupiter.api.io.TempDir;
 class TrainCommandTest {
     private static final Path CASE = Fixtures.root().resolveSibling("train-parity").resolve("llama_lora_sgd");
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    private record Result(int status, String out, String err) {}
-
-    private static Result run(String... args) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int status = Peft4jCli.run(args, new PrintStream(out, true, StandardCharsets.UTF_8),
-                new PrintStream(err, true, StandardCharsets.UTF_8));
-        return new Result(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    }
 
     private static List<JsonNode> lines(Path file) throws Exception {
         List<JsonNode> out = new ArrayList<>();
@@ -44,7 +31,7 @@ class TrainCommandTest {
     void sgdStepsFromAnInitialAdapterGiveHfPeftsLosses(@TempDir Path dir) throws Exception {
         JsonNode expected = JSON.readTree(CASE.resolve("losses.json").toFile());
         Path metrics = dir.resolve("m.jsonl");
-        Result r = run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
+        CliResult r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
                 "--data", CASE.resolve("data.jsonl").toString(), "--optimizer", "sgd", "--lr", "0.1", "--max-steps", "5",
                 "--batch-size", "2", "--no-shuffle", "--clip", "0.6", "--metrics", metrics.toString(), "--output",
                 dir.resolve("out").toString(), "--device", "cpu");
@@ -69,7 +56,7 @@ class TrainCommandTest {
             "--device", "cpu"};
         List<String> full = new ArrayList<>(List.of("train", "--output", dir.resolve("a").toString()));
         full.addAll(List.of(common));
-        Result r = run(full.toArray(String[]::new));
+        CliResult r = CliResult.run(full.toArray(String[]::new));
         assertEquals(0, r.status(), r.err());
         assertTrue(r.out().contains("trainable params: 1,792 ||"), r.out());
         List<JsonNode> m = lines(dir.resolve("a/metrics.jsonl"));
@@ -83,7 +70,7 @@ class TrainCommandTest {
         List<String> resumed = new ArrayList<>(List.of("train", "--output", dir.resolve("b").toString(), "--resume",
                 dir.resolve("a/checkpoint-4").toString()));
         resumed.addAll(List.of(common));
-        Result r2 = run(resumed.toArray(String[]::new));
+        CliResult r2 = CliResult.run(resumed.toArray(String[]::new));
         assertEquals(0, r2.status(), r2.err());
         List<JsonNode> m2 = lines(dir.resolve("b/metrics.jsonl"));
         assertEquals(2, m2.size());
@@ -96,7 +83,7 @@ class TrainCommandTest {
     @Test
     void modulesToSaveAppliesToTheNewAdapterOfAnyMethod(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("prompt");
-        Result r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+        CliResult r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
                 "--method", "prompt-tuning", "--num-virtual-tokens", "4", "--modules-to-save", "lm_head", "--lr", "0.01",
                 "--max-steps", "2", "--batch-size", "2", "--output", out.toString(), "--device", "cpu");
         assertEquals(0, r.status(), r.err());
@@ -107,19 +94,19 @@ class TrainCommandTest {
             assertEquals(List.of("base_model.lm_head.weight", "prompt_embeddings"), f.names().stream().sorted().toList());
         }
 
-        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+        r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
                 "--method", "lora", "--target-modules", "q_proj,v_proj", "--r", "4", "--modules-to-save", "lm_head",
                 "--max-steps", "1", "--batch-size", "2", "--output", dir.resolve("lora").toString(), "--device", "cpu");
         assertEquals(0, r.status(), r.err());
         // LoRA r 4 on q_proj (64 -> 64) and v_proj (64 -> 32) in 2 layers: 2 x (4 x 128 + 4 x 96) = 1,792; + lm_head
         assertTrue(r.out().contains("trainable params: 9,984 ||"), r.out());
 
-        r = run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
+        r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
                 "--data", CASE.resolve("data.jsonl").toString(), "--modules-to-save", "lm_head", "--output",
                 dir.resolve("x").toString(), "--device", "cpu");
         assertEquals(2, r.status());
         assertTrue(r.err().contains("--modules-to-save applies to a new adapter made with --method"), r.err());
-        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+        r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
                 "--method", "prompt-tuning", "--num-virtual-tokens", "4", "--modules-to-save", "lm_head,,norm",
                 "--output", dir.resolve("y").toString(), "--device", "cpu");
         assertEquals(2, r.status());
@@ -128,16 +115,16 @@ class TrainCommandTest {
 
     @Test
     void badOptionsAreNamed(@TempDir Path dir) {
-        Result r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+        CliResult r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
                 "--output", dir.toString(), "--method", "lora", "--target-modules", "q_proj", "--optimizer", "adam",
                 "--device", "cpu");
         assertEquals(2, r.status());
         assertEquals("peft4j: train: --optimizer 'adam': expected adamw or sgd", r.err().trim());
-        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+        r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
                 "--output", dir.toString(), "--device", "cpu");
         assertEquals(2, r.status());
         assertTrue(r.err().contains("give --method (a new adapter) or --init-adapter DIR"), r.err());
-        r = run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
+        r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
                 "--output", dir.toString(), "--method", "lora", "--target-modules", "q_proj", "--scheduler", "step",
                 "--device", "cpu");
         assertEquals(2, r.status());
@@ -160,7 +147,7 @@ class TrainCommandTest {
         List<String> args = new ArrayList<>(List.of(common));
         args.addAll(List.of("--pack", "--max-length", "64", "--metrics", dir.resolve("m.jsonl").toString(), "--output",
                 dir.resolve("out").toString()));
-        Result r = run(args.toArray(String[]::new));
+        CliResult r = CliResult.run(args.toArray(String[]::new));
         assertEquals(0, r.status(), r.err());
         // six short conversations fit into fewer sequences of at most 64 tokens (the model's positions)
         java.util.regex.Matcher m = java.util.regex.Pattern.compile("6 records, (\\d+) examples").matcher(r.out());
@@ -173,7 +160,7 @@ class TrainCommandTest {
 
         List<String> noLength = new ArrayList<>(List.of(common));
         noLength.addAll(List.of("--pack", "--output", dir.resolve("out2").toString()));
-        Result bad = run(noLength.toArray(String[]::new));
+        CliResult bad = CliResult.run(noLength.toArray(String[]::new));
         assertEquals(2, bad.status());
         assertTrue(bad.err().contains("--pack needs --max-length"), bad.err());
         assertTrue(!Files.exists(dir.resolve("out2")), "nothing written on bad input");
