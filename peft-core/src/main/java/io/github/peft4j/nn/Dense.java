@@ -1,0 +1,65 @@
+package io.github.peft4j.nn;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * What {@link Linear} and {@link Conv1D} share: a weight, an optional bias, and {@code y = x W^T + b} computed
+ * with libtorch's {@code linear} (the bias fused into the matrix product). Subclasses only say how their stored
+ * weight is laid out.
+ */
+abstract class Dense extends Module implements Projection {
+    private final Param weight;
+    private final Param bias;
+    private final boolean fanInFanOut;
+
+    /**
+     * @param weight the stored weight, {@code (out, in)} or, with {@code fanInFanOut}, {@code (in, out)}
+     * @param bias {@code (out)} or null
+     * @param fanInFanOut whether the weight is stored {@code (in, out)}
+     */
+    Dense(NDArray weight, NDArray bias, boolean fanInFanOut) {
+        this.weight = register("weight", new Param(weight));
+        this.bias = bias == null ? null : register("bias", new Param(bias));
+        this.fanInFanOut = fanInFanOut;
+    }
+
+    /** @return the weight as {@code (out, in)}: the stored array or a transposed view of it */
+    private NDArray outIn() {
+        return fanInFanOut ? weight.array().transpose() : weight.array();
+    }
+
+    @Override
+    public NDArray forward(NDArray x) {
+        return ai.djl.nn.core.Linear.linear(x, outIn(), bias == null ? null : bias.array()).head();
+    }
+
+    @Override
+    public NDArray forwardNoBias(NDArray x) {
+        return fanInFanOut ? x.matMul(weight.array()) : ai.djl.nn.core.Linear.linear(x, weight.array()).head();
+    }
+
+    @Override
+    public long inFeatures() {
+        return weight.shape().get(fanInFanOut ? 0 : 1);
+    }
+
+    @Override
+    public long outFeatures() {
+        return weight.shape().get(fanInFanOut ? 1 : 0);
+    }
+
+    @Override
+    public Param weight() {
+        return weight;
+    }
+
+    @Override
+    public Param bias() {
+        return bias;
+    }
+
+    @Override
+    public boolean fanInFanOut() {
+        return fanInFanOut;
+    }
+}
