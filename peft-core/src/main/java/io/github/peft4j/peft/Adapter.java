@@ -57,4 +57,17 @@ public interface Adapter {
 
     /** Removes this adapter from the model and frees its arrays. */
     void remove();
+
+    /**
+     * Finds a capability of this adapter ({@link Mergeable}, {@link TrainingHooks}, ...). The default answers
+     * with this adapter itself where it implements the interface; an adapter made of parts may answer with one
+     * of them.
+     *
+     * @param type the capability interface
+     * @param <T> the capability type
+     * @return the capability, or null where this adapter does not have it
+     */
+    default <T> T capability(Class<T> type) {
+        return type.isInstance(this) ? type.cast(this) : null;
+    }
 }

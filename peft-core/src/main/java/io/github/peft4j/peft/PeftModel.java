@@ -184,6 +184,28 @@ public final class PeftModel {
         });
     }
 
+    /**
+     * The given capability of every active, trainable adapter (and of its modules_to_save part), in activation
+     * order: what the trainer calls {@link TrainingHooks} on. Empty inside a disabled scope.
+     *
+     * @param type the capability interface
+     * @param <T> the capability type
+     * @return the capabilities found
+     */
+    public <T> List<T> activeCapabilities(Class<T> type) {
+        List<T> out = new ArrayList<>();
+        if (state.isDisabled()) {
+            return out;
+        }
+        for (String n : state.active()) {
+            Entry e = entry(n);
+            if (e.trainable()) {
+                e.parts().map(p -> p.capability(type)).filter(java.util.Objects::nonNull).forEach(out::add);
+            }
+        }
+        return out;
+    }
+
     /** @return the active adapter names */
     public List<String> activeAdapters() {
         return new ArrayList<>(state.active());

@@ -1,0 +1,49 @@
+package io.github.peft4j.peft;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * A capability of an {@link Adapter} that takes part in training beyond its parameters. The trainer calls it for
+ * every active, trainable adapter (and only those) in Hugging Face PEFT's documented order for AdaLoRA:
+ * forward → task loss + {@link #extraLoss} of every adapter → backward → {@link #afterBackward} → gradient clipping
+ * → optimizer step → {@link #afterStep} → zero gradients. With gradient accumulation, {@link #extraLoss} is called
+ * for every micro-batch (its term is scaled like the task loss) and the other two once per optimizer step.
+ * Every method has a default that does nothing.
+ */
+public interface TrainingHooks {
+    /**
+     * A term added to the task loss of this micro-batch (AdaLoRA's orthogonal regularisation, a mixture's balance
+     * loss, an L0 penalty). It must be built from the adapter's parameters inside the current step so that its
+     * gradient flows; a 0-d array in the parameters' dtype.
+     *
+     * @param step the step being computed
+     * @return the term, or null for none
+     */
+    default NDArray extraLoss(TrainingStep step) {
+        return null;
+    }
+
+    /**
+     * Called after backward and before gradient clipping: the gradients of this adapter's parameters are final
+     * for this step and may be read or changed in place (gradient masks).
+     *
+     * @param step the step being computed
+     */
+    default void afterBackward(TrainingStep step) {}
+
+    /**
+     * Called after the optimizer updated the parameters and before gradients are zeroed (AdaLoRA's rank
+     * allocator reads the gradients here).
+     *
+     * @param step the step that was just taken
+     */
+    default void afterStep(TrainingStep step) {}
+
+    /**
+     * Where training stands.
+     *
+     * @param step the optimizer step, 1-based: the first update is step 1
+     * @param totalSteps the planned number of optimizer steps
+     */
+    record TrainingStep(long step, long totalSteps) {}
+}
