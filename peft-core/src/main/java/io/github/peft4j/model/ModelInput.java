@@ -14,15 +14,54 @@ import ai.djl.ndarray.NDArray;
  * @param positionIds {@code [B, S]} or null ({@code past .. past + S - 1})
  * @param past cached keys and values (incremental decoding, prefix tuning), or null
  * @param useCache whether to return the keys and values including the new positions
+ * @param context per-call settings read by layers (which adapter each row uses); never null
  */
 public record ModelInput(NDArray inputIds, NDArray inputsEmbeds, NDArray attentionMask, NDArray tokenTypeIds,
-        NDArray positionIds, KvCache past, boolean useCache) {
+        NDArray positionIds, KvCache past, boolean useCache, CallContext context) {
 
-    /** Checks that exactly one of ids and embeddings is given. */
+    /** Checks that exactly one of ids and embeddings is given and that row adapters match the batch. */
     public ModelInput {
         if ((inputIds == null) == (inputsEmbeds == null)) {
             throw new IllegalArgumentException("exactly one of inputIds and inputsEmbeds must be given");
         }
+        context = context == null ? CallContext.NONE : context;
+        long rows = (inputIds != null ? inputIds : inputsEmbeds).getShape().get(0);
+        if (context.rowAdapters() != null && context.rowAdapters().size() != rows) {
+            throw new IllegalArgumentException("row adapters: expected one name per batch row (" + rows + "), got "
+                    + context.rowAdapters().size() + " " + context.rowAdapters());
+        }
+    }
+
+    /**
+     * An input without per-call settings.
+     *
+     * @param inputIds {@code [B, S]} int64 token ids, or null
+     * @param inputsEmbeds {@code [B, S, hidden]}, or null
+     * @param attentionMask {@code [B, past + S]} or null
+     * @param tokenTypeIds {@code [B, S]} or null
+     * @param positionIds {@code [B, S]} or null
+     * @param past cached keys and values, or null
+     * @param useCache whether to return the cache
+     */
+    public ModelInput(NDArray inputIds, NDArray inputsEmbeds, NDArray attentionMask, NDArray tokenTypeIds,
+            NDArray positionIds, KvCache past, boolean useCache) {
+        this(inputIds, inputsEmbeds, attentionMask, tokenTypeIds, positionIds, past, useCache, CallContext.NONE);
+    }
+
+    /**
+     * @param ctx the per-call settings
+     * @return a copy with that context
+     */
+    public ModelInput withContext(CallContext ctx) {
+        return new ModelInput(inputIds, inputsEmbeds, attentionMask, tokenTypeIds, positionIds, past, useCache, ctx);
+    }
+
+    /**
+     * @param names one adapter name per row ({@link CallContext#BASE} for the base model)
+     * @return a copy whose rows run with those adapters (HF PEFT's {@code adapter_names=})
+     */
+    public ModelInput withRowAdapters(java.util.List<String> names) {
+        return withContext(CallContext.rowAdapters(names));
     }
 
     /**
@@ -58,7 +97,7 @@ public record ModelInput(NDArray inputIds, NDArray inputsEmbeds, NDArray attenti
      * @return a copy with embeddings instead of ids
      */
     public ModelInput withEmbeds(NDArray embeds, NDArray mask, NDArray types) {
-        return new ModelInput(null, embeds, mask, types, positionIds, past, useCache);
+        return new ModelInput(null, embeds, mask, types, positionIds, past, useCache, context);
     }
 
     /**
@@ -67,7 +106,7 @@ public record ModelInput(NDArray inputIds, NDArray inputsEmbeds, NDArray attenti
      * @return a copy with a past
      */
     public ModelInput withPast(KvCache cache, NDArray mask) {
-        return new ModelInput(inputIds, inputsEmbeds, mask, tokenTypeIds, positionIds, cache, useCache);
+        return new ModelInput(inputIds, inputsEmbeds, mask, tokenTypeIds, positionIds, cache, useCache, context);
     }
 
     /**
@@ -75,6 +114,6 @@ public record ModelInput(NDArray inputIds, NDArray inputsEmbeds, NDArray attenti
      * @return a copy with that setting
      */
     public ModelInput withUseCache(boolean on) {
-        return new ModelInput(inputIds, inputsEmbeds, attentionMask, tokenTypeIds, positionIds, past, on);
+        return new ModelInput(inputIds, inputsEmbeds, attentionMask, tokenTypeIds, positionIds, past, on, context);
     }
 }
