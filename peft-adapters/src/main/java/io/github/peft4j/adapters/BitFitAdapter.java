@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.Adapter;
+import io.github.peft4j.peft.Mergeable;
 import io.github.peft4j.peft.LayerAdapter;
 import io.github.peft4j.peft.PeftConfig;
 import java.util.Collections;
@@ -19,13 +20,12 @@ import java.util.Map;
  *
  * <p>Saved as {@code adapter_model.safetensors} with keys {@code base_model.model.<module path>.bias}.
  */
-public final class BitFitAdapter implements Adapter {
+public final class BitFitAdapter implements Adapter, Mergeable {
     private final String name;
     private final BitFitConfig config;
     private final Map<String, Param> params;
     private final Map<String, NDArray> originals = new LinkedHashMap<>();
     private final Map<String, NDArray> heldTuned = new LinkedHashMap<>();
-    private final Runnable onRemove;
     private boolean swappedOut;
     private boolean merged;
 
@@ -33,13 +33,11 @@ public final class BitFitAdapter implements Adapter {
      * @param name the adapter name
      * @param config its config
      * @param biases {@code <module path>.bias} to the module's bias parameter
-     * @param onRemove called once when the adapter is removed
      */
-    BitFitAdapter(String name, BitFitConfig config, Map<String, Param> biases, Runnable onRemove) {
+    BitFitAdapter(String name, BitFitConfig config, Map<String, Param> biases) {
         this.name = name;
         this.config = config;
         this.params = new LinkedHashMap<>(biases);
-        this.onRemove = onRemove;
         params.forEach((k, p) -> originals.put(k, copyOf(p.array())));
     }
 
@@ -154,6 +152,5 @@ public final class BitFitAdapter implements Adapter {
         originals.values().forEach(NDArray::close);
         originals.clear();
         params.clear();
-        onRemove.run();
     }
 }

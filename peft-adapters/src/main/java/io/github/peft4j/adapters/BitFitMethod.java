@@ -11,11 +11,9 @@ import io.github.peft4j.peft.PeftConfig;
 import io.github.peft4j.peft.PeftMethod;
 import io.github.peft4j.peft.PeftMethods;
 import io.github.peft4j.peft.Targets;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.WeakHashMap;
 import java.util.function.Predicate;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
@@ -27,8 +25,6 @@ import java.util.stream.Collectors;
  */
 public final class BitFitMethod implements PeftMethod {
     private static final String KINDS = "modules with a bias (linear, Conv1D, layer norm)";
-    /** The model each live BitFit adapter belongs to (identity keys; a dropped model drops its entry). */
-    private static final Map<TransformerModel, String> OWNERS = Collections.synchronizedMap(new WeakHashMap<>());
 
     /** Used by {@link java.util.ServiceLoader}. */
     public BitFitMethod() {}
@@ -47,7 +43,8 @@ public final class BitFitMethod implements PeftMethod {
     public Adapter attach(AdapterContext context, String name, PeftConfig config) {
         BitFitConfig c = (BitFitConfig) config;
         TransformerModel model = context.model();
-        String existing = OWNERS.get(model);
+        String existing = context.adapters().values().stream().filter(a -> a instanceof BitFitAdapter)
+                .map(Adapter::name).findFirst().orElse(null);
         if (existing != null) {
             throw new PeftException("BITFIT: this model already has a BitFit adapter '" + existing + "' (it trains the biases"
                     + " in place, so only one can exist); delete it before adding '" + name + "'");
@@ -56,9 +53,7 @@ public final class BitFitMethod implements PeftMethod {
         for (String path : select(model, c)) {
             biases.put(path + ".bias", bias(Targets.innermost(model.resolve(path))));
         }
-        BitFitAdapter adapter = new BitFitAdapter(name, c, biases, () -> OWNERS.remove(model));
-        OWNERS.put(model, name);
-        return adapter;
+        return new BitFitAdapter(name, c, biases);
     }
 
     private static Param bias(Module m) {

@@ -4,12 +4,14 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.nn.DenseWeights;
 import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
 import io.github.peft4j.peft.AdapterLayer;
 import io.github.peft4j.peft.AdapterState;
+import io.github.peft4j.peft.RowGroups;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -23,7 +25,7 @@ import java.util.Set;
  * the input, {@code y = W (x ⊙ l) + b}. The vectors of several active adapters multiply. Merged adapters
  * are folded into the base weight (and, for output scaling, the bias) and skipped in the forward pass.
  */
-public final class IA3Layer extends AdapterLayer {
+public final class IA3Layer extends AdapterLayer implements Projection {
     /** Local parameter name prefix; saved as {@code <module path>.ia3_l}. */
     public static final String PREFIX = "ia3_l";
     /** HF's tolerance added to {@code l} before dividing on unmerge. */
@@ -59,10 +61,11 @@ public final class IA3Layer extends AdapterLayer {
         if (feedforward.containsKey(adapter)) {
             throw new PeftException("module '" + path + "' already has an IA3 vector for adapter '" + adapter + "'");
         }
-        NDArray w = projection.weight().array();
-        NDManager m = w.getManager();
+        NDManager m = projection.manager();
+        ai.djl.ndarray.types.DataType dt = projection.dense() != null ? projection.dense().weight().array().getDataType()
+                : ai.djl.ndarray.types.DataType.FLOAT32;
         Shape shape = isFeedforward ? new Shape(1, projection.inFeatures()) : new Shape(projection.outFeatures(), 1);
-        NDArray l = initOnes ? m.ones(shape, w.getDataType()) : m.randomNormal(shape, w.getDataType());
+        NDArray l = initOnes ? m.ones(shape, dt) : m.randomNormal(shape, dt);
         register(key(adapter), new Param(l));
         feedforward.put(adapter, isFeedforward);
     }
@@ -103,6 +106,13 @@ public final class IA3Layer extends AdapterLayer {
 
     @Override
     public NDArray forward(NDArray x) {
+        RowGroups groups = rowGroups(x);
+        if (groups != null) { // a mixed-adapter batch: each row scaled by its own adapter's vector
+            NDArray inScale = rowScale(groups, x, true);
+            NDArray y = base().forward(inScale == null ? x : x.mul(inScale));
+            NDArray outScale = rowScale(groups, y, false);
+            return outScale == null ? y : y.mul(outScale);
+        }
         NDArray inScale = null;
         NDArray outScale = null;
         for (Map.Entry<String, Boolean> e : feedforward.entrySet()) {
@@ -121,6 +131,31 @@ public final class IA3Layer extends AdapterLayer {
         return outScale == null ? y : y.mul(outScale);
     }
 
+    /** Per-row scales {@code [B, 1.., features]} broadcasting over {@code like}, or null where no row has one. */
+    private NDArray rowScale(RowGroups groups, NDArray like, boolean input) {
+        long features = like.getShape().get(-1);
+        NDArray ones = like.getManager().ones(new ai.djl.ndarray.types.Shape(features), vectorType(like));
+        NDArray rows = groups.perRow(ones, n -> feedforward.containsKey(n) && feedforward.get(n) == input
+                ? vector(n).array().reshape(-1) : null);
+        if (rows == null) {
+            return null;
+        }
+        long[] dims = new long[like.getShape().dimension()];
+        java.util.Arrays.fill(dims, 1);
+        dims[0] = like.getShape().get(0);
+        dims[dims.length - 1] = features;
+        return rows.reshape(new ai.djl.ndarray.types.Shape(dims));
+    }
+
+    private ai.djl.ndarray.types.DataType vectorType(NDArray like) {
+        return feedforward.isEmpty() ? like.getDataType() : vector(feedforward.keySet().iterator().next()).array().getDataType();
+    }
+
+    @Override
+    public boolean supportsRowGroups() {
+        return true;
+    }
+
     @Override
     public Set<String> adapterNames() {
         return Collections.unmodifiableSet(feedforward.keySet());
@@ -128,7 +163,31 @@ public final class IA3Layer extends AdapterLayer {
 
     @Override
     public boolean canMerge() {
-        return true;
+        return projection.dense() != null;
+    }
+
+    private DenseWeights denseBase() {
+        DenseWeights d = projection.dense();
+        if (d == null) {
+            throw new PeftException("IA3 cannot merge into a " + ((Module) projection).getClass().getSimpleName()
+                    + ": it exposes no dense weights");
+        }
+        return d;
+    }
+
+    @Override
+    public long inFeatures() {
+        return projection.inFeatures();
+    }
+
+    @Override
+    public long outFeatures() {
+        return projection.outFeatures();
+    }
+
+    @Override
+    public NDManager manager() {
+        return projection.manager();
     }
 
     /**
@@ -145,9 +204,9 @@ public final class IA3Layer extends AdapterLayer {
         }
         NDArray l = vector(adapter).array().stopGradient();
         try {
-            projection.weight().array().muli(weightFactor(adapter, l));
-            if (!feedforward.get(adapter) && projection.bias() != null) {
-                projection.bias().array().muli(l.reshape(-1));
+            denseBase().weight().array().muli(weightFactor(adapter, l));
+            if (!feedforward.get(adapter) && denseBase().bias() != null) {
+                denseBase().bias().array().muli(l.reshape(-1));
             }
         } finally {
             closeDetached(l, adapter);
@@ -169,9 +228,9 @@ public final class IA3Layer extends AdapterLayer {
         NDArray l = vector(adapter).array().stopGradient();
         try {
             NDArray lEps = l.add(Ops.scalar(l, UNMERGE_EPS));
-            projection.weight().array().divi(weightFactor(adapter, lEps));
-            if (!feedforward.get(adapter) && projection.bias() != null) {
-                projection.bias().array().divi(lEps.reshape(-1));
+            denseBase().weight().array().divi(weightFactor(adapter, lEps));
+            if (!feedforward.get(adapter) && denseBase().bias() != null) {
+                denseBase().bias().array().divi(lEps.reshape(-1));
             }
             lEps.close();
         } finally {
@@ -182,7 +241,7 @@ public final class IA3Layer extends AdapterLayer {
 
     /** {@code l} in the stored weight layout: {@code (out, 1)} / {@code (1, in)}, transposed for Conv1D. */
     private NDArray weightFactor(String adapter, NDArray l) {
-        return projection.fanInFanOut() ? l.transpose() : l;
+        return denseBase().fanInFanOut() ? l.transpose() : l;
     }
 
     private void closeDetached(NDArray detached, String adapter) {

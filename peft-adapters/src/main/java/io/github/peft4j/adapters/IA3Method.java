@@ -100,8 +100,9 @@ public final class IA3Method implements PeftMethod {
     }
 
     /** HF's warn-and-fix: the layer's real layout wins (Conv1D is fan_in_fan_out, linear is not). */
-    private static void fixFanInFanOut(IA3Config c, String path, Projection p) {
-        if (c.fanInFanOut() != p.fanInFanOut()) {
+    private static void fixFanInFanOut(IA3Config c, String path, Projection projection) {
+        io.github.peft4j.nn.DenseWeights p = projection.dense();
+        if (p != null && c.fanInFanOut() != p.fanInFanOut()) {
             LOG.warn("IA3: fan_in_fan_out is {} but '{}' is a {} whose weight is stored {}; setting fan_in_fan_out to {}",
                     c.fanInFanOut(), path, p.getClass().getSimpleName(), p.fanInFanOut() ? "(in, out)" : "(out, in)",
                     p.fanInFanOut());

@@ -1,6 +1,7 @@
 package io.github.peft4j.adapters;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -168,8 +169,10 @@ class IA3AdapterTest {
     @Test
     void defaultsAndFanInFanOutFixAsHf() {
         try (TransformerModel base = Tiny.gpt2()) {
-            IA3Config c = new IA3Config();
-            PeftModel.wrap(base).addAdapter("a", c);
+            IA3Config given = new IA3Config();
+            IA3Config c = (IA3Config) PeftModel.wrap(base).addAdapter("a", given).config();
+            assertNull(given.targetModules(), "defaults resolve into the adapter's copy, not the caller's config");
+            assertFalse(given.fanInFanOut());
             // HF's GPT-2 defaults, and Conv1D forces fan_in_fan_out = true with a warning
             assertEquals(List.of("c_attn", "mlp.c_proj"), c.targetModules().nameList());
             assertEquals(List.of("mlp.c_proj"), c.feedforwardModules().nameList());

@@ -138,7 +138,9 @@ public final class BertModel extends TransformerModel {
                 : manager().zeros(new Shape(b, s), DataType.INT64);
         x = x.add(bert.layer("embeddings.position_embeddings").forward(pos))
                 .add(bert.layer("embeddings.token_type_embeddings").forward(types));
+        NDArray tokens = x;
         x = bert.layer("embeddings.dropout").forward(bert.layer("embeddings.LayerNorm").forward(x));
+        x = site(SiteRole.EMBEDDING_OUTPUT, -1).apply(tokens, x, null);
         NDArray keyMask = in.attentionMask() != null ? onDevice(in.attentionMask()) : ones(b, past + s);
         NDArray mask = Attention.paddingMask(keyMask, x.getDataType());
         NDArray scale = Ops.scalar(x, 1.0 / Math.sqrt(hidden / (double) heads));
@@ -148,11 +150,17 @@ public final class BertModel extends TransformerModel {
             NDArray q = splitHeads(l.layer("attention.self.query").forward(x));
             NDArray k = splitHeads(l.layer("attention.self.key").forward(x));
             NDArray v = splitHeads(l.layer("attention.self.value").forward(x));
-            NDArray ctx = Attention.attend(q, k, v, mask, scale, (Dropout) l.resolve("attention.self.dropout"));
+            NDArray[] attnKv = {k, v};
+            NDArray layerMask = site(SiteRole.KV_PREFIX, i).prependPrefixes(x, attnKv, mask);
+            NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], layerMask, scale, (Dropout) l.resolve("attention.self.dropout"));
             NDArray a = l.layer("attention.output.dropout").forward(l.layer("attention.output.dense").forward(ctx));
+            a = site(SiteRole.ATTENTION_PARALLEL, i).apply(x, a, x);
+            a = site(SiteRole.ATTENTION_OUTPUT, i).apply(x, a, x);
             x = l.layer("attention.output.LayerNorm").forward(a.add(x));
             NDArray m = Ops.activation(act, l.layer("intermediate.dense").forward(x));
             m = l.layer("output.dropout").forward(l.layer("output.dense").forward(m));
+            m = site(SiteRole.FFN_PARALLEL, i).apply(x, m, x);
+            m = site(SiteRole.FFN_OUTPUT, i).apply(x, m, x);
             x = l.layer("output.LayerNorm").forward(m.add(x));
         }
         NDArray logits;

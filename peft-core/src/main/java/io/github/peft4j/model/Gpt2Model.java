@@ -94,7 +94,7 @@ public final class Gpt2Model extends TransformerModel {
         }
 
         /** x {@code [B, S, hidden]} -> {@code [B, S, hidden]}; appends this layer's keys/values to kv. */
-        NDArray forward(NDArray x, NDArray mask, NDArray scale, NDArray[] kv) {
+        NDArray forward(int i, NDArray x, NDArray mask, NDArray scale, NDArray[] kv) {
             NDArray h = layer("ln_1").forward(x);
             NDArray qkv = layer("attn.c_attn").forward(h); // [B, S, 3 * hidden]
             NDList parts = qkv.split(3, 2);
@@ -107,12 +107,17 @@ public final class Gpt2Model extends TransformerModel {
             }
             kv[0] = k;
             kv[1] = v;
-            NDArray ctx = Attention.attend(q, k, v, mask, scale, (Dropout) resolve("attn.attn_dropout"));
-            NDArray a = layer("attn.c_proj").forward(ctx);
-            x = x.add(layer("attn.resid_dropout").forward(a));
-            NDArray m = layer("mlp.c_fc").forward(layer("ln_2").forward(x));
-            m = layer("mlp.c_proj").forward(Ops.activation(act, m));
-            return x.add(layer("mlp.dropout").forward(m));
+            NDArray[] attnKv = {k, v};
+            mask = site(SiteRole.KV_PREFIX, i).prependPrefixes(h, attnKv, mask);
+            NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], mask, scale, (Dropout) resolve("attn.attn_dropout"));
+            NDArray a = layer("attn.resid_dropout").forward(layer("attn.c_proj").forward(ctx));
+            a = site(SiteRole.ATTENTION_PARALLEL, i).apply(h, a, x);
+            x = x.add(site(SiteRole.ATTENTION_OUTPUT, i).apply(h, a, x));
+            NDArray h2 = layer("ln_2").forward(x);
+            NDArray m = layer("mlp.c_proj").forward(Ops.activation(act, layer("mlp.c_fc").forward(h2)));
+            m = layer("mlp.dropout").forward(m);
+            m = site(SiteRole.FFN_PARALLEL, i).apply(h2, m, x);
+            return x.add(site(SiteRole.FFN_OUTPUT, i).apply(h2, m, x));
         }
 
         private NDArray splitHeads(NDArray t) { // [B, S, hidden] -> [B, H, S, D]
@@ -134,6 +139,7 @@ public final class Gpt2Model extends TransformerModel {
         NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(past, s);
         NDArray x = embeds.add(transformer.layer("wpe").forward(pos));
         x = transformer.layer("drop").forward(x);
+        x = site(SiteRole.EMBEDDING_OUTPUT, -1).apply(embeds, x, null);
         NDArray mask = Attention.causalMask(manager(), b, s, past, onDevice(in.attentionMask()), x.getDataType());
         Module h = transformer.child("h");
         List<NDArray> keys = new ArrayList<>();
@@ -144,7 +150,7 @@ public final class Gpt2Model extends TransformerModel {
                 scale /= i + 1;
             }
             NDArray[] kv = {in.past() == null ? null : in.past().keys(i), in.past() == null ? null : in.past().values(i)};
-            x = ((Block) h.child(Integer.toString(i))).forward(x, mask, Ops.scalar(x, scale), kv);
+            x = ((Block) h.child(Integer.toString(i))).forward(i, x, mask, Ops.scalar(x, scale), kv);
             keys.add(kv[0]);
             values.add(kv[1]);
         }

@@ -105,7 +105,7 @@ public final class LlamaModel extends TransformerModel {
     /** One decoder layer. */
     private final class Block extends Container {
         /** x {@code [B, S, hidden]}; cos/sin {@code [B|1, 1, S, headDim]}; kv holds and receives this layer's cache. */
-        NDArray forward(NDArray x, NDArray mask, NDArray cos, NDArray sin, NDArray scale, NDArray[] kv) {
+        NDArray forward(int i, NDArray x, NDArray mask, NDArray cos, NDArray sin, NDArray scale, NDArray[] kv) {
             long b = x.getShape().get(0);
             long s = x.getShape().get(1);
             NDArray h = layer("input_layernorm").forward(x);
@@ -120,11 +120,17 @@ public final class LlamaModel extends TransformerModel {
             }
             kv[0] = k;
             kv[1] = v;
-            NDArray ctx = Attention.attend(q, k, v, mask, scale, null);
-            x = x.add(layer("self_attn.o_proj").forward(ctx));
+            NDArray[] attnKv = {k, v};
+            mask = site(SiteRole.KV_PREFIX, i).prependPrefixes(h, attnKv, mask);
+            NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], mask, scale, null);
+            NDArray a = layer("self_attn.o_proj").forward(ctx);
+            a = site(SiteRole.ATTENTION_PARALLEL, i).apply(h, a, x);
+            x = x.add(site(SiteRole.ATTENTION_OUTPUT, i).apply(h, a, x));
             h = layer("post_attention_layernorm").forward(x);
             NDArray gate = Ops.activation(act, layer("mlp.gate_proj").forward(h));
-            return x.add(layer("mlp.down_proj").forward(gate.mul(layer("mlp.up_proj").forward(h))));
+            NDArray f = layer("mlp.down_proj").forward(gate.mul(layer("mlp.up_proj").forward(h)));
+            f = site(SiteRole.FFN_PARALLEL, i).apply(h, f, x);
+            return x.add(site(SiteRole.FFN_OUTPUT, i).apply(h, f, x));
         }
     }
 
@@ -170,6 +176,7 @@ public final class LlamaModel extends TransformerModel {
         long s = in.seqLen();
         long past = in.pastLength();
         NDArray x = in.inputsEmbeds() != null ? onDevice(in.inputsEmbeds()) : embed(onDevice(in.inputIds()));
+        x = site(SiteRole.EMBEDDING_OUTPUT, -1).apply(x, x, null);
         NDArray pos = in.positionIds() != null ? onDevice(in.positionIds()) : defaultPositions(past, s);
         NDArray angles = ai.djl.nn.core.Embedding.embedding(pos, ropeAngles(past + s), ai.djl.ndarray.types.SparseFormat.DENSE).head(); // [B|1, S, D/2]
         NDArray emb = angles.concat(angles, -1).expandDims(1); // [B|1, 1, S, D]
@@ -182,7 +189,7 @@ public final class LlamaModel extends TransformerModel {
         List<NDArray> values = new ArrayList<>();
         for (int i = 0; i < layers; i++) {
             NDArray[] kv = {in.past() == null ? null : in.past().keys(i), in.past() == null ? null : in.past().values(i)};
-            x = ((Block) ls.child(Integer.toString(i))).forward(x, mask, cos, sin, scale, kv);
+            x = ((Block) ls.child(Integer.toString(i))).forward(i, x, mask, cos, sin, scale, kv);
             keys.add(kv[0]);
             values.add(kv[1]);
         }

@@ -72,14 +72,54 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
     public record Dims(int layers, int heads, int kvHeads, int hidden, int headDim, int vocab) {}
 
     private Dims dims;
+    private final Map<SiteRole, List<HookSite>> sites = new java.util.EnumMap<>(SiteRole.class);
 
     /**
-     * Records the model's sizes; each constructor calls it once.
+     * Records the model's sizes and creates its {@link HookSite}s; each constructor calls it once.
      *
      * @param dims the sizes
      */
     protected final void setDims(Dims dims) {
         this.dims = dims;
+        for (SiteRole role : SiteRole.values()) {
+            List<HookSite> list = new java.util.ArrayList<>();
+            if (role == SiteRole.EMBEDDING_OUTPUT) {
+                list.add(new HookSite(role, -1));
+            } else {
+                for (int i = 0; i < dims.layers(); i++) {
+                    list.add(new HookSite(role, i));
+                }
+            }
+            sites.put(role, List.copyOf(list));
+        }
+    }
+
+    /**
+     * The sites of one role, by layer (one site for {@link SiteRole#EMBEDDING_OUTPUT}).
+     *
+     * @param role the role
+     * @return the sites, layer 0 first
+     */
+    public final List<HookSite> sites(SiteRole role) {
+        return sites.get(role);
+    }
+
+    /**
+     * One site.
+     *
+     * @param role the role
+     * @param layer the layer (0-based; ignored for {@link SiteRole#EMBEDDING_OUTPUT})
+     * @return the site
+     */
+    public final HookSite site(SiteRole role, int layer) {
+        List<HookSite> list = sites.get(role);
+        if (role == SiteRole.EMBEDDING_OUTPUT) {
+            return list.get(0);
+        }
+        if (layer < 0 || layer >= list.size()) {
+            throw new PeftException("site " + role + ": layer " + layer + " out of range 0.." + (list.size() - 1));
+        }
+        return list.get(layer);
     }
 
     /** @return the model's sizes */

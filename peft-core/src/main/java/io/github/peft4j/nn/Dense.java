@@ -7,7 +7,7 @@ import ai.djl.ndarray.NDArray;
  * with libtorch's {@code linear} (the bias fused into the matrix product). Subclasses only say how their stored
  * weight is laid out.
  */
-abstract class Dense extends Module implements Projection {
+abstract class Dense extends Module implements Projection, DenseWeights {
     private final Param weight;
     private final Param bias;
     private final boolean fanInFanOut;
@@ -34,11 +34,6 @@ abstract class Dense extends Module implements Projection {
     }
 
     @Override
-    public NDArray forwardNoBias(NDArray x) {
-        return fanInFanOut ? x.matMul(weight.array()) : ai.djl.nn.core.Linear.linear(x, weight.array()).head();
-    }
-
-    @Override
     public long inFeatures() {
         return weight.shape().get(fanInFanOut ? 0 : 1);
     }
@@ -61,5 +56,15 @@ abstract class Dense extends Module implements Projection {
     @Override
     public boolean fanInFanOut() {
         return fanInFanOut;
+    }
+
+    @Override
+    public ai.djl.ndarray.NDManager manager() {
+        return weight.array().getManager();
+    }
+
+    @Override
+    public DenseWeights dense() {
+        return this;
     }
 }

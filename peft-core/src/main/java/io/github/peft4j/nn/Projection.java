@@ -1,11 +1,12 @@
 package io.github.peft4j.nn;
 
-import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 
 /**
- * A dense projection {@code y = x W^T + b}: a {@link Linear} ({@code W} stored {@code (out, in)}) or GPT-2's
- * {@link Conv1D} ({@code W} stored {@code (in, out)}). Methods that wrap projections (LoRA, IA3, adapters)
- * see only this interface.
+ * A forward-only projection {@code [..., in] -> [..., out]}: what methods that wrap projections (LoRA, IA3,
+ * adapters) see. A {@link Linear} or GPT-2 {@link Conv1D} also exposes its dense weights ({@link #dense}) for
+ * merging; a projection without them (a 4-bit quantised one, or another method's wrapper) can still be wrapped,
+ * and methods then simply cannot merge into it.
  */
 public interface Projection extends Layer {
     /** @return input features */
@@ -14,20 +15,11 @@ public interface Projection extends Layer {
     /** @return output features */
     long outFeatures();
 
-    /** @return the weight parameter, in its stored layout */
-    Param weight();
+    /** @return the manager owning this projection's arrays (where a wrapper puts its own) */
+    NDManager manager();
 
-    /** @return the bias parameter, or null */
-    Param bias();
-
-    /** @return true when the weight is stored {@code (in, out)} (GPT-2 Conv1D), as HF's {@code fan_in_fan_out} */
-    boolean fanInFanOut();
-
-    /**
-     * Applies the projection without its bias.
-     *
-     * @param x the input {@code [..., in]}
-     * @return {@code x W^T} with shape {@code [..., out]}
-     */
-    NDArray forwardNoBias(NDArray x);
+    /** @return the dense weights a method may merge into, or null where there are none */
+    default DenseWeights dense() {
+        return null;
+    }
 }

@@ -1,11 +1,18 @@
 package io.github.peft4j.peft;
 
 import ai.djl.ndarray.NDArray;
-import io.github.peft4j.PeftException;
 import io.github.peft4j.nn.Param;
 import java.util.Map;
 
-/** A named adapter attached to a model by a {@link PeftMethod}. */
+/**
+ * A named adapter attached to a model by a {@link PeftMethod}. Beyond its parameters and file contents, what an
+ * adapter can do is a set of small capabilities the core discovers with {@link #capability}: {@link Mergeable}
+ * (fold into the base weights), {@link TrainingHooks} (extra loss, gradient masks, after-step work),
+ * {@link PromptAdapter} (input side: virtual tokens, key/value prefix), {@link RowRouted} (per-row adapters in a
+ * mixed batch). {@link #stateDict} / {@link #loadStateDict} are its file codec: a method whose files are not one
+ * tensor per parameter (rank cutting, another library's layout) converts there, and may adjust the saved config
+ * with {@link #configToSave}.
+ */
 public interface Adapter {
     /** @return the adapter name */
     String name();
@@ -40,19 +47,14 @@ public interface Adapter {
      */
     default void activeChanged(boolean active) {}
 
-    /** @return whether {@link #merge} folds this adapter into the base weights */
-    default boolean canMerge() {
-        return false;
-    }
-
-    /** Adds this adapter's update to the base weights. */
-    default void merge() {
-        throw new PeftException(config().peftType() + " adapter '" + name() + "' cannot be merged into the base weights");
-    }
-
-    /** Subtracts a merged update again. */
-    default void unmerge() {
-        throw new PeftException(config().peftType() + " adapter '" + name() + "' cannot be unmerged");
+    /**
+     * The config written next to {@link #stateDict}'s tensors. The default is the adapter's config; a method whose
+     * saved tensors depend on its state (AdaLoRA's kept ranks) returns an updated copy.
+     *
+     * @return the config to save (never the live config object)
+     */
+    default PeftConfig configToSave() {
+        return PeftMethods.copy(config());
     }
 
     /** Removes this adapter from the model and frees its arrays. */

@@ -35,6 +35,15 @@ public abstract class AdapterLayer extends Module implements Layer {
         return child(baseName);
     }
 
+    /**
+     * Replaces the wrapped module (when a wrapper below this one in a chain is removed).
+     *
+     * @param base the new wrapped module
+     */
+    void replaceBase(Module base) {
+        replace(baseName, base);
+    }
+
     /** @return the wrapped original as a layer */
     public Layer base() {
         return (Layer) child(baseName);
@@ -114,5 +123,23 @@ public abstract class AdapterLayer extends Module implements Layer {
     /** @return whether {@link #merge} is supported */
     public boolean canMerge() {
         return false;
+    }
+
+    /**
+     * @return whether this layer runs each row of a mixed-adapter batch with its own adapter ({@link RowGroups});
+     *     a method whose layers cannot is refused for such batches
+     */
+    public boolean supportsRowGroups() {
+        return false;
+    }
+
+    /**
+     * The row groups of the current forward call when it is a mixed-adapter batch.
+     *
+     * @param x the layer input (its manager holds the index arrays)
+     * @return the groups, or null for an ordinary call
+     */
+    protected RowGroups rowGroups(ai.djl.ndarray.NDArray x) {
+        return state.rowGroups(x.getManager());
     }
 }

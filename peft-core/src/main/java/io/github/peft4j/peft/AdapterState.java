@@ -1,5 +1,7 @@
 package io.github.peft4j.peft;
 
+import ai.djl.ndarray.NDManager;
+import io.github.peft4j.model.CallContext;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -9,6 +11,17 @@ import java.util.Set;
 public final class AdapterState {
     private final Set<String> active = new LinkedHashSet<>();
     private boolean disabled;
+    /** The context of the forward call running on this thread, and its row groups once built. */
+    private final ThreadLocal<Call> call = new ThreadLocal<>();
+
+    private static final class Call {
+        final CallContext context;
+        RowGroups groups;
+
+        Call(CallContext context) {
+            this.context = context;
+        }
+    }
 
     /**
      * A state with the given adapters active: for using a method's layers outside a {@link PeftModel}
@@ -39,6 +52,64 @@ public final class AdapterState {
     /** @return true inside a disabled scope */
     public boolean isDisabled() {
         return disabled;
+    }
+
+    /**
+     * The row groups of the forward call running on this thread, when it is a mixed-adapter batch: what layers
+     * read to run each row with its own adapter. Null outside such a call (every row uses the active adapters).
+     *
+     * @param manager where to create the row index arrays (the layer's)
+     * @return the groups, or null
+     */
+    public RowGroups rowGroups(NDManager manager) {
+        Call c = call.get();
+        if (c == null || c.context.rowAdapters() == null || disabled) {
+            return null;
+        }
+        if (c.groups == null) {
+            c.groups = new RowGroups(c.context.rowAdapters(), manager);
+        }
+        return c.groups;
+    }
+
+    /** @return the context of the forward call running on this thread ({@link CallContext#NONE} outside one) */
+    public CallContext context() {
+        Call c = call.get();
+        return c == null ? CallContext.NONE : c.context;
+    }
+
+    /**
+     * Makes a context current on this thread for one forward call; close the returned scope when the call ends.
+     * Calls nest (the inner context wins until it closes).
+     *
+     * @param context the call's context
+     * @return the scope
+     */
+    public CallScope enter(CallContext context) {
+        Call previous = call.get();
+        call.set(new Call(context));
+        return () -> {
+            if (previous == null) {
+                call.remove();
+            } else {
+                call.set(previous);
+            }
+        };
+    }
+
+    /**
+     * @param name an adapter name
+     * @param rowName the adapter of a row group
+     * @return whether {@code name}'s term applies to that group's rows: it is the group's adapter and not disabled
+     */
+    public boolean appliesTo(String name, String rowName) {
+        return !disabled && name.equals(rowName);
+    }
+
+    /** The scope of one forward call's context; closing it restores the previous context. */
+    public interface CallScope extends AutoCloseable {
+        @Override
+        void close();
     }
 
     void setActive(List<String> names) {

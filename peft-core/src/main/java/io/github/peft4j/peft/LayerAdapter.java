@@ -13,9 +13,10 @@ import java.util.Map;
 
 /**
  * An adapter made of {@link AdapterLayer}s in model slots (LoRA, IA3, modules_to_save copies). It implements
- * naming, saving, loading, merging and removal once for every such method.
+ * naming, saving, loading, merging and removal once for every such method. Wrappers of different methods compose
+ * on one slot: a new method's wrapper goes around the one already there (HF PEFT's nesting of {@code base_layer}).
  */
-public class LayerAdapter implements Adapter {
+public class LayerAdapter implements Adapter, Mergeable, RowRouted {
     /** Key prefix of tuner adapters in HF PEFT files. */
     public static final String TUNER_PREFIX = "base_model.model.";
     private final String name;
@@ -55,20 +56,11 @@ public class LayerAdapter implements Adapter {
      */
     public static <W extends AdapterLayer> Map<String, AdapterLayer> install(AdapterContext context, List<String> paths,
             Class<W> wrapperType, Installer<W> installer) {
-        for (String path : paths) { // check every target before changing the model
-            Module current = context.model().resolve(path);
-            if (current instanceof AdapterLayer && !wrapperType.isInstance(current)) {
-                throw new PeftException("module '" + path + "' is already adapted by " + current.getClass().getSimpleName()
-                        + "; one method per module (delete that adapter first)");
-            }
-        }
         Map<String, AdapterLayer> out = new LinkedHashMap<>();
         for (String path : paths) {
             Module current = context.model().resolve(path);
-            W layer;
-            if (wrapperType.isInstance(current)) {
-                layer = wrapperType.cast(current);
-            } else {
+            W layer = find(current, wrapperType);
+            if (layer == null) { // wrap whatever is in the slot now, another method's wrapper included
                 layer = installer.wrap(path, current, context.state());
                 parentOf(context.model(), path).replace(leaf(path), layer);
             }
@@ -93,6 +85,32 @@ public class LayerAdapter implements Adapter {
          * @param path its path
          */
         void add(W layer, String path);
+    }
+
+    /** The wrapper of a type in the chain of wrappers at a slot, or null. */
+    private static <W extends AdapterLayer> W find(Module slot, Class<W> type) {
+        for (Module m = slot; m instanceof AdapterLayer a; m = a.baseModule()) {
+            if (type.isInstance(m)) {
+                return type.cast(m);
+            }
+        }
+        return null;
+    }
+
+    /** Takes an empty wrapper out of the chain at a slot, giving its place to what it wrapped. */
+    private static void unwrap(Module root, String path, AdapterLayer layer) {
+        Module slot = root.resolve(path);
+        if (slot == layer) {
+            parentOf(root, path).replace(leaf(path), layer.baseModule());
+            return;
+        }
+        for (Module m = slot; m instanceof AdapterLayer outer; m = outer.baseModule()) {
+            if (outer.baseModule() == layer) {
+                outer.replaceBase(layer.baseModule());
+                return;
+            }
+        }
+        throw new PeftException("module '" + path + "': the wrapper to remove is no longer in the model");
     }
 
     static Module parentOf(Module root, String path) {
@@ -200,6 +218,25 @@ public class LayerAdapter implements Adapter {
         return layers.values().stream().allMatch(AdapterLayer::canMerge);
     }
 
+    /** @return whether any of this adapter's layers is merged into the base weights now */
+    public boolean isMerged() {
+        return layers.values().stream().anyMatch(l -> l.isMerged(name));
+    }
+
+    /**
+     * {@link Mergeable} only where every layer can merge; {@link RowRouted} only where every layer routes rows.
+     */
+    @Override
+    public <T> T capability(Class<T> type) {
+        if (type == Mergeable.class && !canMerge()) {
+            return null;
+        }
+        if (type == RowRouted.class && !layers.values().stream().allMatch(AdapterLayer::supportsRowGroups)) {
+            return null;
+        }
+        return Adapter.super.capability(type);
+    }
+
     @Override
     public void merge() {
         layers.values().forEach(l -> l.merge(name));
@@ -217,7 +254,7 @@ public class LayerAdapter implements Adapter {
         layers.forEach((path, layer) -> {
             layer.removeAdapter(name);
             if (layer.adapterNames().isEmpty()) {
-                parentOf(model, path).replace(leaf(path), layer.baseModule());
+                unwrap(model, path, layer);
             }
         });
         layers.clear();

@@ -75,6 +75,10 @@ public final class ModulesToSaveLayer extends AdapterLayer {
 
     @Override
     public NDArray forward(NDArray x) {
+        RowGroups groups = rowGroups(x);
+        if (groups != null) { // each row through its adapter's copy, or the original
+            return groups.map(x, (n, rows) -> (names.contains(n) ? layer(COPIES + n) : base()).forward(rows));
+        }
         for (String n : names) {
             if (state.isActive(n)) {
                 return layer(COPIES + n).forward(x);
@@ -86,6 +90,11 @@ public final class ModulesToSaveLayer extends AdapterLayer {
     @Override
     public Set<String> adapterNames() {
         return names;
+    }
+
+    @Override
+    public boolean supportsRowGroups() {
+        return true;
     }
 
     @Override

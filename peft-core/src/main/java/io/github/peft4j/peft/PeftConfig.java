@@ -109,4 +109,13 @@ public abstract class PeftConfig {
     void markInference() {
         inferenceMode = true;
     }
+
+    /**
+     * Copies fields that are not written to {@code adapter_config.json} (set in Java only, e.g. prompt-tuning init
+     * token ids) into a copy made through JSON, so that {@link PeftMethods#copy} keeps them. The default copies
+     * nothing.
+     *
+     * @param copy the copy to complete (same class as this)
+     */
+    protected void copyRuntimeFields(PeftConfig copy) {}
 }

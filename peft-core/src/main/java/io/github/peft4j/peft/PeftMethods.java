@@ -26,7 +26,7 @@ import java.util.TreeMap;
  * keys ignored, keys sorted, nulls written, two-space indentation.
  */
 public final class PeftMethods {
-    private static final Map<String, PeftMethod> METHODS = new TreeMap<>();
+    private static final Map<String, PeftMethod> METHODS = java.util.Collections.synchronizedMap(new TreeMap<>());
     private static final ObjectMapper MAPPER;
 
     static {
@@ -49,9 +49,20 @@ public final class PeftMethods {
 
     private PeftMethods() {}
 
+    /**
+     * Registers a method in code (besides those {@link ServiceLoader} finds): for methods defined in an
+     * application or a test. A later registration of the same {@code peft_type} replaces the earlier one.
+     *
+     * @param method the method
+     */
+    public static synchronized void register(PeftMethod method) {
+        METHODS.put(method.peftType(), method);
+        MAPPER.registerSubtypes(new NamedType(method.configType(), method.peftType()));
+    }
+
     /** @return the registered {@code peft_type} values, sorted */
     public static java.util.Set<String> types() {
-        return METHODS.keySet();
+        return java.util.Set.copyOf(new java.util.TreeSet<>(METHODS.keySet()));
     }
 
     /**
@@ -139,6 +150,8 @@ public final class PeftMethods {
      */
     @SuppressWarnings("unchecked")
     public static <C extends PeftConfig> C copy(C config) {
-        return (C) parse(toJson(config), "copy of " + config.peftType() + " config");
+        C copy = (C) parse(toJson(config), "copy of " + config.peftType() + " config");
+        config.copyRuntimeFields(copy);
+        return copy;
     }
 }

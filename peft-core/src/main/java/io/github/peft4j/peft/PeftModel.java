@@ -8,7 +8,7 @@ import io.github.peft4j.PeftException;
 import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
-import io.github.peft4j.model.KvCache;
+import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.ModelInput;
 import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.model.TaskType;
@@ -116,15 +116,18 @@ public final class PeftModel {
             throw new PeftException(where + ": task_type " + configTask + " does not fit " + model.architecture()
                     + " (a " + model.task() + " model)");
         }
+        config = PeftMethods.copy(config); // configs are values: defaults resolve into this copy, never the caller's
         if (config.taskType() == null) {
             config.taskType(model.task());
         }
         config.validate(where);
         PeftMethod method = PeftMethods.get(config.peftType());
-        Adapter adapter = method.attach(new AdapterContext(model, state, where), name, config);
+        Map<String, Adapter> others = new LinkedHashMap<>();
+        adapters.forEach((n, e) -> others.put(n, e.adapter()));
+        Adapter adapter = method.attach(new AdapterContext(model, state, where, Collections.unmodifiableMap(others)), name, config);
         LayerAdapter saved = null;
         try {
-            saved = attachModulesToSave(name, config, adapter instanceof PromptAdapter, where);
+            saved = attachModulesToSave(name, config, adapter.capability(PromptAdapter.class) != null, where);
         } catch (RuntimeException e) {
             adapter.remove();
             throw e;
@@ -141,7 +144,7 @@ public final class PeftModel {
         if (paths.isEmpty()) {
             return null;
         }
-        Map<String, AdapterLayer> layers = LayerAdapter.install(new AdapterContext(model, state, where), paths,
+        Map<String, AdapterLayer> layers = LayerAdapter.install(new AdapterContext(model, state, where, Map.of()), paths,
                 ModulesToSaveLayer.class, new LayerAdapter.Installer<>() {
                     @Override
                     public ModulesToSaveLayer wrap(String path, io.github.peft4j.nn.Module base, AdapterState s) {
@@ -168,7 +171,7 @@ public final class PeftModel {
             entry(n);
         }
         List<String> list = Arrays.asList(names);
-        long prompts = list.stream().filter(n -> entry(n).adapter() instanceof PromptAdapter).count();
+        long prompts = list.stream().filter(n -> entry(n).adapter().capability(PromptAdapter.class) != null).count();
         if (prompts > 1) {
             throw new PeftException("only one prompt-learning adapter can be active at a time, got " + list);
         }
@@ -269,52 +272,72 @@ public final class PeftModel {
     }
 
     /**
-     * Runs the model with the active adapters. A prompt-learning adapter's virtual tokens are prepended:
-     * embeddings to the input (the attention mask and token types grow by as many positions, and causal-LM
-     * logits keep them), or a key/value prefix in every layer (the mask grows, the logits do not).
+     * Runs the model with the active adapters. The input's {@link CallContext} is current for every layer during
+     * the call: with row adapters (HF PEFT's {@code adapter_names=}), each row runs with its own adapter
+     * ({@link CallContext#BASE}: the base model), rows grouped by adapter in one pass. An active input-side adapter
+     * ({@link PromptAdapter}) prepares the input first: embeddings prepended to the input (the attention mask and
+     * token types grow by as many positions, and causal-LM logits keep them), or a key/value prefix in every layer
+     * (the mask grows, the logits do not).
      *
      * @param input the input
      * @return the output
      */
     public ModelOutput forward(ModelInput input) {
         checkUsable();
-        PromptAdapter prompt = activePrompt();
-        if (prompt == null) {
-            return model.forward(input);
+        List<String> rows = input.context().rowAdapters();
+        if (rows != null) {
+            checkRowAdapters(rows);
         }
-        long b = input.batchSize();
-        int n = prompt.numVirtualTokens();
-        NDManager m = model.manager();
-        NDArray mask = input.attentionMask() == null ? null : onModel(input.attentionMask());
-        NDArray prefixOnes = m.ones(new Shape(b, n), mask == null ? DataType.INT64 : mask.getDataType());
-        KvCache past = prompt.prefix(b);
-        if (past != null) {
-            if (input.past() != null) {
-                throw new PeftException("prefix tuning with an existing cache: pass the cache returned by the first step only");
+        try (AdapterState.CallScope scope = state.enter(input.context())) {
+            ModelInput in = input;
+            PromptAdapter prompt = activePrompt();
+            if (prompt != null) {
+                in = prompt.prepare(in, model);
             }
-            long s = input.seqLen();
-            NDArray full = prefixOnes.concat(mask != null ? mask : m.ones(new Shape(b, s), prefixOnes.getDataType()), 1);
-            return model.forward(input.withPast(past, full));
+            return model.forward(in);
         }
-        NDArray virtual = prompt.inputEmbeddings(b);
-        NDArray embeds = input.inputsEmbeds() != null ? onModel(input.inputsEmbeds()) : model.embed(onModel(input.inputIds()));
-        NDArray newMask = mask == null ? null : prefixOnes.concat(mask, 1);
-        NDArray types = input.tokenTypeIds() == null ? null
-                : m.zeros(new Shape(b, n), input.tokenTypeIds().getDataType()).concat(onModel(input.tokenTypeIds()), 1);
-        return model.forward(input.withEmbeds(virtual.toType(embeds.getDataType(), false).concat(embeds, 1), newMask, types));
     }
 
-    private NDArray onModel(NDArray a) {
-        return a.getDevice().equals(model.device()) ? a : a.toDevice(model.device(), false);
+    /** HF PEFT's checks for {@code adapter_names=}, and ours: every named adapter must route rows. */
+    private void checkRowAdapters(List<String> rows) {
+        for (String n : new java.util.LinkedHashSet<>(rows)) {
+            if (CallContext.BASE.equals(n)) {
+                continue;
+            }
+            Entry e = adapters.get(n);
+            if (e == null) {
+                throw new PeftException("row adapters: no adapter named '" + n + "'; adapters: " + adapters.keySet()
+                        + " (or " + CallContext.BASE + " for the base model)");
+            }
+            if (e.parts().anyMatch(p -> p.capability(RowRouted.class) == null)) {
+                throw new PeftException("row adapters: " + e.adapter().config().peftType() + " adapter '" + n
+                        + "' cannot run per row in a mixed batch");
+            }
+        }
+        for (String n : state.active()) {
+            Entry e = entry(n);
+            if (e.parts().anyMatch(p -> p.capability(RowRouted.class) == null)) {
+                throw new PeftException("row adapters: the active " + e.adapter().config().peftType() + " adapter '" + n
+                        + "' would act on every row; deactivate it (setActive) before a mixed-adapter batch");
+            }
+        }
+        for (Entry e : adapters.values()) {
+            Mergeable m = e.adapter().capability(Mergeable.class);
+            if (m instanceof LayerAdapter l && l.isMerged()) {
+                throw new PeftException("row adapters: adapter '" + e.adapter().name() + "' is merged into the base"
+                        + " weights; unmerge it before a mixed-adapter batch");
+            }
+        }
     }
 
-    /** @return the active prompt-learning adapter (not in a disabled scope), or null */
+    /** @return the active input-side adapter (not in a disabled scope), or null */
     public PromptAdapter activePrompt() {
         if (state.isDisabled()) {
             return null;
         }
         for (String n : state.active()) {
-            if (entry(n).adapter() instanceof PromptAdapter p) {
+            PromptAdapter p = entry(n).adapter().capability(PromptAdapter.class);
+            if (p != null) {
                 return p;
             }
         }
@@ -389,7 +412,7 @@ public final class PeftModel {
     public void saveAdapter(String name, Path dir) {
         checkUsable();
         Entry e = entry(name);
-        PeftConfig config = PeftMethods.copy(e.adapter().config());
+        PeftConfig config = e.adapter().configToSave();
         config.markInference();
         Map<String, NDArray> tensors = new LinkedHashMap<>();
         e.parts().forEach(p -> tensors.putAll(p.stateDict()));
@@ -480,14 +503,20 @@ public final class PeftModel {
      */
     public void merge(String... names) {
         for (String n : names) {
-            Adapter a = entry(n).adapter();
-            if (!a.canMerge()) {
-                throw new PeftException(a.config().peftType() + " adapter '" + n + "' cannot be merged into the base weights");
-            }
+            mergeable(n);
         }
         for (String n : names) {
-            entry(n).adapter().merge();
+            mergeable(n).merge();
         }
+    }
+
+    private Mergeable mergeable(String name) {
+        Adapter a = entry(name).adapter();
+        Mergeable m = a.capability(Mergeable.class);
+        if (m == null || !m.canMerge()) {
+            throw new PeftException(a.config().peftType() + " adapter '" + name + "' cannot be merged into the base weights");
+        }
+        return m;
     }
 
     /**
@@ -497,7 +526,12 @@ public final class PeftModel {
      */
     public void unmerge(String... names) {
         for (String n : names) {
-            entry(n).adapter().unmerge();
+            Adapter a = entry(n).adapter();
+            Mergeable m = a.capability(Mergeable.class);
+            if (m == null) {
+                throw new PeftException(a.config().peftType() + " adapter '" + n + "' cannot be unmerged");
+            }
+            m.unmerge();
         }
     }
 

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.nn.DenseWeights;
 import io.github.peft4j.nn.Dropout;
 import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
@@ -12,6 +13,7 @@ import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
 import io.github.peft4j.peft.AdapterLayer;
 import io.github.peft4j.peft.AdapterState;
+import io.github.peft4j.peft.RowGroups;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -21,7 +23,7 @@ import java.util.Set;
  * adapter, {@code y += B(A(dropout(x))) * scaling} with {@code A (r, in)}, {@code B (out, r)}. Merging adds
  * {@code B A * scaling} to the base weight, transposed for GPT-2's {@code (in, out)} Conv1D layout.
  */
-public final class LoraLayer extends AdapterLayer {
+public final class LoraLayer extends AdapterLayer implements Projection {
     private final Projection base;
     private final Map<String, Lora> adapters = new LinkedHashMap<>();
 
@@ -65,7 +67,7 @@ public final class LoraLayer extends AdapterLayer {
         if (adapters.containsKey(name)) {
             throw new PeftException("LoRA adapter '" + name + "' already on this layer");
         }
-        NDManager m = base.weight().array().getManager();
+        NDManager m = base.manager();
         DataType dt = DataType.FLOAT32; // adapter master weights stay fp32 (mixed precision keeps them so)
         long in = base.inFeatures();
         long out = base.outFeatures();
@@ -89,22 +91,37 @@ public final class LoraLayer extends AdapterLayer {
     @Override
     public NDArray forward(NDArray x) {
         NDArray y = base.forward(x);
+        RowGroups groups = rowGroups(x);
+        if (groups != null) { // a mixed-adapter batch: each adapter's term on its own rows
+            NDArray d = groups.map(x, (n, rows) -> adapters.containsKey(n) ? delta(adapters.get(n), rows) : null);
+            return d == null ? y : y.add(d);
+        }
         for (Map.Entry<String, Lora> e : adapters.entrySet()) {
             Lora l = e.getValue();
             if (l.merged || !state.isActive(e.getKey())) {
                 continue;
             }
-            NDArray h = l.dropout.forward(x);
-            NDArray a = l.a.array();
-            NDArray b = l.b.array();
-            if (h.getDataType() != a.getDataType()) {
-                a = a.toType(h.getDataType(), false);
-                b = b.toType(h.getDataType(), false);
-            }
-            NDArray delta = ai.djl.nn.core.Linear.linear(ai.djl.nn.core.Linear.linear(h, a).head(), b).head();
-            y = y.add(delta.mul(Ops.scalar(delta, l.scaling)));
+            y = y.add(delta(l, x));
         }
         return y;
+    }
+
+    /** {@code B(A(dropout(x))) * scaling}. */
+    private static NDArray delta(Lora l, NDArray x) {
+        NDArray h = l.dropout.forward(x);
+        NDArray a = l.a.array();
+        NDArray b = l.b.array();
+        if (h.getDataType() != a.getDataType()) {
+            a = a.toType(h.getDataType(), false);
+            b = b.toType(h.getDataType(), false);
+        }
+        NDArray delta = ai.djl.nn.core.Linear.linear(ai.djl.nn.core.Linear.linear(h, a).head(), b).head();
+        return delta.mul(Ops.scalar(delta, l.scaling));
+    }
+
+    @Override
+    public boolean supportsRowGroups() {
+        return true;
     }
 
     /**
@@ -117,10 +134,10 @@ public final class LoraLayer extends AdapterLayer {
     public NDArray deltaWeight(String name) {
         Lora l = lora(name);
         NDArray d = l.b.array().matMul(l.a.array()).mul(Ops.scalar(l.a.array(), l.scaling));
-        if (base.fanInFanOut()) {
+        if (denseBase().fanInFanOut()) {
             d = d.transpose();
         }
-        return d.toType(base.weight().array().getDataType(), false);
+        return d.toType(denseBase().weight().array().getDataType(), false);
     }
 
     private Lora lora(String name) {
@@ -131,9 +148,40 @@ public final class LoraLayer extends AdapterLayer {
         return l;
     }
 
+    /** @return the base's dense weights, or an error where the base has none (a quantised projection, a wrapper) */
+    private DenseWeights denseBase() {
+        DenseWeights d = base.dense();
+        if (d == null) {
+            throw new PeftException("LoRA cannot merge into a " + ((Module) base).getClass().getSimpleName()
+                    + ": it exposes no dense weights");
+        }
+        return d;
+    }
+
+    /** @return null: the sum of the base and LoRA terms has no dense weights of its own to merge another method into */
+    @Override
+    public DenseWeights dense() {
+        return null;
+    }
+
+    @Override
+    public long inFeatures() {
+        return base.inFeatures();
+    }
+
+    @Override
+    public long outFeatures() {
+        return base.outFeatures();
+    }
+
+    @Override
+    public NDManager manager() {
+        return base.manager();
+    }
+
     @Override
     public boolean canMerge() {
-        return true;
+        return base.dense() != null;
     }
 
     @Override
@@ -142,7 +190,7 @@ public final class LoraLayer extends AdapterLayer {
         if (l.merged) {
             return;
         }
-        NDArray w = base.weight().array();
+        NDArray w = denseBase().weight().array();
         try (NDArray delta = deltaWeight(name); NDArray merged = w.add(delta)) {
             // safe merge: check the result before it replaces the base weight
             if (merged.isNaN().logicalOr(merged.isInfinite()).any().getBoolean()) {
@@ -160,7 +208,7 @@ public final class LoraLayer extends AdapterLayer {
             return;
         }
         try (NDArray delta = deltaWeight(name)) {
-            base.weight().array().subi(delta);
+            denseBase().weight().array().subi(delta);
         }
         l.merged = false;
     }

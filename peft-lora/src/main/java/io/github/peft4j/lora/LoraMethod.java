@@ -41,9 +41,9 @@ public final class LoraMethod implements PeftMethod {
                     @Override
                     public LoraLayer wrap(String path, Module base, AdapterState state) {
                         Projection p = (Projection) base;
-                        if (p.fanInFanOut() != c.fanInFanOut()) {
+                        if (p.dense() != null && p.dense().fanInFanOut() != c.fanInFanOut()) {
                             LOG.warn("{}: fan_in_fan_out={} in the config but the layer stores its weight {}; using the layer's layout",
-                                    path, c.fanInFanOut(), p.fanInFanOut() ? "(in, out)" : "(out, in)");
+                                    path, c.fanInFanOut(), p.dense().fanInFanOut() ? "(in, out)" : "(out, in)");
                         }
                         return new LoraLayer(p, state);
                     }

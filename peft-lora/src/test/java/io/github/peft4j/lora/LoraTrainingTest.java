@@ -170,7 +170,8 @@ class LoraTrainingTest {
             assertTrue(peft.adapter("all").parameters().keySet().stream().noneMatch(k -> k.startsWith("lm_head")));
             assertEquals("[model.layers.0.self_attn.q_proj, model.layers.0.self_attn.k_proj, model.layers.0.self_attn.v_proj, "
                     + "model.layers.0.self_attn.o_proj, model.layers.0.mlp.gate_proj, model.layers.0.mlp.up_proj]",
-                    all.targetModules().toString());
+                    ((LoraConfig) peft.adapter("all").config()).targetModules().toString());
+            assertTrue(all.targetModules().isAllLinear(), "the caller's config is not changed by attaching");
 
             PeftException e = assertThrows(PeftException.class,
                     () -> peft.addAdapter("bad", new LoraConfig().targetModules("q_proj", "c_attn")));

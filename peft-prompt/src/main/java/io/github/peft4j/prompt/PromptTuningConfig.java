@@ -103,6 +103,11 @@ public class PromptTuningConfig extends PromptLearningConfig {
         return this;
     }
 
+    @Override
+    protected void copyRuntimeFields(io.github.peft4j.peft.PeftConfig copy) {
+        ((PromptTuningConfig) copy).initTokenIds = initTokenIds == null ? null : initTokenIds.clone();
+    }
+
     /** @return a copy of the init token ids, or null */
     public long[] initTokenIds() {
         return initTokenIds == null ? null : initTokenIds.clone();

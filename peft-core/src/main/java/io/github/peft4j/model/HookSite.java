@@ -1,0 +1,144 @@
+package io.github.peft4j.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.Shape;
+import io.github.peft4j.PeftException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One named place in a model where methods may add computation ({@link SiteRole}). A site has no parameters and
+ * is not part of the module tree, so it changes no weight name; with nothing installed, calling it is a no-op
+ * that returns its argument. Hooks run in installation order, each seeing the previous one's output.
+ */
+public final class HookSite {
+    private final SiteRole role;
+    private final int layer;
+    private final Map<String, SiteHook> hooks = new LinkedHashMap<>();
+    private final Map<String, KvPrefixHook> prefixes = new LinkedHashMap<>();
+
+    HookSite(SiteRole role, int layer) {
+        this.role = role;
+        this.layer = layer;
+    }
+
+    /** @return the role */
+    public SiteRole role() {
+        return role;
+    }
+
+    /** @return the transformer layer (0-based), or -1 for {@link SiteRole#EMBEDDING_OUTPUT} */
+    public int layer() {
+        return layer;
+    }
+
+    /** @return a readable name, e.g. {@code layers.3.attention_output} */
+    public String name() {
+        String r = role.name().toLowerCase(java.util.Locale.ROOT);
+        return layer < 0 ? r : "layers." + layer + "." + r;
+    }
+
+    /**
+     * Installs a hook.
+     *
+     * @param owner the adapter name that owns it (one hook per adapter and site)
+     * @param hook the hook
+     */
+    public void install(String owner, SiteHook hook) {
+        if (role == SiteRole.KV_PREFIX) {
+            throw new PeftException("site " + name() + " takes key/value prefixes, not output hooks");
+        }
+        put(hooks, owner, hook);
+    }
+
+    /**
+     * Installs a key/value prefix.
+     *
+     * @param owner the adapter name that owns it
+     * @param hook the prefix hook
+     */
+    public void installPrefix(String owner, KvPrefixHook hook) {
+        if (role != SiteRole.KV_PREFIX) {
+            throw new PeftException("site " + name() + " takes output hooks, not key/value prefixes");
+        }
+        put(prefixes, owner, hook);
+    }
+
+    private <T> void put(Map<String, T> map, String owner, T hook) {
+        if (map.putIfAbsent(owner, hook) != null) {
+            throw new PeftException("site " + name() + " already has a hook of adapter '" + owner + "'");
+        }
+    }
+
+    /**
+     * Removes what an adapter installed here (nothing if it installed nothing).
+     *
+     * @param owner the adapter name
+     */
+    public void uninstall(String owner) {
+        hooks.remove(owner);
+        prefixes.remove(owner);
+    }
+
+    /** @return the adapters with something installed here */
+    public List<String> owners() {
+        List<String> out = new ArrayList<>(hooks.keySet());
+        out.addAll(prefixes.keySet());
+        return Collections.unmodifiableList(out);
+    }
+
+    /** @return whether nothing is installed */
+    public boolean isEmpty() {
+        return hooks.isEmpty() && prefixes.isEmpty();
+    }
+
+    /**
+     * Runs the output hooks.
+     *
+     * @param input the sub-block input
+     * @param output its output
+     * @param residual the residual stream, or null
+     * @return the output after every hook ({@code output} itself when none is installed)
+     */
+    public NDArray apply(NDArray input, NDArray output, NDArray residual) {
+        NDArray out = output;
+        for (SiteHook h : hooks.values()) {
+            out = h.apply(input, out, residual);
+        }
+        return out;
+    }
+
+    /**
+     * Prepends the installed prefixes to one layer's keys and values and widens the additive mask to match (the
+     * prefix positions are visible to every query).
+     *
+     * @param hidden the layer's attention input {@code [B, S, hidden]}
+     * @param kv keys and values {@code [B, kvHeads, K, D]}, replaced in place by the widened ones
+     * @param mask the additive mask {@code [B|1, 1, Q, K]} or null
+     * @return the widened mask (or {@code mask} when no prefix acts)
+     */
+    public NDArray prependPrefixes(NDArray hidden, NDArray[] kv, NDArray mask) {
+        for (KvPrefixHook h : prefixes.values()) {
+            KvPrefixHook.Prefix p = h.prefix(hidden);
+            if (p == null) {
+                continue;
+            }
+            long n = p.keys().getShape().get(2);
+            kv[0] = castLike(p.keys(), kv[0]).concat(kv[0], 2);
+            kv[1] = castLike(p.values(), kv[1]).concat(kv[1], 2);
+            if (mask != null) {
+                Shape s = mask.getShape();
+                mask = mask.getManager().zeros(new Shape(s.get(0), s.get(1), s.get(2), n), mask.getDataType()).concat(mask, 3);
+            }
+        }
+        return mask;
+    }
+
+    /** A cast autograd sees (DJL's toType cuts the gradient). */
+    private static NDArray castLike(NDArray a, NDArray like) {
+        return a.getDataType() == like.getDataType() ? a : a.expandDims(-1).cumProd(-1, like.getDataType()).squeeze(-1);
+    }
+}
