@@ -271,7 +271,9 @@ public final class PeftModel {
     /**
      * Runs the model with the active adapters. A prompt-learning adapter's virtual tokens are prepended:
      * embeddings to the input (the attention mask and token types grow by as many positions, and causal-LM
-     * logits keep them), or a key/value prefix in every layer (the mask grows, the logits do not).
+     * logits keep them), or a key/value prefix in every layer (the mask grows, the logits do not). Given a cache
+     * ({@code input.past()}: a later decoding step) the virtual tokens are already in it and are not added again;
+     * the mask must then cover them, as in HF PEFT's {@code generate}.
      *
      * @param input the input
      * @return the output
@@ -279,7 +281,7 @@ public final class PeftModel {
     public ModelOutput forward(ModelInput input) {
         checkUsable();
         PromptAdapter prompt = activePrompt();
-        if (prompt == null) {
+        if (prompt == null || input.past() != null) {
             return model.forward(input);
         }
         long b = input.batchSize();
@@ -289,9 +291,6 @@ public final class PeftModel {
         NDArray prefixOnes = m.ones(new Shape(b, n), mask == null ? DataType.INT64 : mask.getDataType());
         KvCache past = prompt.prefix(b);
         if (past != null) {
-            if (input.past() != null) {
-                throw new PeftException("prefix tuning with an existing cache: pass the cache returned by the first step only");
-            }
             long s = input.seqLen();
             NDArray full = prefixOnes.concat(mask != null ? mask : m.ones(new Shape(b, s), prefixOnes.getDataType()), 1);
             return model.forward(input.withPast(past, full));
