@@ -13,6 +13,7 @@ import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.KvCache;
 import io.github.peft4j.model.ModelInput;
 import io.github.peft4j.model.ModelOutput;
+import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.peft.PeftModel;
@@ -48,6 +49,10 @@ public final class TransformerLm implements LanguageModel {
         this.model = Objects.requireNonNull(model, "model");
         this.peft = peft;
         this.forward = Objects.requireNonNull(forward, "forward");
+        if (model.task() != TaskType.CAUSAL_LM) {
+            throw new PeftException("decode: " + model.architecture() + " computes " + model.task()
+                    + ", not next-token logits (CAUSAL_LM)");
+        }
     }
 
     /**
@@ -61,6 +66,7 @@ public final class TransformerLm implements LanguageModel {
     /**
      * @param model a plain causal language model
      * @return the language model
+     * @throws PeftException if the model's head does not compute next-token logits
      */
     public static TransformerLm of(TransformerModel model) {
         return new TransformerLm(model, null, model::forward);

@@ -14,7 +14,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.model.CallContext;
-import io.github.peft4j.model.ModelInput;
+import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.peft.PeftModel;
@@ -210,6 +210,10 @@ class DecodeSessionTest {
             assertTrue(e.getMessage().contains("one token per row (2)"), e.getMessage());
             e = assertThrows(PeftException.class, () -> s.next(new long[] {1, 128}));
             assertTrue(e.getMessage().contains("token 128 for row 1"), e.getMessage());
+        }
+        try (TransformerModel bert = TinyModels.bert(TaskType.TOKEN_CLS)) {
+            PeftException e = assertThrows(PeftException.class, () -> Generator.of(bert));
+            assertTrue(e.getMessage().contains("TOKEN_CLS, not next-token logits"), e.getMessage());
         }
     }
 
