@@ -17,9 +17,9 @@ import java.util.Arrays;
  * @param topP keep the smallest set of tokens whose probability reaches p when sampling (1 = off)
  * @param seed the sampling seed
  * @param repetitionPenalty HF's repetition penalty (1 = off; above 1 discourages tokens already in the sequence)
- * @param eosTokenIds end-of-sequence ids, or null to take them from the model's config.json / generation_config.json
+ * @param eosTokenIds end-of-sequence ids, or null to take the model's ({@link LanguageModel#eosTokenIds()}; config.json for a local model)
  * @param stopTokenIds further ids that end a row (may be empty)
- * @param padTokenId the id written after a row finished, or -1 to take it from the config (pad, else the first EOS, else 0)
+ * @param padTokenId the id written after a row finished, or -1 to take it from the model (pad, else the first EOS, else 0)
  * @param useCache decode incrementally over the key/value cache (false recomputes the whole sequence each step)
  */
 public record GenerationConfig(int maxNewTokens, boolean doSample, double temperature, int topK, double topP, long seed,

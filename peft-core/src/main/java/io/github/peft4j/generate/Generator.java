@@ -3,58 +3,52 @@ package io.github.peft4j.generate;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.pytorch.jni.JniUtils;
-import com.fasterxml.jackson.databind.JsonNode;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.model.KvCache;
-import io.github.peft4j.model.ModelInput;
-import io.github.peft4j.model.ModelOutput;
+import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.peft.PeftModel;
-import io.github.peft4j.peft.PromptAdapter;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Objects;
 import java.util.SplittableRandom;
-import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Autoregressive decoding of a causal language model, with or without adapters.
+ * Autoregressive decoding of a causal {@link LanguageModel}, with or without adapters: greedy or sampled, with a
+ * {@link LogitsProcessor} chain and stop tokens, as transformers' {@code generate}.
  *
- * <p>The prompt runs once; every later step feeds only the newest token and the key/value cache (unless
- * {@link GenerationConfig#useCache()} is off, which recomputes the whole sequence and gives the same tokens).
- * Batches are LEFT padded: the attention mask marks padding, and position ids come from the mask
- * ({@code cumsum(mask) - 1}) as in transformers' {@code generate}, so a padded row decodes as it would alone.
- * With an active prompt-learning adapter (prompt or prefix tuning) the virtual tokens are added by
- * {@link PeftModel#forward} on the first step; later steps extend the mask over them and use the default
- * positions, as HF PEFT does (it drops position ids for prompt learning).
+ * <p>The generator drives one {@link DecodeSession} per call: {@link DecodeSession#start} with the prompts, then
+ * {@link DecodeSession#next} with the chosen tokens, one call per new token. The session owns the key/value cache,
+ * the attention mask and the positions (for a local model see {@link TransformerLm}: LEFT padding, positions from
+ * the mask, prompt and prefix tuning, no cache when {@link GenerationConfig#useCache()} is off); the generator
+ * owns the token choice. A {@link CallContext} given to {@code generate} reaches every forward call of the run,
+ * e.g. {@code CallContext.rowAdapters(List.of("sql", "chat"))} decodes row 0 with adapter {@code sql} and row 1
+ * with {@code chat} (HF PEFT's {@code generate(adapter_names=...)}).
  *
- * <p>Each step runs in an {@link NDScope}; only the cache survives it. Gradient recording is off while decoding.
+ * <p>Each step runs in an {@link NDScope}; only the session's cache survives it, and closing the session at the
+ * end of the call frees the cache.
  */
 public final class Generator {
     private static final Logger LOG = LoggerFactory.getLogger(Generator.class);
 
-    private final TransformerModel model;
-    private final PeftModel peft;
+    private final LanguageModel lm;
     private final List<LogitsProcessor> extra = new ArrayList<>();
 
-    private Generator(TransformerModel model, PeftModel peft) {
-        this.model = model;
-        this.peft = peft;
+    private Generator(LanguageModel lm) {
+        this.lm = Objects.requireNonNull(lm, "language model");
     }
 
     /**
-     * @param peft a model with adapters; its active adapters apply
+     * @param peft a model with adapters; its active adapters apply, and every step goes through {@link PeftModel#forward}
      * @return a generator
      */
     public static Generator of(PeftModel peft) {
-        return new Generator(peft.model(), peft);
+        return new Generator(TransformerLm.of(peft));
     }
 
     /**
@@ -62,7 +56,20 @@ public final class Generator {
      * @return a generator
      */
     public static Generator of(TransformerModel model) {
-        return new Generator(model, null);
+        return new Generator(TransformerLm.of(model));
+    }
+
+    /**
+     * @param lm any causal language model (a local one, a combination of models, a remote one)
+     * @return a generator
+     */
+    public static Generator of(LanguageModel lm) {
+        return new Generator(lm);
+    }
+
+    /** @return the model this generator decodes */
+    public LanguageModel languageModel() {
+        return lm;
     }
 
     /**
@@ -85,6 +92,18 @@ public final class Generator {
      * @return the new tokens
      */
     public GenerationResult generate(int[][] prompts, GenerationConfig config) {
+        return generate(prompts, config, CallContext.NONE);
+    }
+
+    /**
+     * Generates from prompts of different lengths, LEFT padding them with the pad id, with per-call settings.
+     *
+     * @param prompts token ids per row (each non-empty)
+     * @param config the settings
+     * @param context attached to every forward call (e.g. one adapter name per row)
+     * @return the new tokens
+     */
+    public GenerationResult generate(int[][] prompts, GenerationConfig config, CallContext context) {
         if (prompts.length == 0) {
             throw new PeftException("generate: no prompts");
         }
@@ -106,7 +125,7 @@ public final class Generator {
                 mask[i][off + j] = 1;
             }
         }
-        return generate(ids, mask, config);
+        return generate(ids, mask, config, context);
     }
 
     /**
@@ -118,7 +137,20 @@ public final class Generator {
      * @return the new tokens
      */
     public GenerationResult generate(NDArray inputIds, NDArray attentionMask, GenerationConfig config) {
-        return generate(rows(inputIds), attentionMask == null ? null : rows(attentionMask), config);
+        return generate(inputIds, attentionMask, config, CallContext.NONE);
+    }
+
+    /**
+     * Generates from a padded batch with per-call settings.
+     *
+     * @param inputIds {@code [B, L]} int64 (LEFT padded)
+     * @param attentionMask {@code [B, L]} 1 for real tokens, 0 for padding, or null (all ones)
+     * @param config the settings
+     * @param context attached to every forward call (e.g. one adapter name per row)
+     * @return the new tokens
+     */
+    public GenerationResult generate(NDArray inputIds, NDArray attentionMask, GenerationConfig config, CallContext context) {
+        return generate(rows(inputIds), attentionMask == null ? null : rows(attentionMask), config, context);
     }
 
     /**
@@ -130,93 +162,57 @@ public final class Generator {
      * @return the new tokens
      */
     public GenerationResult generate(long[][] inputIds, long[][] attentionMask, GenerationConfig config) {
+        return generate(inputIds, attentionMask, config, CallContext.NONE);
+    }
+
+    /**
+     * Generates from a padded batch held in Java arrays, with per-call settings.
+     *
+     * @param inputIds {@code [B][L]} token ids (LEFT padded)
+     * @param attentionMask {@code [B][L]} 1 for real tokens, 0 for padding, or null (all ones)
+     * @param config the settings
+     * @param context attached to every forward call of the run; with row adapters, one adapter name per row
+     * @return the new tokens
+     */
+    public GenerationResult generate(long[][] inputIds, long[][] attentionMask, GenerationConfig config, CallContext context) {
+        long[][] mask = DecodeSession.checkBatch(inputIds, attentionMask, lm.vocabSize());
         int b = inputIds.length;
-        int len = b == 0 ? 0 : inputIds[0].length;
-        if (b == 0 || len == 0) {
-            throw new PeftException("generate: input_ids must be a non-empty [B, L] batch");
-        }
-        int vocab = model.vocabSize();
+        int len = inputIds[0].length;
         int n = config.maxNewTokens();
         long[][] seq = new long[b][len + n];
-        long[][] msk = new long[b][len + n];
         for (int r = 0; r < b; r++) {
-            if (inputIds[r].length != len || (attentionMask != null && attentionMask[r].length != len)) {
-                throw new PeftException("generate: row " + r + " of input_ids / attention_mask has a different length than row 0 (" + len + ")");
-            }
-            for (int j = 0; j < len; j++) {
-                long t = inputIds[r][j];
-                if (t < 0 || t >= vocab) {
-                    throw new PeftException("generate: input_ids[" + r + "][" + j + "] = " + t + " is outside the vocabulary [0, " + vocab + ")");
-                }
-                seq[r][j] = t;
-                msk[r][j] = attentionMask == null ? 1 : attentionMask[r][j];
-            }
-            if (msk[r][len - 1] == 0) {
-                throw new PeftException("generate: row " + r + " ends with padding; generation needs LEFT padding (pad before the prompt)");
-            }
+            System.arraycopy(inputIds[r], 0, seq[r], 0, len);
         }
         int[] stops = stopIds(config);
         int pad = padId(config);
-        PromptAdapter prompt = peft == null ? null : peft.activePrompt();
-        int virtual = prompt == null ? 0 : prompt.numVirtualTokens();
-        Function<ModelInput, ModelOutput> first = peft == null ? model::forward : peft::forward;
         List<LogitsProcessor> chain = LogitsProcessors.chain(config, extra);
         SplittableRandom rng = new SplittableRandom(config.seed());
-        NDManager m = model.manager();
 
         int[][] out = new int[b][n];
         int[] lengths = new int[b];
         boolean[] done = new boolean[b];
+        long[] chosen = new long[b];
         int steps = 0;
-        KvCache cache = null;
-        boolean grad = JniUtils.isGradMode();
-        JniUtils.setGradMode(false);
-        try {
+        try (DecodeSession session = lm.open(context == null ? CallContext.NONE : context, config.useCache())) {
             for (int t = 0; t < n; t++) {
                 int cur = len + t;
                 float[] scores;
                 try (NDScope scope = new NDScope()) {
-                    ModelOutput o;
-                    if (cache == null) { // the prompt, or the whole sequence without a cache
-                        NDArray ids = tensor(m, seq, 0, cur);
-                        NDArray mask = tensor(m, msk, 0, cur);
-                        NDArray pos = virtual > 0 ? null : positions(m, msk, 0, cur);
-                        o = first.apply(new ModelInput(ids, null, mask, null, pos, null, config.useCache()));
-                    } else {
-                        NDArray ids = tensor(m, seq, cur - 1, cur);
-                        NDArray mask = tensor(m, msk, 0, cur);
-                        if (virtual > 0) {
-                            mask = m.ones(new Shape(b, virtual), DataType.INT64).concat(mask, 1);
-                        }
-                        NDArray pos = virtual > 0 ? null : positions(m, msk, cur - 1, cur);
-                        o = model.forward(new ModelInput(ids, null, mask, null, pos, cache, true));
-                    }
-                    if (o.logits() == null || o.logits().getShape().dimension() != 3) {
-                        throw new PeftException("generate: " + model.architecture() + " is not a causal language model");
-                    }
-                    NDArray last = o.logits().get(new NDIndex(":, -1, :")).toType(DataType.FLOAT32, false);
-                    if (config.useCache()) {
-                        KvCache next = o.cache();
-                        for (int l = 0; l < next.numLayers(); l++) {
-                            NDScope.unregister(next.keys(l), next.values(l));
-                        }
-                        close(cache);
-                        cache = next;
-                    }
+                    NDArray last = t == 0 ? session.start(inputIds, mask) : session.next(chosen);
                     if (!chain.isEmpty()) {
-                        NDArray ids = tensor(m, seq, 0, cur);
+                        NDArray ids = tensor(last.getManager(), seq, cur);
                         for (LogitsProcessor p : chain) {
                             last = p.process(ids, last);
                         }
                     }
-                    scores = last.toFloatArray();
+                    scores = last.toType(DataType.FLOAT32, false).toFloatArray();
                 }
                 int v = scores.length / b;
                 boolean all = true;
                 for (int r = 0; r < b; r++) {
                     int tok = done[r] ? pad : (config.doSample() ? sample(scores, r * v, v, rng) : argmax(scores, r * v, v));
                     seq[r][cur] = tok;
-                    msk[r][cur] = 1;
+                    chosen[r] = tok;
                     out[r][t] = tok;
                     if (!done[r]) {
                         lengths[r]++;
@@ -229,9 +225,6 @@ public final class Generator {
                     break;
                 }
             }
-        } finally {
-            close(cache);
-            JniUtils.setGradMode(grad);
         }
         int[][] tokens = new int[b][];
         for (int r = 0; r < b; r++) {
@@ -243,15 +236,15 @@ public final class Generator {
 
     /** The stop ids: the config's EOS (or the model's) plus the extra stop ids. */
     private int[] stopIds(GenerationConfig config) {
-        int[] eos = config.eosTokenIds() != null ? config.eosTokenIds() : idsOf(model.config().json().get("eos_token_id"));
+        int[] eos = config.eosTokenIds() != null ? config.eosTokenIds() : lm.eosTokenIds();
         int[] all = Arrays.copyOf(eos, eos.length + config.stopTokenIds().length);
         System.arraycopy(config.stopTokenIds(), 0, all, eos.length, config.stopTokenIds().length);
         return all;
     }
 
     /**
-     * The id written after a row finished: the config's, else the model's {@code pad_token_id}, else its first
-     * EOS id, else 0.
+     * The id written after a row finished: the config's, else the model's pad id, else its first EOS id (the
+     * config's EOS ids if given), else 0.
      *
      * @param config the settings
      * @return the pad id
@@ -260,26 +253,11 @@ public final class Generator {
         if (config.padTokenId() >= 0) {
             return config.padTokenId();
         }
-        int[] pad = idsOf(model.config().json().get("pad_token_id"));
-        if (pad.length > 0) {
-            return pad[0];
+        if (lm.padTokenId() >= 0) {
+            return lm.padTokenId();
         }
-        int[] eos = config.eosTokenIds() != null ? config.eosTokenIds() : idsOf(model.config().json().get("eos_token_id"));
+        int[] eos = config.eosTokenIds() != null ? config.eosTokenIds() : lm.eosTokenIds();
         return eos.length > 0 ? eos[0] : 0;
-    }
-
-    private static int[] idsOf(JsonNode n) {
-        if (n == null || n.isNull()) {
-            return new int[0];
-        }
-        if (n.isArray()) {
-            int[] out = new int[n.size()];
-            for (int i = 0; i < out.length; i++) {
-                out[i] = n.get(i).asInt();
-            }
-            return out;
-        }
-        return new int[] {n.asInt()};
     }
 
     private static long[][] rows(NDArray a) {
@@ -296,30 +274,13 @@ public final class Generator {
         return out;
     }
 
-    /** Columns {@code from..to-1} of every row as a {@code [B, to-from]} int64 array. */
-    private static NDArray tensor(NDManager m, long[][] rows, int from, int to) {
-        int w = to - from;
-        long[] flat = new long[rows.length * w];
+    /** The first {@code width} columns of every row as a {@code [B, width]} int64 array. */
+    private static NDArray tensor(NDManager m, long[][] rows, int width) {
+        long[] flat = new long[rows.length * width];
         for (int r = 0; r < rows.length; r++) {
-            System.arraycopy(rows[r], from, flat, r * w, w);
+            System.arraycopy(rows[r], 0, flat, r * width, width);
         }
-        return Ops.owned(m, flat, new Shape(rows.length, w));
-    }
-
-    /** Position ids {@code cumsum(mask) - 1} (1 at padding, as transformers) for columns {@code from..to-1}. */
-    private static NDArray positions(NDManager m, long[][] mask, int from, int to) {
-        int w = to - from;
-        long[] flat = new long[mask.length * w];
-        for (int r = 0; r < mask.length; r++) {
-            long sum = 0;
-            for (int j = 0; j < to; j++) {
-                sum += mask[r][j];
-                if (j >= from) {
-                    flat[r * w + j - from] = mask[r][j] == 0 ? 1 : sum - 1;
-                }
-            }
-        }
-        return Ops.owned(m, flat, new Shape(mask.length, w));
+        return Ops.owned(m, flat, new Shape(rows.length, width));
     }
 
     /** The first index of the highest score (torch.argmax's choice among ties). */
@@ -361,14 +322,5 @@ public final class Generator {
             }
         }
         return false;
-    }
-
-    private static void close(KvCache cache) {
-        if (cache != null) {
-            for (int l = 0; l < cache.numLayers(); l++) {
-                cache.keys(l).close();
-                cache.values(l).close();
-            }
-        }
     }
 }

@@ -277,7 +277,9 @@ public final class PeftModel {
      * ({@link CallContext#BASE}: the base model), rows grouped by adapter in one pass. An active input-side adapter
      * ({@link PromptAdapter}) prepares the input first: embeddings prepended to the input (the attention mask and
      * token types grow by as many positions, and causal-LM logits keep them), or a key/value prefix in every layer
-     * (the mask grows, the logits do not).
+     * (the mask grows, the logits do not). Given a cache ({@code input.past()}: a later decoding step) the virtual
+     * tokens are already in it and are not added again; the mask must then cover them, as in HF PEFT's
+     * {@code generate}.
      *
      * @param input the input
      * @return the output
