@@ -44,6 +44,8 @@ def load_json(p):
 
 def logits(model, inp):
     kw = {"input_ids": torch.tensor(inp["input_ids"]), "attention_mask": torch.tensor(inp["attention_mask"])}
+    if inp.get("token_type_ids") is not None:
+        kw["token_type_ids"] = torch.tensor(inp["token_type_ids"])
     with torch.no_grad():
         return model(**kw).logits.float()
 
@@ -62,10 +64,15 @@ def diff(a, b):
 
 def check_case(case_dir: Path):
     problems, diffs = [], {}
-    need = ["base/config.json", "base/model.safetensors", "adapter/adapter_config.json",
-            "adapter/adapter_model.safetensors", "input_ids.json", "logits.json", "meta.json"]
     meta = load_json(case_dir / "meta.json") if (case_dir / "meta.json").exists() else {}
     lg = load_json(case_dir / "logits.json") if (case_dir / "logits.json").exists() else {}
+    # a case with "base_case" reuses the committed base/ of that case
+    base_rel = f"../{lg['base_case']}/base" if "base_case" in lg else "base"
+    base_dir = case_dir / base_rel
+    need = [f"{base_rel}/config.json", f"{base_rel}/model.safetensors", "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors", "input_ids.json", "logits.json", "meta.json"]
+    if "prefix_encoder_keys" in meta:
+        need.append("prefix_encoder.safetensors")
     has_merged = (case_dir / "merged").exists() or (case_dir / "merged_logits.json").exists()
     if has_merged:
         need += ["merged/config.json", "merged/model.safetensors", "merged_logits.json"]
@@ -84,7 +91,7 @@ def check_case(case_dir: Path):
     inp = load_json(case_dir / "input_ids.json")
     cls = getattr(transformers, lg["model_class"])
     attn = meta.get("attn_implementation", "eager")
-    base = cls.from_pretrained(str(case_dir / "base"), attn_implementation=attn, dtype=torch.float32).eval()
+    base = cls.from_pretrained(str(base_dir), attn_implementation=attn, dtype=torch.float32).eval()
     diffs["base"] = diff(logits(base, inp), stored(lg, "base_logits"))
     pm = PeftModel.from_pretrained(base, str(case_dir / "adapter")).eval()
     if "second_logits" in lg:
