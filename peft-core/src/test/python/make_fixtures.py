@@ -271,7 +271,10 @@ def shared_base(out_root: Path, base_case: str, model_cls):
         raise FileNotFoundError(f"{base_dir}: this case reuses the base of '{base_case}'; generate that case first "
                                 f"(--case {base_case})")
     model = load_base(model_cls, base_dir)
-    model.name_or_path = ""  # as a model built from a config: the saved base_model_name_or_path stays null
+    # as a model built from a config: adapter_config's base_model_name_or_path stays null and the model card
+    # names no local path
+    model.name_or_path = ""
+    model.config._name_or_path = ""
     return base_dir, model
 
 
@@ -660,6 +663,121 @@ def case_bert_tokcls_prefix_proj(out):
                      projection=48, token_types=True)
 
 
+# Mixed-adapter batches: HF PEFT's model(..., adapter_names=[one name per row]) with two LoRA adapters "a" and "b"
+# ("__base__" = no adapter for that row).
+MIXED_BATCHES = [["a", "b"], ["__base__", "a"], ["b", "__base__"]]
+
+
+def mixed_batch_case(out, name, model_cls, base_case, cfg_a, cfg_b, inputs, notes):
+    """Layout: a/ and b/ (PeftModel.save_pretrained of a model whose adapters are named a and b: each adapter in
+    its own subdirectory), input_ids.json, logits.json, meta.json; base/ is <base_case>/base."""
+    case_dir = out / name
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    case_dir.mkdir(parents=True)
+    ids, mask, input_desc = inputs
+    base_dir, base = shared_base(out, base_case, model_cls)
+    base_logits = run_model(base, ids, mask, "base")
+    model = get_peft_model(base, cfg_a, adapter_name="a")
+    model.add_adapter("b", cfg_b)
+    model.eval()
+    rand_names = randomize(model)
+
+    single = {"__base__": base_logits}
+    for a in ("a", "b"):
+        model.set_adapter(a)
+        single[a] = run_model(model, ids, mask, a)
+    model.set_adapter("a")
+    mixed = [run_model(model, ids, mask, "mixed", adapter_names=names) for names in MIXED_BATCHES]
+    model.save_pretrained(str(case_dir), safe_serialization=True)  # writes a/ and b/ (names other than "default")
+    (case_dir / "README.md").unlink(missing_ok=True)
+
+    write_json(case_dir / "input_ids.json", {"input_ids": ids, "attention_mask": mask})
+    logits = {"case": name, "model_class": model_cls.__name__, "peft_type": "LORA", "base_case": base_case,
+              "adapters": ["a", "b"]}
+    for key, t in (("base_logits", base_logits), ("a_logits", single["a"]), ("b_logits", single["b"])):
+        logits[key + "_shape"] = list(t.shape)
+        logits[key] = f32_list(t)
+    logits["mixed_batches"] = [{"adapter_names": names, "key": f"mixed_{i}_logits"} for i, names in enumerate(MIXED_BATCHES)]
+    for i, t in enumerate(mixed):
+        logits[f"mixed_{i}_logits_shape"] = list(t.shape)
+        logits[f"mixed_{i}_logits"] = f32_list(t)
+    write_json(case_dir / "logits.json", logits)
+
+    # each mixed row equals that row of the whole batch run with the row's adapter alone (or the base)
+    row_vs_single = {}
+    for i, names in enumerate(MIXED_BATCHES):
+        row_vs_single[f"mixed_{i}"] = max(float((mixed[i][r] - single[n][r]).abs().max()) for r, n in enumerate(names))
+
+    # reload from disk and reproduce every stored tensor
+    rb = load_base(model_cls, base_dir)
+    rp = PeftModel.from_pretrained(rb, str(case_dir / "a"), adapter_name="a")
+    rp.load_adapter(str(case_dir / "b"), adapter_name="b")
+    rp.eval()
+    reload = {"reload_max_abs_diff_base": max_diff(run_model(load_base(model_cls, base_dir), ids, mask, "b"), base_logits)}
+    for a in ("a", "b"):
+        rp.set_adapter(a)
+        reload[f"reload_max_abs_diff_{a}"] = max_diff(run_model(rp, ids, mask, a), single[a])
+    rp.set_adapter("a")
+    for i, names in enumerate(MIXED_BATCHES):
+        reload[f"reload_max_abs_diff_mixed_{i}"] = max_diff(run_model(rp, ids, mask, "m", adapter_names=names), mixed[i])
+
+    meta = {
+        "case": name, "versions": versions(),
+        "seeds": {"model": SEED_MODEL, "inputs": SEED_INPUTS, "adapter": SEED_ADAPTER},
+        "model_class": model_cls.__name__, "base_case": base_case, "attn_implementation": ATTN_IMPL,
+        "dtype": "float32", "inputs": input_desc, "randomized_params": rand_names,
+        "adapter_keys": {a: saved_keys(case_dir / a / "adapter_model.safetensors") for a in ("a", "b")},
+        "adapter_config": {a: json.loads((case_dir / a / "adapter_config.json").read_text()) for a in ("a", "b")},
+        "mixed_batches": MIXED_BATCHES,
+        "mixed_row_vs_single_adapter_max_abs_diff": row_vs_single,
+        "max_abs_diff_a_vs_base": max_diff(single["a"], base_logits),
+        "max_abs_diff_b_vs_base": max_diff(single["b"], base_logits),
+        "max_abs_diff_a_vs_b": max_diff(single["a"], single["b"]),
+        "max_abs_diff_adapter_vs_base": max_diff(single["a"], base_logits),
+        **reload,
+        "reload_reproduces_logits": all(v is not None and v <= 1e-6 for v in reload.values()),
+        "notes": [
+            f"base/ is the committed base of '{base_case}' (not repeated here).",
+            "a/ and b/: PeftModel.save_pretrained of one PeftModel holding adapters 'a' and 'b' (HF writes every "
+            "adapter not named 'default' into <dir>/<name>/). Load with PeftModel.from_pretrained(base, 'a', "
+            "adapter_name='a') + load_adapter('b', adapter_name='b'). Keys inside carry no adapter name.",
+            "logits.json: base_logits (no adapter), a_logits / b_logits (whole batch with set_adapter(a|b)), and "
+            "mixed_<i>_logits = model(input_ids, attention_mask, adapter_names=mixed_batches[i].adapter_names) with "
+            "'a' the active adapter (the active adapter does not matter with adapter_names). Row r of a mixed batch "
+            "equals row r of the single-adapter run of its adapter (mixed_row_vs_single_adapter_max_abs_diff).",
+            *notes,
+        ],
+    }
+    write_json(case_dir / "meta.json", meta)
+
+
+def case_llama_mixed_batch(out):
+    mixed_batch_case(
+        out, "llama_mixed_batch", LlamaForCausalLM, "llama_lora",
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        LoraConfig(r=2, lora_alpha=6, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "o_proj", "down_proj"],
+                   task_type="CAUSAL_LM"),
+        inputs_left_padded(3),
+        ["a: LoRA r=4 alpha=8 (scaling 2) on q_proj,v_proj; b: r=2 alpha=6 (scaling 3) on q_proj,k_proj,o_proj,"
+         "down_proj (q_proj has both, so one layer serves rows of different adapters).",
+         "Row 2 LEFT padded (positions not derived from the mask, as in llama_lora_padded). Logits at pad query "
+         "positions (row 2, positions 0..2) are implementation-defined: compare only attention_mask == 1."])
+
+
+def case_bert_mixed_batch(out):
+    mixed_batch_case(
+        out, "bert_mixed_batch", BertForSequenceClassification, "bert_lora",
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"], task_type="SEQ_CLS"),
+        LoraConfig(r=2, lora_alpha=6, lora_dropout=0.0, target_modules=["key", "intermediate.dense"],
+                   task_type="SEQ_CLS"),
+        inputs_right_padded(2),
+        ["a: LoRA r=4 alpha=8 on query,value; b: r=2 alpha=6 on key,intermediate.dense. SEQ_CLS: each adapter has "
+         "its own classifier copy (modules_to_save, randomised, saved as base_model.model.classifier.*); with "
+         "adapter_names the classifier is also chosen per row ('__base__' rows use the base classifier).",
+         "Row 2 RIGHT padded; logits are [2, 2] (one per row)."])
+
+
 def case_llama_ia3(out):
     name = "llama_ia3"
     cfg = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"],
@@ -828,6 +946,8 @@ NEW_CASES = {
     "bert_prefix_proj": case_bert_prefix_proj,
     "bert_tokcls_prefix": case_bert_tokcls_prefix,
     "bert_tokcls_prefix_proj": case_bert_tokcls_prefix_proj,
+    "llama_mixed_batch": case_llama_mixed_batch,
+    "bert_mixed_batch": case_bert_mixed_batch,
 }
 
 ALL_CASES = {**ORIGINAL_CASES, **NEW_CASES}
