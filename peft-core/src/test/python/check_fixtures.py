@@ -42,10 +42,12 @@ def load_json(p):
         return json.load(f)
 
 
-def logits(model, inp):
+def logits(model, inp, **extra):
     kw = {"input_ids": torch.tensor(inp["input_ids"]), "attention_mask": torch.tensor(inp["attention_mask"])}
+    if inp.get("token_type_ids") is not None:
+        kw["token_type_ids"] = torch.tensor(inp["token_type_ids"])
     with torch.no_grad():
-        return model(**kw).logits.float()
+        return model(**kw, **extra).logits.float()
 
 
 def stored(d, key):
@@ -60,12 +62,51 @@ def diff(a, b):
     return float((a - b).abs().max())
 
 
+def check_mixed_case(case_dir: Path, meta, lg):
+    """Mixed-adapter batches: adapters a/ and b/, base_logits, a_logits, b_logits and mixed_<i>_logits."""
+    problems, diffs = [], {}
+    base_rel = f"../{lg['base_case']}/base"
+    need = [f"{base_rel}/config.json", f"{base_rel}/model.safetensors", "input_ids.json"]
+    need += [f"{a}/{f}" for a in lg["adapters"] for f in ("adapter_config.json", "adapter_model.safetensors")]
+    problems += [f"missing {n}" for n in need if not (case_dir / n).exists()]
+    for e in lg["mixed_batches"]:
+        if e["key"] not in lg:
+            problems.append(f"logits.json lacks {e['key']}")
+    if problems:
+        return problems, diffs, meta
+    inp = load_json(case_dir / "input_ids.json")
+    cls = getattr(transformers, lg["model_class"])
+    attn = meta.get("attn_implementation", "eager")
+    base = cls.from_pretrained(str(case_dir / base_rel), attn_implementation=attn, dtype=torch.float32).eval()
+    diffs["base"] = diff(logits(base, inp), stored(lg, "base_logits"))
+    first, *rest = lg["adapters"]
+    pm = PeftModel.from_pretrained(base, str(case_dir / first), adapter_name=first)
+    for a in rest:
+        pm.load_adapter(str(case_dir / a), adapter_name=a)
+    pm.eval()
+    for a in lg["adapters"]:
+        pm.set_adapter(a)
+        diffs[a] = diff(logits(pm, inp), stored(lg, f"{a}_logits"))
+    pm.set_adapter(first)
+    for e in lg["mixed_batches"]:
+        diffs[e["key"].removesuffix("_logits")] = diff(logits(pm, inp, adapter_names=e["adapter_names"]),
+                                                       stored(lg, e["key"]))
+    return problems, diffs, meta
+
+
 def check_case(case_dir: Path):
     problems, diffs = [], {}
-    need = ["base/config.json", "base/model.safetensors", "adapter/adapter_config.json",
-            "adapter/adapter_model.safetensors", "input_ids.json", "logits.json", "meta.json"]
     meta = load_json(case_dir / "meta.json") if (case_dir / "meta.json").exists() else {}
     lg = load_json(case_dir / "logits.json") if (case_dir / "logits.json").exists() else {}
+    if "mixed_batches" in lg:
+        return check_mixed_case(case_dir, meta, lg)
+    # a case with "base_case" reuses the committed base/ of that case
+    base_rel = f"../{lg['base_case']}/base" if "base_case" in lg else "base"
+    base_dir = case_dir / base_rel
+    need = [f"{base_rel}/config.json", f"{base_rel}/model.safetensors", "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors", "input_ids.json", "logits.json", "meta.json"]
+    if "prefix_encoder_keys" in meta:
+        need.append("prefix_encoder.safetensors")
     has_merged = (case_dir / "merged").exists() or (case_dir / "merged_logits.json").exists()
     if has_merged:
         need += ["merged/config.json", "merged/model.safetensors", "merged_logits.json"]
@@ -84,7 +125,7 @@ def check_case(case_dir: Path):
     inp = load_json(case_dir / "input_ids.json")
     cls = getattr(transformers, lg["model_class"])
     attn = meta.get("attn_implementation", "eager")
-    base = cls.from_pretrained(str(case_dir / "base"), attn_implementation=attn, dtype=torch.float32).eval()
+    base = cls.from_pretrained(str(base_dir), attn_implementation=attn, dtype=torch.float32).eval()
     diffs["base"] = diff(logits(base, inp), stored(lg, "base_logits"))
     pm = PeftModel.from_pretrained(base, str(case_dir / "adapter")).eval()
     if "second_logits" in lg:

@@ -214,11 +214,14 @@ def saved_keys(st_path: Path):
     return dict(sorted(out.items()))
 
 
-def run_model(model, ids, mask, kind):
+def run_model(model, ids, mask, kind, types=None, **kwargs):
+    """Logits of one forward pass; types = token_type_ids (or None); kwargs go to forward (adapter_names=...)."""
     ids_t = torch.tensor(ids, dtype=torch.long)
     mask_t = torch.tensor(mask, dtype=torch.long)
+    if types is not None:
+        kwargs["token_type_ids"] = torch.tensor(types, dtype=torch.long)
     with torch.no_grad():
-        out = model(input_ids=ids_t, attention_mask=mask_t)
+        out = model(input_ids=ids_t, attention_mask=mask_t, **kwargs)
     return out.logits.detach().float().clone()
 
 
@@ -261,19 +264,40 @@ def check_saved_adapter_keys(adapter_dir: Path):
 # generic runner
 # --------------------------------------------------------------------------------------------
 
+def shared_base(out_root: Path, base_case: str, model_cls):
+    """The committed base/ of another case (so no second copy of the same weights is committed)."""
+    base_dir = out_root / base_case / "base"
+    if not (base_dir / "model.safetensors").exists():
+        raise FileNotFoundError(f"{base_dir}: this case reuses the base of '{base_case}'; generate that case first "
+                                f"(--case {base_case})")
+    model = load_base(model_cls, base_dir)
+    # as a model built from a config: adapter_config's base_model_name_or_path stays null and the model card
+    # names no local path
+    model.name_or_path = ""
+    model.config._name_or_path = ""
+    return base_dir, model
+
+
 def make_case(out_root: Path, name: str, model_cls, cfg, peft_cfg, inputs, *, merge: bool,
-              notes=None, post_randomize=None, extra_meta=None):
-    """Standard single-adapter case."""
+              notes=None, post_randomize=None, extra_meta=None, base_case=None):
+    """Standard single-adapter case. inputs = (ids, mask, description[, token_type_ids]). With base_case the
+    base model is read from <out>/<base_case>/base and no base/ is written (cfg is then unused); logits.json
+    and meta.json name it under "base_case"."""
     case_dir = out_root / name
     if case_dir.exists():
         shutil.rmtree(case_dir)
     case_dir.mkdir(parents=True)
-    ids, mask, input_desc = inputs
+    ids, mask, input_desc = inputs[:3]
+    types = inputs[3] if len(inputs) > 3 else None
     meta_notes = list(notes or [])
 
-    base = build_base(model_cls, cfg)
-    base.save_pretrained(str(case_dir / "base"))
-    base_logits = run_model(base, ids, mask, "base")
+    if base_case is None:
+        base = build_base(model_cls, cfg)
+        base_dir = case_dir / "base"
+        base.save_pretrained(str(base_dir))
+    else:
+        base_dir, base = shared_base(out_root, base_case, model_cls)
+    base_logits = run_model(base, ids, mask, "base", types)
 
     model = get_peft_model(base, peft_cfg)
     model.eval()
@@ -281,15 +305,19 @@ def make_case(out_root: Path, name: str, model_cls, cfg, peft_cfg, inputs, *, me
     extra = {}
     if post_randomize is not None:
         extra = post_randomize(model) or {}
-    adapter_logits = run_model(model, ids, mask, "adapter")
+    adapter_logits = run_model(model, ids, mask, "adapter", types)
     model.save_pretrained(str(case_dir / "adapter"), safe_serialization=True)
 
     peft_type = model.peft_config["default"].peft_type
     peft_type = peft_type.value if hasattr(peft_type, "value") else str(peft_type)
 
-    write_json(case_dir / "input_ids.json", {"input_ids": ids, "attention_mask": mask})
+    inputs_json = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        inputs_json["token_type_ids"] = types
+    write_json(case_dir / "input_ids.json", inputs_json)
     logits = {
         "case": name, "model_class": model_cls.__name__, "peft_type": peft_type,
+        **({"base_case": base_case} if base_case else {}),
         "base_logits_shape": list(base_logits.shape), "base_logits": f32_list(base_logits),
         "adapter_logits_shape": list(adapter_logits.shape), "adapter_logits": f32_list(adapter_logits),
     }
@@ -299,25 +327,25 @@ def make_case(out_root: Path, name: str, model_cls, cfg, peft_cfg, inputs, *, me
     if merge:
         merged = model.merge_and_unload()
         merged.eval()
-        merged_logits = run_model(merged, ids, mask, "merged")
+        merged_logits = run_model(merged, ids, mask, "merged", types)
         merged.save_pretrained(str(case_dir / "merged"))
         write_json(case_dir / "merged_logits.json", {
             "case": name, "merged_logits_shape": list(merged_logits.shape),
             "merged_logits": f32_list(merged_logits)})
 
     # ---- reload check from disk
-    rb = load_base(model_cls, case_dir / "base")
-    r_base = run_model(rb, ids, mask, "base")
+    rb = load_base(model_cls, base_dir)
+    r_base = run_model(rb, ids, mask, "base", types)
     rp = PeftModel.from_pretrained(rb, str(case_dir / "adapter"))
     rp.eval()
-    r_adapter = run_model(rp, ids, mask, "adapter")
+    r_adapter = run_model(rp, ids, mask, "adapter", types)
     reload = {
         "reload_max_abs_diff_base": max_diff(r_base, base_logits),
         "reload_max_abs_diff_adapter": max_diff(r_adapter, adapter_logits),
     }
     if merge:
         rm = load_base(model_cls, case_dir / "merged")
-        reload["reload_max_abs_diff_merged"] = max_diff(run_model(rm, ids, mask, "merged"), merged_logits)
+        reload["reload_max_abs_diff_merged"] = max_diff(run_model(rm, ids, mask, "merged", types), merged_logits)
 
     with open(case_dir / "adapter" / "adapter_config.json") as f:
         adapter_config = json.load(f)
@@ -326,6 +354,7 @@ def make_case(out_root: Path, name: str, model_cls, cfg, peft_cfg, inputs, *, me
         "versions": versions(),
         "seeds": {"model": SEED_MODEL, "inputs": SEED_INPUTS, "adapter": SEED_ADAPTER},
         "model_class": model_cls.__name__,
+        **({"base_case": base_case} if base_case else {}),
         "attn_implementation": ATTN_IMPL,
         "dtype": "float32",
         "inputs": input_desc,
@@ -525,6 +554,230 @@ def case_llama_prefix(out):
                      "P..P+S-1 (see prefix_layout.manual_rebuild_max_abs_diff)."])
 
 
+# BERT prefix tuning (sequence and token classification). HF PEFT 0.21 calls the backbone (`bert`) itself with
+# past_key_values (BertFor*Classification.forward has no such parameter), then dropout + classifier.
+BERT_TYPE_IDS = [[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 0, 0]]
+
+
+def bert_prefix_case(out, name, model_cls, base_case, nvt, *, projection=None, token_types=False):
+    """projection: None (plain embedding) or encoder_hidden_size of the prefix MLP."""
+    task = "SEQ_CLS" if model_cls is BertForSequenceClassification else "TOKEN_CLS"
+    ids, mask, desc = inputs_right_padded(2)
+    inputs = (ids, mask, desc + ("; token_type_ids given (passed through as they are)" if token_types else ""),
+              *([BERT_TYPE_IDS] if token_types else []))
+    kw = dict(prefix_projection=True, encoder_hidden_size=projection) if projection else dict(prefix_projection=False)
+    cfg = PrefixTuningConfig(task_type=task, num_virtual_tokens=nvt, **kw)
+
+    def post(model):
+        """With a projection, scale the MLP to a useful range (randn weights would saturate the tanh) and store
+        the whole prefix encoder (only its output is in the saved adapter). Then rebuild the logits by hand
+        from a DynamicCache to document positions and mask."""
+        from transformers import DynamicCache
+        from safetensors.torch import save_file
+        res = {}
+        enc = model.prompt_encoder["default"]
+        if projection:
+            torch.manual_seed(SEED_ADAPTER + 1)
+            with torch.no_grad():
+                for pname, p in enc.transform.named_parameters():
+                    fan_in = p.shape[-1] if p.dim() == 2 else 1
+                    p.copy_(torch.randn_like(p) * (fan_in ** -0.5 if p.dim() == 2 else 0.1))
+            state = {k: v.detach().contiguous().clone() for k, v in enc.state_dict().items()}
+            (out / name).mkdir(parents=True, exist_ok=True)
+            save_file(state, str(out / name / "prefix_encoder.safetensors"))
+            res["prefix_encoder_keys"] = {k: list(v.shape) for k, v in sorted(state.items())}
+            res["prefix_encoder_note"] = ("prefix_encoder.safetensors: the full PrefixEncoder state_dict (embedding + "
+                                          "transform MLP, keys as in prompt_encoder.default.*); transform weights "
+                                          "randn/sqrt(fan_in), biases 0.1*randn (seed adapter+1) after randomize().")
+        pc = model.peft_config["default"]
+        P, L, H = pc.num_virtual_tokens, pc.num_layers, pc.num_attention_heads
+        D = pc.token_dim // H
+        tokens = model.prompt_tokens["default"][:P].unsqueeze(0)
+        with torch.no_grad():
+            emb = enc(tokens)[0]  # [P, L*2*token_dim]
+        kv = emb.view(P, L * 2, H, D).permute(1, 2, 0, 3)
+        ids_t, mask_t = torch.tensor(ids), torch.tensor(mask)
+        B, S = ids_t.shape
+        types_t = torch.tensor(BERT_TYPE_IDS) if token_types else None
+        base = model.get_base_model()
+        with torch.no_grad():
+            ref = model(input_ids=ids_t, attention_mask=mask_t, token_type_ids=types_t).logits
+            for label, start in (("positions_from_P", P), ("positions_from_0", 0)):
+                cache = DynamicCache(config=base.config)
+                for layer in range(L):
+                    cache.update(kv[2 * layer].unsqueeze(0).expand(B, -1, -1, -1).contiguous(),
+                                 kv[2 * layer + 1].unsqueeze(0).expand(B, -1, -1, -1).contiguous(), layer)
+                full_mask = torch.cat([torch.ones(B, P, dtype=torch.long), mask_t], dim=1)
+                pos = torch.arange(start, start + S).unsqueeze(0).expand(B, -1)
+                o = base.bert(input_ids=ids_t, attention_mask=full_mask, past_key_values=cache, position_ids=pos,
+                              token_type_ids=types_t)
+                h = o.pooler_output if task == "SEQ_CLS" else o.last_hidden_state
+                lg = base.classifier(base.dropout(h))
+                res.setdefault("manual_rebuild_max_abs_diff", {})[label] = float((lg - ref).abs().max())
+        res["prefix_layout"] = {
+            "num_layers": L, "num_heads": H, "head_dim": D, "token_dim": pc.token_dim, "embedding_shape": list(emb.shape),
+            "layout": "prompt_embeddings[p, (2*layer + kv)*token_dim + head*head_dim + d]; kv=0 key, kv=1 value",
+        }
+        return res
+
+    meta = make_case(out, name, model_cls, None, cfg, inputs, merge=False, base_case=base_case, post_randomize=post,
+                     notes=[
+        f"base/ is the committed base of '{base_case}' (not repeated here).",
+        "HF PEFT prefix tuning on BERT: the prefix goes in as a DynamicCache of P positions (prepended to every "
+        "layer's keys/values), P ones are prepended to attention_mask (bidirectional: every query sees the prefix), "
+        "token_type_ids are passed as they are (not extended), and no position_ids are passed, so BertEmbeddings "
+        "uses positions P..P+S-1 (see manual_rebuild_max_abs_diff). Logits have no virtual positions.",
+        "SEQ_CLS: pooler on the first REAL token, dropout, classifier. TOKEN_CLS: dropout, classifier on every "
+        "position. The classifier is in modules_to_save (randomised) and saved as base_model.classifier.*.",
+        *(["prefix_projection: the saved prompt_embeddings are the MLP OUTPUT [P, L*2*token_dim]; the MLP itself "
+           "is in prefix_encoder.safetensors."] if projection else []),
+    ])
+    # padded row 2 vs. the same real tokens alone (batch of 1)
+    pos = [i for i, m in enumerate(mask[1]) if m == 1]
+    rb = load_base(model_cls, out / base_case / "base")
+    rp = PeftModel.from_pretrained(rb, str(out / name / "adapter")).eval()
+    single = run_model(rp, [[ids[1][i] for i in pos]], [[1] * len(pos)], "adapter",
+                       [[BERT_TYPE_IDS[1][i] for i in pos]] if token_types else None)[0]
+    with open(out / name / "logits.json") as f:
+        stored = torch.tensor(json.load(f)["adapter_logits"])[1]
+    meta["padded_row_vs_unpadded_max_abs_diff"] = float(((stored[pos] if task == "TOKEN_CLS" else stored)
+                                                         - single).abs().max())
+    write_json(out / name / "meta.json", meta)
+
+
+def case_bert_prefix(out):
+    bert_prefix_case(out, "bert_prefix", BertForSequenceClassification, "bert_lora", 4)
+
+
+def case_bert_prefix_proj(out):
+    bert_prefix_case(out, "bert_prefix_proj", BertForSequenceClassification, "bert_lora", 3, projection=32,
+                     token_types=True)
+
+
+def case_bert_tokcls_prefix(out):
+    bert_prefix_case(out, "bert_tokcls_prefix", BertForTokenClassification, "bert_tokcls_lora", 4)
+
+
+def case_bert_tokcls_prefix_proj(out):
+    bert_prefix_case(out, "bert_tokcls_prefix_proj", BertForTokenClassification, "bert_tokcls_lora", 3,
+                     projection=48, token_types=True)
+
+
+# Mixed-adapter batches: HF PEFT's model(..., adapter_names=[one name per row]) with two LoRA adapters "a" and "b"
+# ("__base__" = no adapter for that row).
+MIXED_BATCHES = [["a", "b"], ["__base__", "a"], ["b", "__base__"]]
+
+
+def mixed_batch_case(out, name, model_cls, base_case, cfg_a, cfg_b, inputs, notes):
+    """Layout: a/ and b/ (PeftModel.save_pretrained of a model whose adapters are named a and b: each adapter in
+    its own subdirectory), input_ids.json, logits.json, meta.json; base/ is <base_case>/base."""
+    case_dir = out / name
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    case_dir.mkdir(parents=True)
+    ids, mask, input_desc = inputs
+    base_dir, base = shared_base(out, base_case, model_cls)
+    base_logits = run_model(base, ids, mask, "base")
+    model = get_peft_model(base, cfg_a, adapter_name="a")
+    model.add_adapter("b", cfg_b)
+    model.eval()
+    rand_names = randomize(model)
+
+    single = {"__base__": base_logits}
+    for a in ("a", "b"):
+        model.set_adapter(a)
+        single[a] = run_model(model, ids, mask, a)
+    model.set_adapter("a")
+    mixed = [run_model(model, ids, mask, "mixed", adapter_names=names) for names in MIXED_BATCHES]
+    model.save_pretrained(str(case_dir), safe_serialization=True)  # writes a/ and b/ (names other than "default")
+    (case_dir / "README.md").unlink(missing_ok=True)
+
+    write_json(case_dir / "input_ids.json", {"input_ids": ids, "attention_mask": mask})
+    logits = {"case": name, "model_class": model_cls.__name__, "peft_type": "LORA", "base_case": base_case,
+              "adapters": ["a", "b"]}
+    for key, t in (("base_logits", base_logits), ("a_logits", single["a"]), ("b_logits", single["b"])):
+        logits[key + "_shape"] = list(t.shape)
+        logits[key] = f32_list(t)
+    logits["mixed_batches"] = [{"adapter_names": names, "key": f"mixed_{i}_logits"} for i, names in enumerate(MIXED_BATCHES)]
+    for i, t in enumerate(mixed):
+        logits[f"mixed_{i}_logits_shape"] = list(t.shape)
+        logits[f"mixed_{i}_logits"] = f32_list(t)
+    write_json(case_dir / "logits.json", logits)
+
+    # each mixed row equals that row of the whole batch run with the row's adapter alone (or the base)
+    row_vs_single = {}
+    for i, names in enumerate(MIXED_BATCHES):
+        row_vs_single[f"mixed_{i}"] = max(float((mixed[i][r] - single[n][r]).abs().max()) for r, n in enumerate(names))
+
+    # reload from disk and reproduce every stored tensor
+    rb = load_base(model_cls, base_dir)
+    rp = PeftModel.from_pretrained(rb, str(case_dir / "a"), adapter_name="a")
+    rp.load_adapter(str(case_dir / "b"), adapter_name="b")
+    rp.eval()
+    reload = {"reload_max_abs_diff_base": max_diff(run_model(load_base(model_cls, base_dir), ids, mask, "b"), base_logits)}
+    for a in ("a", "b"):
+        rp.set_adapter(a)
+        reload[f"reload_max_abs_diff_{a}"] = max_diff(run_model(rp, ids, mask, a), single[a])
+    rp.set_adapter("a")
+    for i, names in enumerate(MIXED_BATCHES):
+        reload[f"reload_max_abs_diff_mixed_{i}"] = max_diff(run_model(rp, ids, mask, "m", adapter_names=names), mixed[i])
+
+    meta = {
+        "case": name, "versions": versions(),
+        "seeds": {"model": SEED_MODEL, "inputs": SEED_INPUTS, "adapter": SEED_ADAPTER},
+        "model_class": model_cls.__name__, "base_case": base_case, "attn_implementation": ATTN_IMPL,
+        "dtype": "float32", "inputs": input_desc, "randomized_params": rand_names,
+        "adapter_keys": {a: saved_keys(case_dir / a / "adapter_model.safetensors") for a in ("a", "b")},
+        "adapter_config": {a: json.loads((case_dir / a / "adapter_config.json").read_text()) for a in ("a", "b")},
+        "mixed_batches": MIXED_BATCHES,
+        "mixed_row_vs_single_adapter_max_abs_diff": row_vs_single,
+        "max_abs_diff_a_vs_base": max_diff(single["a"], base_logits),
+        "max_abs_diff_b_vs_base": max_diff(single["b"], base_logits),
+        "max_abs_diff_a_vs_b": max_diff(single["a"], single["b"]),
+        "max_abs_diff_adapter_vs_base": max_diff(single["a"], base_logits),
+        **reload,
+        "reload_reproduces_logits": all(v is not None and v <= 1e-6 for v in reload.values()),
+        "notes": [
+            f"base/ is the committed base of '{base_case}' (not repeated here).",
+            "a/ and b/: PeftModel.save_pretrained of one PeftModel holding adapters 'a' and 'b' (HF writes every "
+            "adapter not named 'default' into <dir>/<name>/). Load with PeftModel.from_pretrained(base, 'a', "
+            "adapter_name='a') + load_adapter('b', adapter_name='b'). Keys inside carry no adapter name.",
+            "logits.json: base_logits (no adapter), a_logits / b_logits (whole batch with set_adapter(a|b)), and "
+            "mixed_<i>_logits = model(input_ids, attention_mask, adapter_names=mixed_batches[i].adapter_names) with "
+            "'a' the active adapter (the active adapter does not matter with adapter_names). Row r of a mixed batch "
+            "equals row r of the single-adapter run of its adapter (mixed_row_vs_single_adapter_max_abs_diff).",
+            *notes,
+        ],
+    }
+    write_json(case_dir / "meta.json", meta)
+
+
+def case_llama_mixed_batch(out):
+    mixed_batch_case(
+        out, "llama_mixed_batch", LlamaForCausalLM, "llama_lora",
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        LoraConfig(r=2, lora_alpha=6, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "o_proj", "down_proj"],
+                   task_type="CAUSAL_LM"),
+        inputs_left_padded(3),
+        ["a: LoRA r=4 alpha=8 (scaling 2) on q_proj,v_proj; b: r=2 alpha=6 (scaling 3) on q_proj,k_proj,o_proj,"
+         "down_proj (q_proj has both, so one layer serves rows of different adapters).",
+         "Row 2 LEFT padded (positions not derived from the mask, as in llama_lora_padded). Logits at pad query "
+         "positions (row 2, positions 0..2) are implementation-defined: compare only attention_mask == 1."])
+
+
+def case_bert_mixed_batch(out):
+    mixed_batch_case(
+        out, "bert_mixed_batch", BertForSequenceClassification, "bert_lora",
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"], task_type="SEQ_CLS"),
+        LoraConfig(r=2, lora_alpha=6, lora_dropout=0.0, target_modules=["key", "intermediate.dense"],
+                   task_type="SEQ_CLS"),
+        inputs_right_padded(2),
+        ["a: LoRA r=4 alpha=8 on query,value; b: r=2 alpha=6 on key,intermediate.dense. SEQ_CLS: each adapter has "
+         "its own classifier copy (modules_to_save, randomised, saved as base_model.model.classifier.*); with "
+         "adapter_names the classifier is also chosen per row ('__base__' rows use the base classifier).",
+         "Row 2 RIGHT padded; logits are [2, 2] (one per row)."])
+
+
 def case_llama_ia3(out):
     name = "llama_ia3"
     cfg = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"],
@@ -689,6 +942,12 @@ NEW_CASES = {
     "llama_prefix": case_llama_prefix,
     "llama_ia3": case_llama_ia3,
     "gpt2_two_adapters": case_gpt2_two_adapters,
+    "bert_prefix": case_bert_prefix,
+    "bert_prefix_proj": case_bert_prefix_proj,
+    "bert_tokcls_prefix": case_bert_tokcls_prefix,
+    "bert_tokcls_prefix_proj": case_bert_tokcls_prefix_proj,
+    "llama_mixed_batch": case_llama_mixed_batch,
+    "bert_mixed_batch": case_bert_mixed_batch,
 }
 
 ALL_CASES = {**ORIGINAL_CASES, **NEW_CASES}

@@ -23,6 +23,11 @@ import java.util.List;
  * ({@code BertForTokenClassification}: {@code classifier} on every position, no pooler). With a head, the
  * encoder lives under {@code bert.}; the bare encoder has no prefix, as in transformers. A checkpoint without
  * the pooler (sentence-transformers models) loads with an initialised pooler and a warning, as in transformers.
+ *
+ * <p>A {@link ModelInput#past() past} (prefix tuning's key/value prefix of {@code n} positions) is put before
+ * every layer's keys and values, the attention mask then covers {@code n + S} keys, and the default positions
+ * start at {@code n}, as in transformers' BERT given {@code past_key_values}. BERT does no incremental decoding:
+ * no cache is returned.
  */
 public final class BertModel extends TransformerModel {
     private final TaskType task;
@@ -141,7 +146,16 @@ public final class BertModel extends TransformerModel {
         NDArray tokens = x;
         x = bert.layer("embeddings.dropout").forward(bert.layer("embeddings.LayerNorm").forward(x));
         x = site(SiteRole.EMBEDDING_OUTPUT, -1).apply(tokens, x, null);
+        KvCache prefixKv = in.past();
+        if (prefixKv != null && prefixKv.numLayers() != layers) {
+            throw new PeftException("past keys/values for " + prefixKv.numLayers() + " layers, but " + config().source()
+                    + " has num_hidden_layers " + layers);
+        }
         NDArray keyMask = in.attentionMask() != null ? onDevice(in.attentionMask()) : ones(b, past + s);
+        if (keyMask.getShape().get(1) != past + s) {
+            throw new PeftException("attention_mask has " + keyMask.getShape().get(1) + " positions, expected past + new = "
+                    + past + " + " + s);
+        }
         NDArray mask = Attention.paddingMask(keyMask, x.getDataType());
         NDArray scale = Ops.scalar(x, 1.0 / Math.sqrt(hidden / (double) heads));
         Module layerList = bert.resolve("encoder.layer");
@@ -150,6 +164,10 @@ public final class BertModel extends TransformerModel {
             NDArray q = splitHeads(l.layer("attention.self.query").forward(x));
             NDArray k = splitHeads(l.layer("attention.self.key").forward(x));
             NDArray v = splitHeads(l.layer("attention.self.value").forward(x));
+            if (prefixKv != null) { // prefix tuning: transformers' BertSelfAttention puts the cache's keys first
+                k = onDevice(prefixKv.keys(i)).concat(k, 2);
+                v = onDevice(prefixKv.values(i)).concat(v, 2);
+            }
             NDArray[] attnKv = {k, v};
             NDArray layerMask = site(SiteRole.KV_PREFIX, i).prependPrefixes(x, attnKv, mask);
             NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], layerMask, scale, (Dropout) l.resolve("attention.self.dropout"));
