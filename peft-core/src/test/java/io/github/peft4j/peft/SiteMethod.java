@@ -27,7 +27,7 @@ final class SiteMethod implements PeftMethod {
         double scale = 1.0;
 
         Config() {
-            peftType(TYPE);
+            super(TYPE);
         }
     }
 
