@@ -133,7 +133,7 @@ public final class IA3Layer extends AdapterLayer implements Projection {
 
     /** Per-row scales {@code [B, 1.., features]} broadcasting over {@code like}, or null where no row has one. */
     private NDArray rowScale(RowGroups groups, NDArray like, boolean input) {
-        long features = like.getShape().get(-1);
+        long features = like.getShape().get(like.getShape().dimension() - 1);
         NDArray ones = like.getManager().ones(new ai.djl.ndarray.types.Shape(features), vectorType(like));
         NDArray rows = groups.perRow(ones, n -> feedforward.containsKey(n) && feedforward.get(n) == input
                 ? vector(n).array().reshape(-1) : null);
