@@ -4,12 +4,10 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.nn.DenseWeights;
-import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
-import io.github.peft4j.peft.AdapterLayer;
+import io.github.peft4j.peft.ProjectionWrapper;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.RowGroups;
 import java.util.Collections;
@@ -25,7 +23,7 @@ import java.util.Set;
  * the input, {@code y = W (x ⊙ l) + b}. The vectors of several active adapters multiply. Merged adapters
  * are folded into the base weight (and, for output scaling, the bias) and skipped in the forward pass.
  */
-public final class IA3Layer extends AdapterLayer implements Projection {
+public final class IA3Layer extends ProjectionWrapper {
     /** Local parameter name prefix; saved as {@code <module path>.ia3_l}. */
     public static final String PREFIX = "ia3_l";
     /** HF's tolerance added to {@code l} before dividing on unmerge. */
@@ -39,13 +37,8 @@ public final class IA3Layer extends AdapterLayer implements Projection {
      * @param state the shared active-adapter state
      */
     public IA3Layer(Projection base, AdapterState state) {
-        super("base_layer", (Module) base, state);
+        super(base, state);
         this.projection = base;
-    }
-
-    /** @return the wrapped projection */
-    public Projection projection() {
-        return projection;
     }
 
     /**
@@ -161,34 +154,6 @@ public final class IA3Layer extends AdapterLayer implements Projection {
         return Collections.unmodifiableSet(feedforward.keySet());
     }
 
-    @Override
-    public boolean canMerge() {
-        return projection.dense() != null;
-    }
-
-    private DenseWeights denseBase() {
-        DenseWeights d = projection.dense();
-        if (d == null) {
-            throw new PeftException("IA3 cannot merge into a " + ((Module) projection).getClass().getSimpleName()
-                    + ": it exposes no dense weights");
-        }
-        return d;
-    }
-
-    @Override
-    public long inFeatures() {
-        return projection.inFeatures();
-    }
-
-    @Override
-    public long outFeatures() {
-        return projection.outFeatures();
-    }
-
-    @Override
-    public NDManager manager() {
-        return projection.manager();
-    }
 
     /**
      * Folds an adapter into the base weights: output scaling multiplies the rows of {@code W} (the columns

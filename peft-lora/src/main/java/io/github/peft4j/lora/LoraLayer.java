@@ -5,13 +5,11 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.nn.DenseWeights;
 import io.github.peft4j.nn.Dropout;
-import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
-import io.github.peft4j.peft.AdapterLayer;
+import io.github.peft4j.peft.ProjectionWrapper;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.RowGroups;
 import java.util.LinkedHashMap;
@@ -23,7 +21,7 @@ import java.util.Set;
  * adapter, {@code y += B(A(dropout(x))) * scaling} with {@code A (r, in)}, {@code B (out, r)}. Merging adds
  * {@code B A * scaling} to the base weight, transposed for GPT-2's {@code (in, out)} Conv1D layout.
  */
-public final class LoraLayer extends AdapterLayer implements Projection {
+public final class LoraLayer extends ProjectionWrapper {
     private final Projection base;
     private final Map<String, Lora> adapters = new LinkedHashMap<>();
 
@@ -48,7 +46,7 @@ public final class LoraLayer extends AdapterLayer implements Projection {
      * @param state the shared active-adapter state
      */
     public LoraLayer(Projection base, AdapterState state) {
-        super("base_layer", (Module) base, state);
+        super(base, state);
         this.base = base;
     }
 
@@ -148,41 +146,6 @@ public final class LoraLayer extends AdapterLayer implements Projection {
         return l;
     }
 
-    /** @return the base's dense weights, or an error where the base has none (a quantised projection, a wrapper) */
-    private DenseWeights denseBase() {
-        DenseWeights d = base.dense();
-        if (d == null) {
-            throw new PeftException("LoRA cannot merge into a " + ((Module) base).getClass().getSimpleName()
-                    + ": it exposes no dense weights");
-        }
-        return d;
-    }
-
-    /** @return null: the sum of the base and LoRA terms has no dense weights of its own to merge another method into */
-    @Override
-    public DenseWeights dense() {
-        return null;
-    }
-
-    @Override
-    public long inFeatures() {
-        return base.inFeatures();
-    }
-
-    @Override
-    public long outFeatures() {
-        return base.outFeatures();
-    }
-
-    @Override
-    public NDManager manager() {
-        return base.manager();
-    }
-
-    @Override
-    public boolean canMerge() {
-        return base.dense() != null;
-    }
 
     @Override
     public void merge(String name) {
