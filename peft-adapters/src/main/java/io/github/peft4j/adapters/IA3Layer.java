@@ -2,6 +2,7 @@ package io.github.peft4j.adapters;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.nn.Module;
@@ -47,7 +48,8 @@ public final class IA3Layer extends AdapterLayer {
     }
 
     /**
-     * Adds an adapter's vector, created in the base weight's manager with its dtype.
+     * Adds an adapter's vector, created in fp32 in the base weight's manager (a trainable leaf; the forward pass
+     * casts it to the compute dtype, so an fp16 model trains it in fp32 as HF's {@code autocast_adapter_dtype}).
      *
      * @param adapter the adapter name
      * @param isFeedforward true to scale the input ({@code (1, in)}), false for the output ({@code (out, 1)})
@@ -62,7 +64,7 @@ public final class IA3Layer extends AdapterLayer {
         NDArray w = projection.weight().array();
         NDManager m = w.getManager();
         Shape shape = isFeedforward ? new Shape(1, projection.inFeatures()) : new Shape(projection.outFeatures(), 1);
-        NDArray l = initOnes ? m.ones(shape, w.getDataType()) : m.randomNormal(shape, w.getDataType());
+        NDArray l = initOnes ? m.ones(shape, DataType.FLOAT32) : m.randomNormal(shape, DataType.FLOAT32);
         register(key(adapter), new Param(l));
         feedforward.put(adapter, isFeedforward);
     }
@@ -110,7 +112,7 @@ public final class IA3Layer extends AdapterLayer {
             if (!state.isActive(a) || merged.contains(a)) {
                 continue;
             }
-            NDArray l = vector(a).array().reshape(-1);
+            NDArray l = Ops.cast(vector(a).array(), x.getDataType()).reshape(-1); // fp32 leaf, cast in forward
             if (e.getValue()) {
                 inScale = inScale == null ? l : inScale.mul(l);
             } else {
