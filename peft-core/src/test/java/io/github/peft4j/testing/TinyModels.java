@@ -32,10 +32,18 @@ public final class TinyModels {
 
     /** @return a tiny Llama (GQA 4/2 heads, untied head) */
     public static TransformerModel llama() {
+        return llama(DataType.FLOAT32);
+    }
+
+    /**
+     * @param dtype FLOAT32, or FLOAT16 for the same weights rounded to fp16
+     * @return a tiny Llama (GQA 4/2 heads, untied head) in that dtype
+     */
+    public static TransformerModel llama(DataType dtype) {
         Engine.getInstance().setRandomSeed(7);
         return Models.random(config("{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
                 + "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":128,"
-                + "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"initializer_range\":0.2}"), Device.cpu(), DataType.FLOAT32, null);
+                + "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"initializer_range\":0.2}"), Device.cpu(), dtype, null);
     }
 
     /** @return a tiny GPT-2 (no dropout) */
