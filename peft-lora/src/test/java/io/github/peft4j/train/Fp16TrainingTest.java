@@ -96,6 +96,58 @@ class Fp16TrainingTest {
                 LOSS_RTOL, moved, apart);
     }
 
+    /**
+     * 3 SGD steps of LoRA on a tiny BERT classifier, whose head trains as a modules_to_save copy. At the default
+     * scale 2^16 this model's first fp16 step overflows (skipped and the scale halved, as GradScaler does), which
+     * would put the runs a step apart; fp16 starts at 2^10 instead, and no step may be skipped.
+     */
+    private static List<Double> classifier(DataType dtype) {
+        List<Example> data = new ArrayList<>();
+        java.util.Random r = new java.util.Random(2);
+        for (int i = 0; i < 8; i++) {
+            int[] ids = new int[4 + r.nextInt(5)];
+            for (int j = 0; j < ids.length; j++) {
+                ids[j] = 1 + r.nextInt(127);
+            }
+            data.add(Example.classified(ids, i % 3));
+        }
+        try (TransformerModel model = TinyModels.bert(io.github.peft4j.model.TaskType.SEQ_CLS, dtype);
+                Sgd sgd = Sgd.builder().build()) {
+            PeftModel peft = PeftModel.wrap(model);
+            Engine.getInstance().setRandomSeed(11);
+            peft.addAdapter("default", new io.github.peft4j.lora.LoraConfig().r(2).initLoraWeights(false)
+                    .targetModules("query", "value"));
+            Map<String, float[]> before = weights(peft);
+            assertTrue(before.keySet().stream().anyMatch(k -> k.contains("modules_to_save")), before.keySet().toString());
+            List<Double> losses;
+            LossScaler scaler = dtype == DataType.FLOAT16 ? new LossScaler(true, 1024, 2, 0.5, 2000) : null;
+            try (PeftTrainer t = PeftTrainer.builder().setModel(peft).setTrainData(data).optOptimizer(sgd).optLearningRate(0.5)
+                    .optMaxSteps(3).optBatchSize(4).optShuffle(false).optLossScaler(scaler).build()) {
+                losses = t.train().losses();
+                assertEquals(0, t.scaler().skippedSteps());
+            }
+            Map<String, float[]> after = weights(peft);
+            for (Map.Entry<String, Param> e : peft.trainableParameters().entrySet()) {
+                assertEquals(DataType.FLOAT32, e.getValue().array().getDataType(), e.getKey());
+                assertTrue(maxAbs(before.get(e.getKey()), after.get(e.getKey())) > 0, dtype + ": " + e.getKey() + " did not move");
+            }
+            return losses;
+        }
+    }
+
+    @Test
+    void loraWithAClassifierCopyTrainsInFp16() {
+        List<Double> fp32 = classifier(DataType.FLOAT32);
+        List<Double> fp16 = classifier(DataType.FLOAT16);
+        double worst = 0;
+        for (int i = 0; i < 3; i++) {
+            worst = Math.max(worst, Math.abs(fp16.get(i) - fp32.get(i)) / fp32.get(i));
+        }
+        assertTrue(worst < LOSS_RTOL, "fp16 " + fp16 + " vs fp32 " + fp32);
+        System.out.printf("fp16 vs fp32 LoRA + modules_to_save classifier (BERT), 3 SGD steps: fp32 %s fp16 %s max rel "
+                + "diff %.2e%n", fp32, fp16, worst);
+    }
+
     @Test
     void everyFp32LeafGetsAGradientThroughTheFp16Forward() {
         try (TransformerModel model = TinyModels.llama(DataType.FLOAT16)) {
