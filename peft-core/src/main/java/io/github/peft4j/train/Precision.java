@@ -32,7 +32,7 @@ final class Precision {
         if (fp16) {
             trainable.forEach((k, p) -> {
                 if (p.array().getDataType() != DataType.FLOAT32) {
-                    throw new PeftException("PeftTrainer: trainable parameter '" + k + "' is " + p.array().getDataType()
+                    throw new PeftException("PeftTrainer: trainable parameter '" + k + "' is " + p.array().getDataType().name()
                             + " in a FLOAT16 model; trainable parameters must be FLOAT32 leaves that the forward pass casts "
                             + "to the compute dtype (Ops.cast)");
                 }
