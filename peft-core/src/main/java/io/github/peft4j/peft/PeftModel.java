@@ -301,7 +301,8 @@ public final class PeftModel {
         NDArray newMask = mask == null ? null : prefixOnes.concat(mask, 1);
         NDArray types = input.tokenTypeIds() == null ? null
                 : m.zeros(new Shape(b, n), input.tokenTypeIds().getDataType()).concat(onModel(input.tokenTypeIds()), 1);
-        return model.forward(input.withEmbeds(io.github.peft4j.nn.Ops.cast(virtual, embeds.getDataType()).concat(embeds, 1), newMask, types));
+        NDArray cast = io.github.peft4j.nn.Ops.cast(virtual, embeds.getDataType()); // on the gradient path
+        return model.forward(input.withEmbeds(cast.concat(embeds, 1), newMask, types));
     }
 
     private NDArray onModel(NDArray a) {
