@@ -2,6 +2,7 @@ package io.github.peft4j.adapters;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.Adapter;
 import io.github.peft4j.peft.Mergeable;
@@ -17,6 +18,9 @@ import java.util.Map;
  * another adapter active) the originals are in the model and the tuned values are held aside; removal puts
  * the originals back unless the adapter was merged, in which case the tuned values stay (so
  * {@code mergeAndUnload} keeps them).
+ *
+ * <p>In an fp16 model the selected biases are fp32 while the adapter is attached (trainable leaves, cast to the
+ * compute dtype in forward); removal converts them back.
  *
  * <p>Saved as {@code adapter_model.safetensors} with keys {@code base_model.model.<module path>.bias}.
  */
@@ -39,6 +43,23 @@ public final class BitFitAdapter implements Adapter, Mergeable {
         this.config = config;
         this.params = new LinkedHashMap<>(biases);
         params.forEach((k, p) -> originals.put(k, copyOf(p.array())));
+        // fp16 biases become fp32 trainable leaves (Dense and LayerNorm cast them to the compute dtype in forward);
+        // remove() gives the model its dtype back
+        params.values().stream().filter(p -> p.array().getDataType() == DataType.FLOAT16)
+                .forEach(p -> p.set(copyOf(p.array(), DataType.FLOAT32)));
+    }
+
+    /** {@link #copyOf(NDArray)} in another dtype. */
+    private static NDArray copyOf(NDArray a, DataType dtype) {
+        NDArray c = copyOf(a);
+        if (c.getDataType() == dtype) {
+            return c;
+        }
+        NDArray t = c.toType(dtype, false);
+        NDScope.unregister(t);
+        t.attach(a.getManager());
+        c.close();
+        return t;
     }
 
     /** A libtorch-owned copy outside the autograd graph, in the array's manager and outside any scope. */
@@ -144,6 +165,10 @@ public final class BitFitAdapter implements Adapter, Mergeable {
                 p.set(heldTuned.remove(k));
             } else if (!merged && !swappedOut) {
                 p.set(copyOf(originals.get(k)));
+            }
+            NDArray original = originals.get(k);
+            if (p.array().getDataType() != original.getDataType()) {
+                p.set(copyOf(p.array(), original.getDataType()));
             }
             p.setTrainable(false);
         });

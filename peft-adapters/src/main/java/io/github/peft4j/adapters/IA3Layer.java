@@ -2,6 +2,7 @@ package io.github.peft4j.adapters;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.nn.Ops;
@@ -42,7 +43,8 @@ public final class IA3Layer extends ProjectionWrapper {
     }
 
     /**
-     * Adds an adapter's vector, created in the base weight's manager with its dtype.
+     * Adds an adapter's vector, created in fp32 in the base weight's manager (a trainable leaf; the forward pass
+     * casts it to the compute dtype, so an fp16 model trains it in fp32 as HF's {@code autocast_adapter_dtype}).
      *
      * @param adapter the adapter name
      * @param isFeedforward true to scale the input ({@code (1, in)}), false for the output ({@code (out, 1)})
@@ -55,10 +57,8 @@ public final class IA3Layer extends ProjectionWrapper {
             throw new PeftException("module '" + path + "' already has an IA3 vector for adapter '" + adapter + "'");
         }
         NDManager m = projection.manager();
-        ai.djl.ndarray.types.DataType dt = projection.dense() != null ? projection.dense().weight().array().getDataType()
-                : ai.djl.ndarray.types.DataType.FLOAT32;
         Shape shape = isFeedforward ? new Shape(1, projection.inFeatures()) : new Shape(projection.outFeatures(), 1);
-        NDArray l = initOnes ? m.ones(shape, dt) : m.randomNormal(shape, dt);
+        NDArray l = initOnes ? m.ones(shape, DataType.FLOAT32) : m.randomNormal(shape, DataType.FLOAT32);
         register(key(adapter), new Param(l));
         feedforward.put(adapter, isFeedforward);
     }
@@ -113,7 +113,7 @@ public final class IA3Layer extends ProjectionWrapper {
             if (!state.isActive(a) || merged.contains(a)) {
                 continue;
             }
-            NDArray l = vector(a).array().reshape(-1);
+            NDArray l = Ops.cast(vector(a).array(), x.getDataType()).reshape(-1); // fp32 leaf, cast in forward
             if (e.getValue()) {
                 inScale = inScale == null ? l : inScale.mul(l);
             } else {
@@ -127,7 +127,7 @@ public final class IA3Layer extends ProjectionWrapper {
     /** Per-row scales {@code [B, 1.., features]} broadcasting over {@code like}, or null where no row has one. */
     private NDArray rowScale(RowGroups groups, NDArray like, boolean input) {
         long features = like.getShape().get(like.getShape().dimension() - 1);
-        NDArray ones = like.getManager().ones(new ai.djl.ndarray.types.Shape(features), vectorType(like));
+        NDArray ones = like.getManager().ones(new ai.djl.ndarray.types.Shape(features), DataType.FLOAT32);
         NDArray rows = groups.perRow(ones, n -> feedforward.containsKey(n) && feedforward.get(n) == input
                 ? vector(n).array().reshape(-1) : null);
         if (rows == null) {
@@ -137,11 +137,7 @@ public final class IA3Layer extends ProjectionWrapper {
         java.util.Arrays.fill(dims, 1);
         dims[0] = like.getShape().get(0);
         dims[dims.length - 1] = features;
-        return rows.reshape(new ai.djl.ndarray.types.Shape(dims));
-    }
-
-    private ai.djl.ndarray.types.DataType vectorType(NDArray like) {
-        return feedforward.isEmpty() ? like.getDataType() : vector(feedforward.keySet().iterator().next()).array().getDataType();
+        return Ops.cast(rows.reshape(new ai.djl.ndarray.types.Shape(dims)), like.getDataType()); // fp32 leaves, cast in forward
     }
 
     @Override

@@ -127,18 +127,13 @@ public final class HookSite {
                 continue;
             }
             long n = p.keys().getShape().get(2);
-            kv[0] = castLike(p.keys(), kv[0]).concat(kv[0], 2);
-            kv[1] = castLike(p.values(), kv[1]).concat(kv[1], 2);
+            kv[0] = io.github.peft4j.nn.Ops.cast(p.keys(), kv[0].getDataType()).concat(kv[0], 2);
+            kv[1] = io.github.peft4j.nn.Ops.cast(p.values(), kv[1].getDataType()).concat(kv[1], 2);
             if (mask != null) {
                 Shape s = mask.getShape();
                 mask = mask.getManager().zeros(new Shape(s.get(0), s.get(1), s.get(2), n), mask.getDataType()).concat(mask, 3);
             }
         }
         return mask;
-    }
-
-    /** A cast autograd sees (DJL's toType cuts the gradient). */
-    private static NDArray castLike(NDArray a, NDArray like) {
-        return a.getDataType() == like.getDataType() ? a : a.expandDims(-1).cumProd(-1, like.getDataType()).squeeze(-1);
     }
 }

@@ -1,6 +1,7 @@
 package io.github.peft4j.nn;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
 
 /**
  * What {@link Linear} and {@link Conv1D} share: a weight, an optional bias, and {@code y = x W^T + b} computed
@@ -28,9 +29,15 @@ abstract class Dense extends Module implements Projection, DenseWeights {
         return fanInFanOut ? weight.array().transpose() : weight.array();
     }
 
+    /**
+     * {@inheritDoc} The weight and bias are cast to the input's dtype on the gradient path (a no-op when they match;
+     * an fp32 trainable bias or modules_to_save copy in an fp16 model).
+     */
     @Override
     public NDArray forward(NDArray x) {
-        return ai.djl.nn.core.Linear.linear(x, outIn(), bias == null ? null : bias.array()).head();
+        DataType dt = x.getDataType();
+        return ai.djl.nn.core.Linear.linear(x, Ops.cast(outIn(), dt), bias == null ? null : Ops.cast(bias.array(), dt))
+                .head();
     }
 
     @Override

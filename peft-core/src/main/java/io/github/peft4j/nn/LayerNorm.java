@@ -1,6 +1,7 @@
 package io.github.peft4j.nn;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
 /** {@code torch.nn.LayerNorm} over the last axis, with {@code weight} and {@code bias}. */
@@ -29,7 +30,10 @@ public class LayerNorm extends Module implements Layer {
 
     @Override
     public NDArray forward(NDArray x) {
-        return ai.djl.nn.norm.LayerNorm.layerNorm(x, new Shape(weight.shape().get(0)), weight.array(), bias.array(), eps)
-                .head();
+        // parameters cast to the input's dtype on the gradient path (no-op when they match: an fp32 trainable bias
+        // or modules_to_save copy in an fp16 model)
+        DataType dt = x.getDataType();
+        return ai.djl.nn.norm.LayerNorm.layerNorm(x, new Shape(weight.shape().get(0)), Ops.cast(weight.array(), dt),
+                Ops.cast(bias.array(), dt), eps).head();
     }
 }

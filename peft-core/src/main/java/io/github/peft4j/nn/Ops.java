@@ -59,6 +59,24 @@ public final class Ops {
     }
 
     /**
+     * A cast that autograd sees: the gradient flows back to {@code a} in {@code a}'s dtype. DJL's {@code toType} runs
+     * under a no-grad guard and cuts the graph, so every cast on a gradient path (an fp32 trainable leaf used in an
+     * fp16 forward, fp16 logits into an fp32 loss, RMSNorm's fp32 island) goes through here. Stock DJL has no such
+     * cast; {@code cumprod} over a new axis of length 1 with an output dtype is one (its backward casts the
+     * gradient back). Identity, the same object, when the dtype already matches.
+     *
+     * @param a the array
+     * @param dtype the target dtype
+     * @return {@code a} in {@code dtype}, on {@code a}'s gradient path
+     */
+    public static NDArray cast(NDArray a, DataType dtype) {
+        if (a.getDataType() == dtype) {
+            return a;
+        }
+        return a.expandDims(-1).cumProd(-1, dtype).squeeze(-1);
+    }
+
+    /**
      * GPT-2's {@code gelu_new}: {@code 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))}.
      *
      * @param x the input

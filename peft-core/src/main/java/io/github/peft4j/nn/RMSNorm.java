@@ -25,12 +25,10 @@ public class RMSNorm extends Module implements Layer {
     @Override
     public NDArray forward(NDArray x) {
         DataType in = x.getDataType();
-        NDArray h = in == DataType.FLOAT32 ? x : x.toType(DataType.FLOAT32, false);
+        NDArray h = Ops.cast(x, DataType.FLOAT32); // differentiable: toType would cut the gradient in fp16
         NDArray variance = h.square().mean(new int[] {-1}, true);
         NDArray normed = h.div(variance.add(Ops.scalar(variance, eps)).sqrt());
-        if (in != DataType.FLOAT32) {
-            normed = normed.toType(in, false);
-        }
-        return weight.array().mul(normed);
+        normed = Ops.cast(normed, in);
+        return Ops.cast(weight.array(), in).mul(normed);
     }
 }

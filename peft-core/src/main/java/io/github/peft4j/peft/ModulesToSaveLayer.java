@@ -1,12 +1,14 @@
 package io.github.peft4j.peft;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.nn.Conv1D;
 import io.github.peft4j.nn.Embedding;
 import io.github.peft4j.nn.LayerNorm;
 import io.github.peft4j.nn.Linear;
 import io.github.peft4j.nn.Module;
+import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import java.util.LinkedHashSet;
 import java.util.Map;
@@ -15,11 +17,13 @@ import java.util.Set;
 /**
  * HF PEFT's {@code ModulesToSaveWrapper}: keeps the original module as {@code original_module} and a trainable
  * copy per adapter as {@code modules_to_save.<adapter>}; the forward pass uses the copy of the first active
- * adapter that has one, else the original. Saved under the plain module name.
+ * adapter that has one, else the original. Saved under the plain module name. Copies of fp16 modules are fp32
+ * (trainable leaves cast to the compute dtype in forward: the output keeps the original's dtype).
  */
 public final class ModulesToSaveLayer extends AdapterLayer {
     private static final String COPIES = "modules_to_save.";
     private final Set<String> names = new LinkedHashSet<>();
+    private final DataType dtype;
 
     /**
      * @param original the module to copy
@@ -27,6 +31,8 @@ public final class ModulesToSaveLayer extends AdapterLayer {
      */
     public ModulesToSaveLayer(Module original, AdapterState state) {
         super("original_module", original, state);
+        // the compute dtype of the original's output (null for a module without parameters, which cannot be copied)
+        this.dtype = original.parameters().values().stream().findFirst().map(p -> p.array().getDataType()).orElse(null);
     }
 
     /**
@@ -67,8 +73,10 @@ public final class ModulesToSaveLayer extends AdapterLayer {
                 + "; supported are linear, Conv1D, embedding and layer-norm modules");
     }
 
+    /** A copy in the original's manager; fp16 becomes an fp32 trainable leaf (cast in forward). */
     private static NDArray dup(Param p) {
-        NDArray d = p.array().duplicate();
+        NDArray a = p.array();
+        NDArray d = a.getDataType() == DataType.FLOAT16 ? a.toType(DataType.FLOAT32, false) : a.duplicate();
         d.attach(p.array().getManager());
         return d;
     }
@@ -81,7 +89,8 @@ public final class ModulesToSaveLayer extends AdapterLayer {
         }
         for (String n : names) {
             if (state.isActive(n)) {
-                return layer(COPIES + n).forward(x);
+                NDArray y = layer(COPIES + n).forward(x);
+                return dtype == null ? y : Ops.cast(y, dtype); // an fp32 embedding copy of an fp16 model
             }
         }
         return base().forward(x);

@@ -62,7 +62,8 @@ public interface PromptAdapter extends Adapter {
         NDArray newMask = mask == null ? null : prefixOnes.concat(mask, 1);
         NDArray types = input.tokenTypeIds() == null ? null
                 : m.zeros(new Shape(b, n), input.tokenTypeIds().getDataType()).concat(onDevice(input.tokenTypeIds(), model), 1);
-        return input.withEmbeds(virtual.toType(embeds.getDataType(), false).concat(embeds, 1), newMask, types);
+        NDArray cast = io.github.peft4j.nn.Ops.cast(virtual, embeds.getDataType()); // on the gradient path
+        return input.withEmbeds(cast.concat(embeds, 1), newMask, types);
     }
 
     private static NDArray onDevice(NDArray a, TransformerModel model) {

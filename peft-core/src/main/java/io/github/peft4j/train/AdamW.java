@@ -45,7 +45,7 @@ public final class AdamW extends BaseOptimizer {
     }
 
     @Override
-    void update(String name, NDArray p, NDArray grad, boolean decay, StepScalars st) {
+    void updateOne(String name, NDArray p, NDArray grad, boolean decay, StepScalars st) {
         Scalars s = (Scalars) st;
         NDArray m = buffer("exp_avg", name, p, true);
         NDArray v = buffer("exp_avg_sq", name, p, true);

@@ -16,8 +16,8 @@ import java.util.Map;
 import java.util.function.Predicate;
 
 /**
- * What AdamW and SGD share: the step loop (no gradient recording, one scope for the temporaries, gradients
- * zeroed after the update), per-parameter buffers that outlive steps, weight-decay exclusions and the
+ * What AdamW and SGD share: the update loop (no gradient recording, one scope for the temporaries), per-parameter
+ * buffers that outlive steps, weight-decay exclusions and the
  * checkpoint state.
  */
 abstract class BaseOptimizer implements Optimizer {
@@ -60,7 +60,7 @@ abstract class BaseOptimizer implements Optimizer {
      * @param decay whether weight decay applies to it
      * @param s this step's scalars
      */
-    abstract void update(String name, NDArray p, NDArray grad, boolean decay, StepScalars s);
+    abstract void updateOne(String name, NDArray p, NDArray grad, boolean decay, StepScalars s);
 
     /**
      * A libtorch-owned 0-d constant that lives in the step's scope (not over Java memory).
@@ -74,7 +74,7 @@ abstract class BaseOptimizer implements Optimizer {
     }
 
     @Override
-    public final void step(Map<String, Param> params, double lr) {
+    public final void update(Map<String, Param> params, double lr) {
         if (!(lr >= 0) || Double.isInfinite(lr)) {
             throw new IllegalArgumentException("learning rate must be finite and >= 0, got " + lr);
         }
@@ -95,8 +95,7 @@ abstract class BaseOptimizer implements Optimizer {
                 }
                 StepScalars s = perKind.computeIfAbsent(p.getDevice() + "/" + p.getDataType(),
                         k -> scalars(p, lr, step));
-                update(e.getKey(), p, grad, !decayExcluded.test(e.getKey()), s);
-                JniUtils.zeroGrad(pt);
+                updateOne(e.getKey(), p, grad, !decayExcluded.test(e.getKey()), s);
             }
         } finally {
             JniUtils.setGradMode(gradMode);

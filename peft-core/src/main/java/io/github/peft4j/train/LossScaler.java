@@ -1,7 +1,5 @@
 package io.github.peft4j.train;
 
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDScope;
 import io.github.peft4j.nn.Param;
 import java.util.Collection;
 
@@ -118,7 +116,7 @@ public final class LossScaler {
 
     /**
      * Divides the gradients by the scale in place and reports whether any is not finite. Does nothing and
-     * returns false when disabled.
+     * returns false when disabled. The check is one fused reduction (one host synchronisation).
      *
      * @param params the parameters whose gradients to unscale
      * @return whether an inf or NaN was found
@@ -127,29 +125,18 @@ public final class LossScaler {
         if (!enabled) {
             return false;
         }
-        boolean bad = false;
-        try (NDScope s = new NDScope()) {
-            for (Param p : params) {
-                if (p.array().hasGradient()) {
-                    NDArray g = p.array().getGradient();
-                    g.muli(GradClip.scope(g, 1.0 / scale));
-                    if (!isFinite(g)) {
-                        bad = true;
-                    }
-                }
-            }
-        }
-        return bad;
+        unscale(params);
+        return !Double.isFinite(Gradients.sumOfSquares(params));
     }
 
     /**
-     * @param a an array
-     * @return whether every element is finite
+     * Divides the gradients by the scale in place, without reading anything back (nothing when disabled).
+     *
+     * @param params the parameters
      */
-    static boolean isFinite(NDArray a) {
-        // sum is inf or NaN exactly when an element is (or when finite fp16 values overflow the sum, which
-        // only makes the check conservative); computed in float64 to avoid the latter
-        double sum = a.toType(ai.djl.ndarray.types.DataType.FLOAT64, false).sum().getDouble();
-        return Double.isFinite(sum);
+    void unscale(Collection<Param> params) {
+        if (enabled) {
+            Gradients.scale(params, 1.0 / scale);
+        }
     }
 }

@@ -90,9 +90,7 @@ public final class Losses {
         // label-side arithmetic never touches the gradient path: Java numbers are safe here
         NDArray keep = target.neq(Example.IGNORE);
         NDArray safe = target.mul(keep.toType(DataType.INT64, false)); // ignored -> class 0 (weight 0 below)
-        if (logits.getDataType() == DataType.FLOAT16) {
-            logits = logits.toType(DataType.FLOAT32, false); // as transformers: the loss is computed in fp32
-        }
+        logits = Ops.cast(logits, DataType.FLOAT32); // as transformers: the loss is computed in fp32 (differentiable)
         NDArray logp = logits.logSoftmax(-1); // [..., C]
         NDArray picked;
         try {

@@ -5,8 +5,9 @@ import io.github.peft4j.nn.Param;
 import java.util.Map;
 
 /**
- * Updates trainable parameters in place from their gradients. Updates run without gradient recording and
- * zero each gradient afterwards (DJL accumulates gradients across backward calls until they are zeroed).
+ * Updates trainable parameters in place from their gradients. Updates run without gradient recording; {@link
+ * #step} zeroes each gradient afterwards (DJL accumulates gradients across backward calls until they are zeroed),
+ * {@link #update} leaves them for the caller.
  * Implementations keep per-parameter state keyed by the parameter name, so the same names must be passed on
  * every step (the map {@code PeftModel.trainableParameters()} returns).
  */
@@ -19,7 +20,19 @@ public interface Optimizer extends AutoCloseable {
      * @param params the parameters by name
      * @param lr the learning rate of this step
      */
-    void step(Map<String, Param> params, double lr);
+    default void step(Map<String, Param> params, double lr) {
+        update(params, lr);
+        Gradients.zero(params.values());
+    }
+
+    /**
+     * One update of every parameter that has a gradient, leaving the gradients as they are (the trainer zeroes
+     * them after its after-step hooks have read them). Parameters without a gradient are skipped.
+     *
+     * @param params the parameters by name
+     * @param lr the learning rate of this step
+     */
+    void update(Map<String, Param> params, double lr);
 
     /**
      * The state for a checkpoint: per-parameter buffers keyed {@code <buffer>.<param name>} and {@code step}

@@ -1,49 +1,25 @@
 package io.github.peft4j.train;
 
-import ai.djl.engine.Engine;
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.NDScope;
-import ai.djl.ndarray.index.NDIndex;
-import ai.djl.ndarray.types.DataType;
-import ai.djl.ndarray.types.Shape;
-import ai.djl.pytorch.engine.PtNDArray;
-import ai.djl.pytorch.jni.JniUtils;
-import ai.djl.training.GradientCollector;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.data.Batch;
 import io.github.peft4j.data.Collator;
 import io.github.peft4j.data.Example;
-import io.github.peft4j.io.SafeTensorsFile;
-import io.github.peft4j.io.SafeTensorsWriter;
-import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.PeftModel;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
-import java.util.Collections;
-import java.util.Comparator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.function.Consumer;
-import java.util.stream.Stream;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The training loop for the trainable parameters of a {@link PeftModel}: mini-batches from a list of
  * {@link Example}s (shuffled per epoch with a seeded {@link Random}), the task's loss from {@link Losses},
  * gradient accumulation, global-norm clipping, an {@link Optimizer} driven by an {@link LrSchedule},
  * periodic evaluation with early stopping and best-adapter keeping, atomic checkpoints that resume exactly,
- * JSON-lines metrics, a PNG chart and a progress line. Every step runs inside an {@link NDScope}.
+ * JSON-lines metrics, a PNG chart and a progress line. Every step runs inside an {@link ai.djl.ndarray.NDScope}.
  *
  * <pre>{@code
  * PeftModel peft = PeftModel.wrap(Models.load(dir));
@@ -56,51 +32,58 @@ import org.slf4j.LoggerFactory;
  * peft.save(Path.of("run/final"));
  * }</pre>
  *
- * <p><b>Mixed precision.</b> A model loaded in FLOAT16 (GPU only) trains with fp32 master copies of the
- * trainable parameters: the loss is multiplied by a dynamic {@link LossScaler} scale, the fp16 gradients are
- * copied into the masters, unscaled and checked (a step with an inf or NaN is skipped and the scale lowered),
- * clipped, the optimizer updates the masters, and the masters are copied back into the fp16 parameters. A
- * FLOAT32 model trains in fp32 without scaling. FLOAT16 on the CPU is refused.
+ * <p><b>Training hooks.</b> For every active trainable adapter with the {@link io.github.peft4j.peft.TrainingHooks}
+ * capability, each step runs: forward → task loss + every {@code extraLoss} (per micro-batch, weighted like the task
+ * loss) → backward → {@code afterBackward} → clip → optimizer step → {@code afterStep} → zero gradients. The loss
+ * reported includes the extra terms. {@code afterStep} is called on every step, also on one skipped for an fp16
+ * overflow (as HF's loop calls AdaLoRA's {@code update_and_allocate} after every {@code optimizer.step()}); the
+ * gradients it sees are then zero. Hooks run inside the step's scope.
+ *
+ * <p><b>Mixed precision.</b> A model loaded in FLOAT16 (on a GPU, or on the CPU, where libtorch computes fp16 too)
+ * computes in fp16 with frozen fp16 base weights; its trainable parameters are fp32 leaves that the forward pass casts
+ * to fp16 differentiably, so backward writes fp32 gradients into exactly the arrays the optimizer updates (no master
+ * copies). The loss is computed in fp32 and multiplied by a dynamic {@link LossScaler} scale; the gradients are
+ * unscaled, checked and measured in one fused reduction (a step with an inf or NaN is skipped and the scale
+ * lowered; the schedule does not advance), clipped and applied. A FLOAT32 model trains in fp32 without scaling.
  *
  * <p><b>Exact resume.</b> The data order of epoch {@code e} depends only on (seed, e); before step {@code s}
  * libtorch's generator (which dropout draws from) is reseeded with {@code seed + s}; a checkpoint stores the
- * adapter, the optimizer state and fp32 master weights, the schedule step, the scaler and the position in the
- * epoch. A run resumed from {@code checkpoint-N} therefore takes the same steps with the same losses.
+ * adapter, the optimizer state and the fp32 trainable parameters, the schedule step, the scaler and the position
+ * in the epoch. A run resumed from {@code checkpoint-N} therefore takes the same steps with the same losses.
  */
 public final class PeftTrainer implements AutoCloseable {
-    private static final Logger LOG = LoggerFactory.getLogger(PeftTrainer.class);
     /** The chart file written next to the checkpoints. */
     public static final String CHART = "curves.png";
     /** The default metrics file in the output directory. */
     public static final String METRICS = "metrics.jsonl";
     /** The optimizer state file in a checkpoint. */
     public static final String OPTIMIZER_FILE = "optimizer.safetensors";
-    /** The key prefix of fp32 master weights in {@link #OPTIMIZER_FILE}. */
+    /** The key prefix of the fp32 trainable parameters in {@link #OPTIMIZER_FILE}. */
     public static final String MASTER_PREFIX = "master.";
     /** The directory of the best adapter in the output directory. */
     public static final String BEST = "best";
-    private static final String CHECKPOINT_PREFIX = "checkpoint-";
 
-    private final Builder b;
-    private final PeftModel peft;
-    private final TaskType task;
-    private final Optimizer optimizer;
+    // the parts, read by TrainingLoop
+    final Builder b;
+    final PeftModel peft;
+    final Map<String, Param> trainable;
+    final TaskLoss taskLoss;
+    final Precision precision;
+    final Optimizer optimizer;
+    final Evaluator evaluator;
+    final Checkpoints checkpoints;
+    final int batchesPerEpoch;
+    final long totalSteps;
+    final LrSchedule schedule;
+    final MetricsLog metrics;
+    volatile boolean stopRequested;
     private final boolean ownsOptimizer;
-    private final Map<String, Param> trainable;
-    private final Map<String, Param> masters;
-    private final NDManager masterManager;
-    private final LossScaler scaler;
-    private final int batchesPerEpoch;
-    private final long totalSteps;
-    private final LrSchedule schedule;
-    private final MetricsLog metrics;
-    private volatile boolean stopRequested;
 
     private PeftTrainer(Builder b) {
         this.b = b;
         this.peft = b.model;
         TransformerModel model = peft.model();
-        this.task = model.task();
+        TaskType task = model.task();
         if (task == TaskType.FEATURE_EXTRACTION) {
             throw new PeftException("PeftTrainer: " + model.architecture() + " has no head (FEATURE_EXTRACTION); "
                     + "load it for CAUSAL_LM, SEQ_CLS or TOKEN_CLS");
@@ -110,26 +93,12 @@ public final class PeftTrainer implements AutoCloseable {
             throw new PeftException("PeftTrainer: the model has no trainable parameters (add an adapter, or load one "
                     + "with trainable = true)");
         }
-        boolean fp16 = model.dtype() == DataType.FLOAT16;
-        if (fp16 && ai.djl.Device.Type.CPU.equals(model.device().getDeviceType())) {
-            throw new PeftException("PeftTrainer: FLOAT16 training needs a GPU; load the model in FLOAT32 on the CPU");
-        }
-        this.scaler = b.scaler != null ? b.scaler : new LossScaler(fp16);
-        if (fp16) {
-            masterManager = NDManager.newBaseManager(model.device());
-            masters = new LinkedHashMap<>();
-            trainable.forEach((k, p) -> {
-                Param m = new Param(p.array().toType(DataType.FLOAT32, true));
-                m.array().attach(masterManager);
-                m.setTrainable(true);
-                masters.put(k, m);
-            });
-        } else {
-            masterManager = null;
-            masters = trainable;
-        }
+        this.taskLoss = new TaskLoss(task);
+        this.precision = new Precision(model, trainable, b.scaler);
         this.ownsOptimizer = b.optimizer == null;
         this.optimizer = b.optimizer != null ? b.optimizer : AdamW.builder().weightDecay(b.weightDecay).build();
+        this.evaluator = new Evaluator(peft, taskLoss, b.collator, b.evalBatchSize, b.labelNames);
+        this.checkpoints = new Checkpoints(peft, trainable, optimizer, b.outputDir, b.keepCheckpoints);
         int n = b.train.size();
         this.batchesPerEpoch = (n + b.batchSize - 1) / b.batchSize;
         long stepsPerEpoch = (batchesPerEpoch + b.accumulation - 1) / b.accumulation;
@@ -156,7 +125,7 @@ public final class PeftTrainer implements AutoCloseable {
 
     /** @return the loss scaler (disabled for fp32) */
     public LossScaler scaler() {
-        return scaler;
+        return precision.scaler();
     }
 
     /** @return the metrics recorded so far */
@@ -200,253 +169,7 @@ public final class PeftTrainer implements AutoCloseable {
      * @return the result
      */
     public TrainResult train() {
-        TransformerModel model = peft.model();
-        TrainerState st = b.resumeFrom != null ? resume(b.resumeFrom)
-                : new TrainerState(0, 0, 0, 0, b.seed, scaler.scale(), 0, 0, null, -1, 0, 0);
-        long step = st.globalStep();
-        int epoch = st.epoch();
-        int pos = st.batchInEpoch();
-        long schedStep = st.schedulerStep();
-        long tokensSeen = st.tokensSeen();
-        Double best = st.bestMetric();
-        long bestStep = st.bestStep();
-        int patienceUsed = st.evalsWithoutImprovement();
-        List<Double> losses = new ArrayList<>();
-        Map<String, Double> lastEval = Map.of();
-        boolean stoppedEarly = false;
-        long lastCheckpoint = step;
-        Progress progress = Progress.auto(step, totalSteps, b.logEvery);
-        List<Integer> order = order(epoch);
-        long startNanos = System.nanoTime();
-        long tokensThisRun = 0;
-        LOG.info("training {} parameters ({} tensors) for {} steps: {} examples, batch {} x {} accumulation, {} lr {} "
-                + "warmup {}, {}", trainable.values().stream().mapToLong(Param::numel).sum(), trainable.size(),
-                totalSteps, b.train.size(), b.batchSize, b.accumulation, b.scheduler, b.lr, b.warmupSteps,
-                scaler.enabled() ? "fp16 with fp32 master weights" : "fp32");
-        model.train(true);
-        try {
-            while (step < totalSteps && !stopRequested) {
-                if (pos >= batchesPerEpoch) {
-                    epoch++;
-                    pos = 0;
-                    order = order(epoch);
-                }
-                int micro = Math.min(b.accumulation, batchesPerEpoch - pos);
-                Engine.getInstance().setRandomSeed((int) (b.seed + step));
-                double lr = schedule.rate(schedStep);
-                double loss;
-                boolean skipped;
-                long tokens = 0;
-                try (NDScope scope = new NDScope()) {
-                    List<Batch> batches = new ArrayList<>();
-                    long[] counts = new long[micro];
-                    long total = 0;
-                    for (int i = 0; i < micro; i++) {
-                        Batch batch = b.collator.collate(model.manager(), slice(order, pos + i));
-                        batches.add(batch);
-                        counts[i] = lossItems(batch);
-                        total += counts[i];
-                        tokens += batch.tokens();
-                    }
-                    if (total == 0) {
-                        throw new PeftException("PeftTrainer: step " + (step + 1) + " has no labelled token (every label is "
-                                + Example.IGNORE + "); check the data's labels");
-                    }
-                    loss = 0;
-                    for (int i = 0; i < micro; i++) {
-                        if (counts[i] == 0) {
-                            continue;
-                        }
-                        double share = (double) counts[i] / total;
-                        try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                            NDArray l = loss(peft.forward(batches.get(i).input()), batches.get(i).labels());
-                            if (l.getDataType() != DataType.FLOAT32) {
-                                l = l.toType(DataType.FLOAT32, false); // the scale (2^16) does not fit in fp16
-                            }
-                            loss += l.getFloat() * share;
-                            double factor = share * scaler.scale();
-                            gc.backward(factor == 1.0 ? l : l.mul(GradClip.scope(l, factor)));
-                        }
-                    }
-                    skipped = !update(lr);
-                }
-                if (!skipped) {
-                    schedStep++;
-                }
-                step++;
-                pos += micro;
-                tokensSeen += tokens;
-                tokensThisRun += tokens;
-                losses.add(loss);
-                double seconds = (System.nanoTime() - startNanos) / 1e9;
-                double tps = seconds > 0 ? tokensThisRun / seconds : 0;
-                Map<String, Double> eval = null;
-                if (b.eval != null && b.evalEvery > 0 && step % b.evalEvery == 0 || b.eval != null && step == totalSteps) {
-                    progress.breakLine();
-                    eval = evaluate(b.eval);
-                    lastEval = eval;
-                    model.train(true);
-                    LOG.info("step {} eval {}", step, eval);
-                    Double value = eval.get(b.earlyStopMetric);
-                    if (value == null) {
-                        throw new PeftException("PeftTrainer: early-stopping metric '" + b.earlyStopMetric
-                                + "' is not among the evaluation metrics " + eval.keySet());
-                    }
-                    if (best == null || better(value, best)) {
-                        best = value;
-                        bestStep = step;
-                        patienceUsed = 0;
-                        if (b.outputDir != null) {
-                            saveBest();
-                        }
-                    } else {
-                        patienceUsed++;
-                        if (b.patience > 0 && patienceUsed >= b.patience) {
-                            stoppedEarly = true;
-                            LOG.info("early stopping at step {}: {} has not improved on {} (step {}) for {} evaluations",
-                                    step, b.earlyStopMetric, best, bestStep, patienceUsed);
-                        }
-                    }
-                }
-                metrics.step(step, loss, lr, tps, eval);
-                progress.update(step, loss, lr, tps);
-                if (b.listener != null) {
-                    b.listener.accept(new StepInfo(step, epoch, loss, lr, skipped, eval));
-                }
-                TrainerState now = new TrainerState(step, epoch, pos, schedStep, b.seed, scaler.scale(), scaler.goodSteps(),
-                        scaler.skippedSteps(), best, bestStep, patienceUsed, tokensSeen);
-                boolean last = step == totalSteps || stoppedEarly || stopRequested;
-                if (b.outputDir != null && (b.checkpointEvery > 0 && step % b.checkpointEvery == 0 || last && b.checkpointEvery > 0)) {
-                    if (lastCheckpoint != step) {
-                        checkpoint(now);
-                        lastCheckpoint = step;
-                    }
-                }
-                if (b.outputDir != null && eval != null) {
-                    metrics.writeChart(b.outputDir.resolve(CHART));
-                }
-                if (stoppedEarly) {
-                    break;
-                }
-            }
-        } finally {
-            progress.breakLine();
-            model.train(false);
-        }
-        if (b.outputDir != null) {
-            metrics.writeChart(b.outputDir.resolve(CHART));
-        }
-        return new TrainResult(step, losses, lastEval, best == null ? Double.NaN : best, bestStep, stoppedEarly);
-    }
-
-    private boolean better(double value, double best) {
-        return b.greaterIsBetter ? value > best : value < best;
-    }
-
-    /**
-     * The data order of an epoch: a permutation from a {@link Random} seeded with (seed, epoch) alone, so that a
-     * resumed run sees the same order.
-     */
-    private List<Integer> order(int epoch) {
-        List<Integer> idx = new ArrayList<>(b.train.size());
-        for (int i = 0; i < b.train.size(); i++) {
-            idx.add(i);
-        }
-        if (b.shuffle) {
-            Collections.shuffle(idx, new Random(b.seed * 1_000_003L + epoch));
-        }
-        return idx;
-    }
-
-    private List<Example> slice(List<Integer> order, int batchIndex) {
-        int from = batchIndex * b.batchSize;
-        int to = Math.min(order.size(), from + b.batchSize);
-        List<Example> out = new ArrayList<>(to - from);
-        for (int i = from; i < to; i++) {
-            out.add(b.train.get(order.get(i)));
-        }
-        return out;
-    }
-
-    /** The number of items the batch's mean loss averages over (its weight within an accumulated step). */
-    private long lossItems(Batch batch) {
-        if (task == TaskType.SEQ_CLS) {
-            return batch.size();
-        }
-        if (task == TaskType.CAUSAL_LM) {
-            // the shifted loss never uses the first position's label
-            return batch.labels().get(new NDIndex(":, 1:")).neq(Example.IGNORE).sum().getLong();
-        }
-        return batch.labelledTokens();
-    }
-
-    /** The task's mean loss; labels are padded on the left when virtual tokens were prepended to the logits. */
-    private NDArray loss(ModelOutput out, NDArray labels) {
-        NDArray logits = out.logits();
-        switch (task) {
-            case SEQ_CLS:
-                return Losses.classification(logits, labels);
-            case CAUSAL_LM:
-                return Losses.causalLm(logits, alignLabels(logits, labels));
-            case TOKEN_CLS:
-            default:
-                return Losses.tokenClassification(logits, alignLabels(logits, labels));
-        }
-    }
-
-    private static NDArray alignLabels(NDArray logits, NDArray labels) {
-        long extra = logits.getShape().get(1) - labels.getShape().get(1);
-        if (extra <= 0) {
-            return labels;
-        }
-        NDArray pad = labels.getManager().full(new Shape(labels.getShape().get(0), extra), Example.IGNORE, labels.getDataType());
-        return pad.concat(labels, 1);
-    }
-
-    /**
-     * Unscale, check, clip and update (fp16: through the fp32 masters); zeroes every gradient.
-     *
-     * @return false if the step was skipped for an overflow
-     */
-    private boolean update(double lr) {
-        if (masters != trainable) {
-            trainable.forEach((k, p) -> {
-                if (p.array().hasGradient()) {
-                    NDArray g = masters.get(k).array().getGradient();
-                    JniUtils.zeroGrad((PtNDArray) masters.get(k).array());
-                    g.addi(p.array().getGradient().toType(DataType.FLOAT32, false));
-                }
-            });
-        }
-        boolean overflow = scaler.unscaleAndCheck(masters.values());
-        boolean take = scaler.update(overflow);
-        if (take) {
-            if (b.maxGradNorm > 0) {
-                GradClip.globalNorm(masters.values(), b.maxGradNorm);
-            }
-            optimizer.step(masters, lr);
-        } else {
-            LOG.warn("inf/NaN gradients: step skipped, loss scale lowered to {}", scaler.scale());
-            zeroGrads(masters);
-        }
-        if (masters != trainable) {
-            zeroGrads(trainable);
-            if (take) {
-                trainable.forEach((k, p) -> {
-                    NDArray w = p.array();
-                    w.subi(w).addi(masters.get(k).array().toType(w.getDataType(), false));
-                });
-            }
-        }
-        return take;
-    }
-
-    private static void zeroGrads(Map<String, Param> params) {
-        params.values().forEach(p -> {
-            if (p.array().hasGradient()) {
-                JniUtils.zeroGrad((PtNDArray) p.array());
-            }
-        });
+        return new TrainingLoop(this).run();
     }
 
     /**
@@ -458,150 +181,7 @@ public final class PeftTrainer implements AutoCloseable {
      * @return the metrics by name
      */
     public Map<String, Double> evaluate(List<Example> data) {
-        if (data.isEmpty()) {
-            throw new PeftException("PeftTrainer: the evaluation data is empty");
-        }
-        TransformerModel model = peft.model();
-        boolean wasTraining = model.isTraining();
-        model.train(false);
-        double lossSum = 0;
-        long items = 0;
-        List<Integer> gold = new ArrayList<>();
-        List<Integer> pred = new ArrayList<>();
-        List<List<String>> goldTags = new ArrayList<>();
-        List<List<String>> predTags = new ArrayList<>();
-        try {
-            for (int from = 0; from < data.size(); from += b.evalBatchSize) {
-                List<Example> chunk = data.subList(from, Math.min(data.size(), from + b.evalBatchSize));
-                try (NDScope scope = new NDScope()) {
-                    Batch batch = b.collator.collate(model.manager(), chunk);
-                    long n = lossItems(batch);
-                    if (n == 0) {
-                        continue;
-                    }
-                    ModelOutput out = peft.forward(batch.input());
-                    lossSum += loss(out, batch.labels()).getFloat() * n;
-                    items += n;
-                    if (task == TaskType.SEQ_CLS) {
-                        long[] p = out.logits().argMax(-1).toLongArray();
-                        long[] g = batch.labels().toLongArray();
-                        for (int i = 0; i < g.length; i++) {
-                            gold.add((int) g[i]);
-                            pred.add((int) p[i]);
-                        }
-                    } else if (task == TaskType.TOKEN_CLS) {
-                        NDArray labels = alignLabels(out.logits(), batch.labels());
-                        long[] p = out.logits().argMax(-1).toLongArray();
-                        long[] g = labels.toLongArray();
-                        int t = (int) labels.getShape().get(1);
-                        for (int r = 0; r < batch.size(); r++) {
-                            List<String> gt = new ArrayList<>();
-                            List<String> pt = new ArrayList<>();
-                            for (int j = 0; j < t; j++) {
-                                int at = r * t + j;
-                                if (g[at] != Example.IGNORE) {
-                                    gold.add((int) g[at]);
-                                    pred.add((int) p[at]);
-                                    if (b.labelNames != null) {
-                                        gt.add(name((int) g[at]));
-                                        pt.add(name((int) p[at]));
-                                    }
-                                }
-                            }
-                            goldTags.add(gt);
-                            predTags.add(pt);
-                        }
-                    }
-                }
-            }
-        } finally {
-            model.train(wasTraining);
-        }
-        if (items == 0) {
-            throw new PeftException("PeftTrainer: the evaluation data has no labelled token or example");
-        }
-        Map<String, Double> out = new LinkedHashMap<>();
-        double loss = lossSum / items;
-        out.put("loss", loss);
-        if (task == TaskType.CAUSAL_LM) {
-            out.put("perplexity", Math.exp(loss));
-        } else {
-            int[] g = gold.stream().mapToInt(Integer::intValue).toArray();
-            int[] p = pred.stream().mapToInt(Integer::intValue).toArray();
-            out.put("accuracy", Metrics.accuracy(g, p));
-            out.put("macro_f1", Metrics.macroF1(g, p));
-            if (task == TaskType.TOKEN_CLS && b.labelNames != null) {
-                out.put("entity_f1", Metrics.entityF1(goldTags, predTags));
-            }
-        }
-        return out;
-    }
-
-    private String name(int id) {
-        if (id < 0 || id >= b.labelNames.size()) {
-            throw new PeftException("PeftTrainer: label id " + id + " has no name (" + b.labelNames.size() + " label names)");
-        }
-        return b.labelNames.get(id);
-    }
-
-    // ---------------------------------------------------------------------------------------------------------
-    // checkpoints
-
-    private String adapterName() {
-        List<String> active = peft.activeAdapters();
-        if (active.size() != 1) {
-            throw new PeftException("PeftTrainer: checkpoints need exactly one active adapter, found " + active);
-        }
-        return active.get(0);
-    }
-
-    /**
-     * Writes {@code checkpoint-<step>/} (adapter files, {@code optimizer.safetensors}, {@code trainer_state.json})
-     * into a temporary directory and renames it; then deletes all but the newest {@code keep} checkpoints.
-     */
-    private void checkpoint(TrainerState state) {
-        Path out = b.outputDir;
-        Path target = out.resolve(CHECKPOINT_PREFIX + state.globalStep());
-        Path tmp = out.resolve("." + CHECKPOINT_PREFIX + state.globalStep() + ".tmp");
-        try {
-            deleteTree(tmp);
-            Files.createDirectories(tmp);
-            peft.saveAdapter(adapterName(), tmp);
-            try (NDScope scope = new NDScope()) {
-                Map<String, NDArray> tensors = new LinkedHashMap<>(optimizer.state());
-                masters.forEach((k, p) -> tensors.put(MASTER_PREFIX + k, p.array()));
-                SafeTensorsWriter.write(tmp.resolve(OPTIMIZER_FILE), tensors, Map.of("format", "pt"));
-            }
-            state.write(tmp);
-            deleteTree(target);
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            LOG.info("saved checkpoint {}", target);
-            List<Path> all = checkpoints(out);
-            for (int i = 0; i < all.size() - b.keepCheckpoints; i++) {
-                deleteTree(all.get(i));
-            }
-        } catch (IOException e) {
-            throw new PeftException(target + ": cannot write checkpoint: " + e.getMessage(), e);
-        }
-    }
-
-    /** Replaces {@code best/} with the current adapter (written to a temporary directory, then renamed). */
-    private void saveBest() {
-        Path target = b.outputDir.resolve(BEST);
-        Path tmp = b.outputDir.resolve("." + BEST + ".tmp");
-        Path old = b.outputDir.resolve("." + BEST + ".old");
-        try {
-            deleteTree(tmp);
-            peft.saveAdapter(adapterName(), tmp);
-            deleteTree(old);
-            if (Files.exists(target)) {
-                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-            }
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            deleteTree(old);
-        } catch (IOException e) {
-            throw new PeftException(target + ": cannot save the best adapter: " + e.getMessage(), e);
-        }
+        return evaluator.evaluate(data);
     }
 
     /**
@@ -611,120 +191,49 @@ public final class PeftTrainer implements AutoCloseable {
      * @return {@code checkpoint-<step>} directories sorted by step
      */
     public static List<Path> checkpoints(Path outputDir) {
-        if (!Files.isDirectory(outputDir)) {
-            return List.of();
-        }
-        try (Stream<Path> s = Files.list(outputDir)) {
-            return s.filter(p -> Files.isDirectory(p) && p.getFileName().toString().matches(CHECKPOINT_PREFIX + "\\d+"))
-                    .sorted(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString()
-                            .substring(CHECKPOINT_PREFIX.length()))))
-                    .toList();
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot list " + outputDir + ": " + e.getMessage(), e);
-        }
+        return Checkpoints.list(outputDir);
     }
 
-    /** Loads master weights, optimizer state and loop state from a checkpoint. */
-    private TrainerState resume(Path dir) {
-        TrainerState st = TrainerState.read(dir);
-        if (st.seed() != b.seed) {
-            LOG.warn("resuming with seed {} from a checkpoint made with seed {}: the data order will differ", b.seed, st.seed());
-        }
-        if (st.globalStep() > totalSteps) {
-            throw new PeftException(dir + ": checkpoint is at step " + st.globalStep() + ", past this run's " + totalSteps + " steps");
-        }
-        Path file = dir.resolve(OPTIMIZER_FILE);
-        if (!Files.isRegularFile(file)) {
-            throw new PeftException(dir + ": no " + OPTIMIZER_FILE);
-        }
-        try (NDManager tmp = NDManager.newBaseManager(peft.model().device());
-                SafeTensorsFile f = SafeTensorsFile.open(file)) {
-            Map<String, NDArray> optState = new LinkedHashMap<>();
-            for (String k : f.names()) {
-                if (!k.startsWith(MASTER_PREFIX)) {
-                    optState.put(k, f.load(k, tmp));
-                }
-            }
-            for (Map.Entry<String, Param> e : masters.entrySet()) {
-                String key = MASTER_PREFIX + e.getKey();
-                if (!f.contains(key)) {
-                    throw new PeftException(file + ": no tensor '" + key + "' for trainable parameter " + e.getKey()
-                            + " (was the checkpoint made with another adapter config?)");
-                }
-                NDArray w = e.getValue().array();
-                NDArray v = f.load(key, tmp, DataType.FLOAT32);
-                if (!v.getShape().equals(w.getShape())) {
-                    throw new PeftException(file + ": tensor '" + key + "' has shape " + v.getShape() + ", the parameter "
-                            + w.getShape());
-                }
-                w.subi(w).addi(v.toType(w.getDataType(), false));
-                if (masters != trainable) {
-                    NDArray p = trainable.get(e.getKey()).array();
-                    p.subi(p).addi(v.toType(p.getDataType(), false));
-                }
-            }
-            optimizer.loadState(optState);
-        }
-        scaler.restore(st.lossScale(), st.scalerGoodSteps(), st.skippedSteps());
-        metrics.truncateAfter(st.globalStep());
-        LOG.info("resumed from {} at step {} (epoch {}, batch {})", dir, st.globalStep(), st.epoch(), st.batchInEpoch());
-        return st;
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(x);
-            }
-        }
-    }
-
-    /** Frees the fp32 master weights and the optimizer this trainer created. */
+    /** Frees the optimizer this trainer created. */
     @Override
     public void close() {
         if (ownsOptimizer) {
             optimizer.close();
         }
-        if (masterManager != null) {
-            masterManager.close();
-        }
     }
 
     /** Configures a {@link PeftTrainer}: {@code set*} are required, {@code opt*} optional. */
     public static final class Builder {
-        private PeftModel model;
-        private List<Example> train;
-        private List<Example> eval;
-        private Optimizer optimizer;
-        private double weightDecay;
-        private double lr = 5e-5;
-        private LrSchedule.Kind scheduler = LrSchedule.Kind.CONSTANT;
-        private long warmupSteps;
-        private int batchSize = 8;
-        private int evalBatchSize = 8;
-        private int accumulation = 1;
-        private int epochs = 1;
-        private long maxSteps = -1;
-        private double maxGradNorm = 1.0;
-        private int evalEvery;
-        private String earlyStopMetric = "loss";
-        private boolean greaterIsBetter;
-        private int patience;
-        private Path outputDir;
-        private Path metricsFile;
-        private int checkpointEvery;
-        private int keepCheckpoints = 2;
-        private long seed = 42;
-        private boolean shuffle = true;
-        private Collator collator = new Collator();
-        private List<String> labelNames;
-        private int logEvery = 10;
-        private Path resumeFrom;
-        private LossScaler scaler;
-        private Consumer<StepInfo> listener;
+        PeftModel model;
+        List<Example> train;
+        List<Example> eval;
+        Optimizer optimizer;
+        double weightDecay;
+        double lr = 5e-5;
+        LrSchedule.Kind scheduler = LrSchedule.Kind.CONSTANT;
+        long warmupSteps;
+        int batchSize = 8;
+        int evalBatchSize = 8;
+        int accumulation = 1;
+        int epochs = 1;
+        long maxSteps = -1;
+        double maxGradNorm = 1.0;
+        int evalEvery;
+        String earlyStopMetric = "loss";
+        boolean greaterIsBetter;
+        int patience;
+        Path outputDir;
+        Path metricsFile;
+        int checkpointEvery;
+        int keepCheckpoints = 2;
+        long seed = 42;
+        boolean shuffle = true;
+        Collator collator = new Collator();
+        List<String> labelNames;
+        int logEvery = 10;
+        Path resumeFrom;
+        LossScaler scaler;
+        Consumer<StepInfo> listener;
 
         private Builder() {}
 

@@ -44,7 +44,7 @@ public final class Sgd extends BaseOptimizer {
     }
 
     @Override
-    void update(String name, NDArray p, NDArray grad, boolean decay, StepScalars st) {
+    void updateOne(String name, NDArray p, NDArray grad, boolean decay, StepScalars st) {
         Scalars s = (Scalars) st;
         NDArray g = grad;
         if (decay && s.wd != null) {

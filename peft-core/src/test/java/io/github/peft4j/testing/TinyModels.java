@@ -32,18 +32,34 @@ public final class TinyModels {
 
     /** @return a tiny Llama (GQA 4/2 heads, untied head) */
     public static TransformerModel llama() {
+        return llama(DataType.FLOAT32);
+    }
+
+    /**
+     * @param dtype FLOAT32, or FLOAT16 for the same weights rounded to fp16
+     * @return a tiny Llama (GQA 4/2 heads, untied head) in that dtype
+     */
+    public static TransformerModel llama(DataType dtype) {
         Engine.getInstance().setRandomSeed(7);
         return Models.random(config("{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
                 + "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":128,"
-                + "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"initializer_range\":0.2}"), Device.cpu(), DataType.FLOAT32, null);
+                + "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"initializer_range\":0.2}"), Device.cpu(), dtype, null);
     }
 
     /** @return a tiny GPT-2 (no dropout) */
     public static TransformerModel gpt2() {
+        return gpt2(DataType.FLOAT32);
+    }
+
+    /**
+     * @param dtype FLOAT32, or FLOAT16 for the same weights rounded to fp16
+     * @return a tiny GPT-2 (no dropout) in that dtype
+     */
+    public static TransformerModel gpt2(DataType dtype) {
         Engine.getInstance().setRandomSeed(7);
         return Models.random(config("{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":2,\"n_head\":4,\"vocab_size\":128,"
                 + "\"n_positions\":64,\"resid_pdrop\":0,\"embd_pdrop\":0,\"attn_pdrop\":0,\"initializer_range\":0.2}"),
-                Device.cpu(), DataType.FLOAT32, null);
+                Device.cpu(), dtype, null);
     }
 
     /**
@@ -51,11 +67,20 @@ public final class TinyModels {
      * @return a tiny BERT (no dropout, 3 labels)
      */
     public static TransformerModel bert(TaskType task) {
+        return bert(task, DataType.FLOAT32);
+    }
+
+    /**
+     * @param task SEQ_CLS, TOKEN_CLS or FEATURE_EXTRACTION
+     * @param dtype FLOAT32, or FLOAT16 for the same weights rounded to fp16
+     * @return a tiny BERT (no dropout, 3 labels) in that dtype
+     */
+    public static TransformerModel bert(TaskType task, DataType dtype) {
         Engine.getInstance().setRandomSeed(7);
         return Models.random(config("{\"model_type\":\"bert\",\"hidden_size\":64,\"intermediate_size\":128,"
                 + "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":128,\"max_position_embeddings\":64,"
                 + "\"type_vocab_size\":2,\"num_labels\":3,\"hidden_dropout_prob\":0,\"attention_probs_dropout_prob\":0,"
-                + "\"initializer_range\":0.2}"), Device.cpu(), DataType.FLOAT32, task);
+                + "\"initializer_range\":0.2}"), Device.cpu(), dtype, task);
     }
 
     /**

@@ -73,10 +73,7 @@ final class TrainCommand {
         String format = a.optional("--format") == null ? "pretokenized" : a.optional("--format");
         TaskType task = task(a.optional("--task"), format);
         boolean gpu = device(a.optional("--device"));
-        boolean fp16 = a.flag("--fp16");
-        if (fp16 && !gpu) {
-            throw new CliException("train: --fp16 needs --device gpu (fp16 matmuls are not supported on the CPU)");
-        }
+        boolean fp16 = a.flag("--fp16"); // fp16 compute with fp32 adapter parameters, on the GPU or the CPU
         Path resume = a.optional("--resume") == null ? null : a.existingDir("--resume");
         Path initAdapter = a.optional("--init-adapter") == null ? null : a.existingDir("--init-adapter");
         if (initAdapter != null && a.optional("--method") != null) {

@@ -66,7 +66,7 @@ public final class LoraLayer extends ProjectionWrapper {
             throw new PeftException("LoRA adapter '" + name + "' already on this layer");
         }
         NDManager m = base.manager();
-        DataType dt = DataType.FLOAT32; // adapter master weights stay fp32 (mixed precision keeps them so)
+        DataType dt = DataType.FLOAT32; // trainable leaves stay fp32; forward casts them to the compute dtype
         long in = base.inFeatures();
         long out = base.outFeatures();
         NDArray a;
@@ -107,12 +107,8 @@ public final class LoraLayer extends ProjectionWrapper {
     /** {@code B(A(dropout(x))) * scaling}. */
     private static NDArray delta(Lora l, NDArray x) {
         NDArray h = l.dropout.forward(x);
-        NDArray a = l.a.array();
-        NDArray b = l.b.array();
-        if (h.getDataType() != a.getDataType()) {
-            a = a.toType(h.getDataType(), false);
-            b = b.toType(h.getDataType(), false);
-        }
+        NDArray a = Ops.cast(l.a.array(), h.getDataType()); // fp32 leaves, cast in forward (fp16 compute)
+        NDArray b = Ops.cast(l.b.array(), h.getDataType());
         NDArray delta = ai.djl.nn.core.Linear.linear(ai.djl.nn.core.Linear.linear(h, a).head(), b).head();
         return delta.mul(Ops.scalar(delta, l.scaling));
     }

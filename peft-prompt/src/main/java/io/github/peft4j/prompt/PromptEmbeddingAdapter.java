@@ -6,6 +6,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.PromptAdapter;
 import io.github.peft4j.peft.PromptLearningConfig;
@@ -17,8 +18,8 @@ import java.util.Map;
 
 /**
  * What prompt-learning adapters share: parameters kept outside the model under HF's in-memory names
- * ({@code prompt_encoder.<adapter>.embedding.weight}, ...), all in fp32 (master weights; the output is cast to
- * the model's dtype), and the one saved tensor {@code prompt_embeddings}, which is the encoder's output
+ * ({@code prompt_encoder.<adapter>.embedding.weight}, ...), all in fp32 (trainable leaves; the output is cast
+ * differentiably to the model's dtype), and the one saved tensor {@code prompt_embeddings}, which is the encoder's output
  * {@code (num_virtual_tokens, width)}.
  */
 public abstract class PromptEmbeddingAdapter implements PromptAdapter {
@@ -88,7 +89,7 @@ public abstract class PromptEmbeddingAdapter implements PromptAdapter {
      * @return x in the model's dtype
      */
     protected NDArray toModelType(NDArray x) {
-        return x.getDataType() == model.dtype() ? x : x.toType(model.dtype(), false);
+        return Ops.cast(x, model.dtype()); // differentiable: the gradient reaches the fp32 parameters
     }
 
     @Override
