@@ -771,20 +771,4 @@ public final class SpamJob {
                 cpu, Runtime.getRuntime().availableProcessors(), System.getProperty("os.name"), System.getProperty("os.arch"),
                 System.getProperty("java.version"));
     }
-
-    /**
-     * Parses {@code name=value,name=value} per-method settings.
-     *
-     * @param spec the text
-     * @return value text by method
-     */
-    public static Map<String, String> perMethod(String spec) {
-        return Arrays.stream(spec.split(",")).map(String::trim).filter(x -> !x.isEmpty()).map(x -> {
-            int eq = x.indexOf('=');
-            if (eq <= 0) {
-                throw new PeftException("spam-job: '" + x + "' is not method=value (e.g. lora=120)");
-            }
-            return new String[] {x.substring(0, eq).trim(), x.substring(eq + 1).trim()};
-        }).collect(Collectors.toMap(a -> a[0], a -> a[1], (a, b) -> b, LinkedHashMap::new));
-    }
 }
