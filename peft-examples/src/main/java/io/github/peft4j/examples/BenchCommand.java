@@ -160,7 +160,7 @@ public final class BenchCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;
 
-    @Option(names = "--shape", required = true, split = ",", paramLabel = "NAME", converter = Choices.BenchShapes.class,
+    @Option(names = "--shape", required = true, split = ",", paramLabel = "SHAPE", converter = Choices.BenchShapes.class,
             completionCandidates = Choices.BenchShapes.class,
             description = "Shapes to time, comma-separated: ${COMPLETION-CANDIDATES} (all = every shape).")
     List<String> shapeNames;

@@ -49,17 +49,24 @@ import picocli.CommandLine.ParentCommand;
             "  $ mkdir -p /tmp/gen/tiny",
             "  $ cp $F/base/config.json $F/base/model.safetensors $T/tokenizer.json $T/tokenizer_config.json /tmp/gen/tiny",
             "  $ ./peft4j generate --model /tmp/gen/tiny --adapter $F/adapter --prompt \"Hello world\" --max-new-tokens 12",
+            "  5 ff5 f5stru5stru5",
             "  $ echo '{\"input_ids\": [[47, 83, 38, 53, 76, 116, 24, 121], [0, 0, 0, 15, 49, 23, 105, 26]], \"attention_mask\": [[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]]}' > /tmp/gen/prompts.json",
             "  $ ./peft4j generate --model $F/base --adapter $F/adapter --input /tmp/gen/prompts.json --max-new-tokens 10 \\",
             "        --output /tmp/gen/out.json",
+            "  wrote generated_ids [2, 10] to /tmp/gen/out.json (new tokens per row: [10, 10])",
             "  $ cat /tmp/gen/out.json",
+            "  {\"generated_ids\":[[65,4,4,4,4,4,4,4,4,4],[114,114,114,114,114,114,114,114,114,114]]}",
             "  $ ./peft4j generate --model $F/base --input /tmp/gen/prompts.json --max-new-tokens 10",
+            "  {\"generated_ids\":[[36,96,5,5,59,23,20,72,68,28],[72,78,5,72,78,5,72,78,12,0]]}",
             "  $ ./peft4j generate --model $F/base --input /tmp/gen/prompts.json --max-new-tokens 8 --repetition-penalty 1.5 \\",
             "        --stop 59",
+            "  {\"generated_ids\":[[36,96,5,59,0,0],[72,78,5,25,29,12]]}",
             "  $ ./peft4j generate --model $F/base --input /tmp/gen/prompts.json --max-new-tokens 8 --sample --temperature 0.8 \\",
             "        --top-k 20 --top-p 0.9 --seed 7",
-            "  (a random 128-token model: the text is noise, but it is the decoded greedy continuation; all greedy ids",
-            "  above are transformers' generate ids, the fixture's EOS is 12 and its pad id 0)"})
+            "  {\"generated_ids\":[[46,118,76,60,15,4,123,118],[3,86,46,39,44,125,106,88]]}",
+            "  (a random 128-token model: the text is noise, but it is the decoded greedy continuation. The greedy ids",
+            "  are transformers' generate ids; the fixture's EOS is 12: row 2 of the base run stops there and is padded",
+            "  with 0, the penalty run stops row 1 at the extra stop id 59. The same --seed gives the same sample.)"})
 final class GenerateCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;

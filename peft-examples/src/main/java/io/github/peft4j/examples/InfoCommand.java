@@ -27,7 +27,20 @@ import picocli.CommandLine.ParentCommand;
             "Java API: Models.load, PeftModel.loadAdapter, PeftModel.trainableReport."},
         footer = {"Examples:",
             "  $ F=peft-core/src/test/resources/fixtures/hf-peft/llama_lora",
-            "  $ ./peft4j info --model $F/base --adapter $F/adapter"})
+            "  $ ./peft4j info --model $F/base --adapter $F/adapter",
+            "  architecture:   LlamaForCausalLM (model_type llama)",
+            "  task:           CAUSAL_LM",
+            "  checkpoint:     torch_dtype float32, loaded as float32",
+            "  shape:          layers 2, hidden 64, heads 4 (kv 2), vocab 128",
+            "  base params:    90,432",
+            "  adapter:        LORA from peft-core/src/test/resources/fixtures/hf-peft/llama_lora/adapter, 1,792 parameters (loaded for inference)",
+            "  methods:        [...",
+            "  trainable params: 0 || all params: 92,224 || trainable%: 0.0000",
+            "  $ ./peft4j info --model $F/base --adapter a=$F/adapter --adapter b=$F/adapter",
+            "  adapter:        a: LORA from peft-core/src/test/resources/fixtures/hf-peft/llama_lora/adapter, 1,792 parameters (loaded for inference)",
+            "  adapter:        b: LORA from peft-core/src/test/resources/fixtures/hf-peft/llama_lora/adapter, 1,792 parameters (loaded for inference)",
+            "  active:         [a, b]",
+            "  trainable params: 0 || all params: 94,016 || trainable%: 0.0000"})
 final class InfoCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;

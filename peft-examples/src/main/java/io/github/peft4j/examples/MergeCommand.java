@@ -42,8 +42,17 @@ import picocli.CommandLine.ParentCommand;
         footer = {"Examples:",
             "  $ F=peft-core/src/test/resources/fixtures/hf-peft/llama_generate",
             "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged",
+            "  merged LORA adapter peft-core/src/test/resources/fixtures/hf-peft/llama_generate/adapter into LlamaForCausalLM (90,432 parameters); wrote /tmp/gen/merged",
             "  $ ls /tmp/gen/merged",
-            "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged"})
+            "  config.json  generation_config.json  model.safetensors",
+            "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged",
+            "  peft4j: merge: --output /tmp/gen/merged is not empty (use --force to replace it)",
+            "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged --force",
+            "  merged LORA adapter ...",
+            "  $ echo '{\"input_ids\": [[47, 83, 38, 53, 76, 116, 24, 121]]}' > /tmp/gen/one.json",
+            "  $ ./peft4j generate --model /tmp/gen/merged --input /tmp/gen/one.json --max-new-tokens 10",
+            "  {\"generated_ids\":[[65,4,4,4,4,4,4,4,4,4]]}",
+            "  (the base + adapter ids of generate's first example: the merged checkpoint computes the same logits)"})
 final class MergeCommand implements Callable<Integer> {
     /** Files copied from the model directory when present. */
     static final List<String> COPIED = List.of("generation_config.json", "tokenizer.json", "tokenizer_config.json",

@@ -206,6 +206,10 @@ public final class Peft4jCli implements Callable<Integer> {
     /** A parse error: one line, exit status 2. */
     private int badUsage(ParameterException ex) {
         CommandLine cl = ex.getCommandLine();
+        if (ex instanceof MissingParameterException && !cl.getUnmatchedArguments().isEmpty()) {
+            // picocli checks the required options first; an unknown option is the better message
+            ex = new UnmatchedArgumentException(cl, new java.util.ArrayList<>(cl.getUnmatchedArguments()));
+        }
         boolean isRoot = cl.getCommandSpec().parent() == null;
         String prefix = isRoot ? "" : cl.getCommandName() + ": ";
         String see = " (see: peft4j " + (isRoot ? "" : cl.getCommandName() + " ") + "--help)";

@@ -46,7 +46,7 @@ final class SpamJobCommand implements Callable<Integer> {
             description = "A BERT model directory to use instead of the imported MiniLM in <work>/model.")
     Path model;
 
-    @Option(names = "--methods", split = ",", paramLabel = "NAME", converter = Choices.SpamMethods.class,
+    @Option(names = "--methods", split = ",", paramLabel = "METHOD", converter = Choices.SpamMethods.class,
             completionCandidates = Choices.SpamMethods.class,
             description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (default: all).")
     List<String> methods;

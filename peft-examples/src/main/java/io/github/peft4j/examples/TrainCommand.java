@@ -53,8 +53,14 @@ import picocli.CommandLine.TypeConversionException;
             "  $ F=peft-core/src/test/resources/fixtures/train-parity/llama_lora_sgd",
             "  $ ./peft4j train --model $F/base --data $F/data.jsonl --method lora --r 4 --alpha 8 --target-modules q_proj,v_proj \\",
             "        --lr 0.01 --max-steps 4 --batch-size 2 --log-every 0 --device cpu --output /tmp/gen/run",
+            "  data: peft-core/src/test/resources/fixtures/train-parity/llama_lora_sgd/data.jsonl: 6 records, 6 examples, 0 skipped, 0 truncated",
+            "  trainable params: 1,792 || all params: 92,224 || trainable%: 1.9431",
+            "  trained 4 steps; last loss ...",
+            "  saved adapter to /tmp/gen/run",
             "  $ ./peft4j train --model $F/base --init-adapter $F/adapter --data $F/data.jsonl --optimizer sgd --lr 0.1 \\",
             "        --max-steps 5 --batch-size 2 --no-shuffle --clip 0.6 --log-every 0 --device cpu --output /tmp/gen/sgd",
+            "  trained 5 steps; last loss ...",
+            "  (the losses of these SGD steps are HF PEFT's, TrainCommandTest; training.md has the full story)",
             "  $ ./peft4j train --model $F/base --data $F/data.jsonl --method lora --optimizer adam --output /tmp/gen/x",
             "  peft4j: train: --optimizer 'adam': expected adamw or sgd"})
 final class TrainCommand implements Callable<Integer> {
@@ -73,7 +79,7 @@ final class TrainCommand implements Callable<Integer> {
             description = "Where the adapter, checkpoints, metrics.jsonl and curves.png go.")
     Path output;
 
-    @Option(names = "--format", paramLabel = "NAME", converter = Choices.Formats.class, completionCandidates = Choices.Formats.class,
+    @Option(names = "--format", paramLabel = "FORMAT", converter = Choices.Formats.class, completionCandidates = Choices.Formats.class,
             description = "Data format: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
     String format = "pretokenized";
 
@@ -103,7 +109,7 @@ final class TrainCommand implements Callable<Integer> {
             description = "Continue training this adapter (instead of --method).")
     Path initAdapter;
 
-    @Option(names = "--method", paramLabel = "NAME", converter = MethodName.class, completionCandidates = MethodName.class,
+    @Option(names = "--method", paramLabel = "METHOD", converter = MethodName.class, completionCandidates = MethodName.class,
             description = "A new adapter of this PEFT method: ${COMPLETION-CANDIDATES}.")
     String method;
 
@@ -131,12 +137,12 @@ final class TrainCommand implements Callable<Integer> {
             description = "Prompt learning: virtual tokens (integer >= 1).")
     Integer numVirtualTokens;
 
-    @Option(names = "--task", paramLabel = "NAME", converter = Choices.Tasks.class, completionCandidates = Choices.Tasks.class,
+    @Option(names = "--task", paramLabel = "TASK", converter = Choices.Tasks.class, completionCandidates = Choices.Tasks.class,
             description = "The model head: ${COMPLETION-CANDIDATES} (default: seq-cls for classification, token-cls for"
                     + " conll, else the model's).")
     String task;
 
-    @Option(names = "--optimizer", paramLabel = "NAME", converter = Choices.Optimizers.class,
+    @Option(names = "--optimizer", paramLabel = "OPTIMIZER", converter = Choices.Optimizers.class,
             completionCandidates = Choices.Optimizers.class,
             description = "${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
     String optimizer = "adamw";
@@ -149,7 +155,7 @@ final class TrainCommand implements Callable<Integer> {
             description = "Decoupled weight decay (number >= 0; default: ${DEFAULT-VALUE}).")
     double weightDecay;
 
-    @Option(names = "--scheduler", paramLabel = "NAME", converter = Choices.Schedulers.class,
+    @Option(names = "--scheduler", paramLabel = "SCHEDULE", converter = Choices.Schedulers.class,
             completionCandidates = Choices.Schedulers.class,
             description = "Learning-rate schedule after the warm-up: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
     String scheduler = "constant";
@@ -215,7 +221,7 @@ final class TrainCommand implements Callable<Integer> {
             description = "Print progress every N steps (integer >= 0, 0 = off; default: ${DEFAULT-VALUE}).")
     int logEvery = 10;
 
-    @Option(names = "--device", paramLabel = "NAME", converter = Choices.Devices.class, completionCandidates = Choices.Devices.class,
+    @Option(names = "--device", paramLabel = "DEVICE", converter = Choices.Devices.class, completionCandidates = Choices.Devices.class,
             description = "${COMPLETION-CANDIDATES} (default: gpu when libtorch sees one, else cpu).")
     String device;
 
