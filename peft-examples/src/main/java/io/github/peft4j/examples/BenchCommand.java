@@ -56,7 +56,7 @@ import picocli.CommandLine.ParentCommand;
                 + " 128, seq 32), llama-small (12 layers, hidden 768, vocab 50257, seq 128) and gpt2-small (GPT-2 124M,"
                 + " seq 128). --json prints shape, ms_per_step, tokens_per_s, peak_rss_mb (VmHWM, the maximum so far),"
                 + " steps, threads, batch, seq, trainable_params, last_loss. The Python counterpart is"
-                + " peft-examples/src/main/python/bench_hf.py (scripts/bench.sh runs both); figures in"
+                + " peft-examples/src/main/python/bench_hf.py (scripts/bench.sh runs both), measured figures in"
                 + " docs/benchmarks.md. Java API: BenchCommand.measure."},
         footer = {"Examples:",
             "  $ ./peft4j bench --shape llama-tiny,gpt2-tiny --steps 20",

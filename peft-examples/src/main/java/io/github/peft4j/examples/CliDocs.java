@@ -41,8 +41,7 @@ public final class CliDocs {
             "`source <(./peft4j completion bash)`.",
             "",
             "The examples use the tiny test fixtures under `peft-core/src/test/resources/fixtures`; those of `logits`,",
-            "`info`, `generate`, `merge`, `train` and `completion` are run by `CliDocsTest`, which also checks the",
-            "output shown.",
+            "`info`, `generate`, `merge` and `train` are run by `CliDocsTest`, which also checks the output shown.",
             "");
 
     private CliDocs() {}

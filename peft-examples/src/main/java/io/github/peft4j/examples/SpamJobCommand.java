@@ -15,7 +15,7 @@ import picocli.CommandLine.ParentCommand;
  * (see {@link SpamJob}); every option maps to a {@link SpamJob.Settings} setter.
  */
 @Command(name = "spam-job", sortOptions = false, separator = " ",
-        description = {"Spam vs ham on SpamAssassin: trains each method, prints the comparison table, writes docs/results.md.",
+        description = {"Spam vs ham on SpamAssassin: trains each method, compares them, writes docs/results.md.",
             "",
             "The README's main job (SpamJob.run): prepares the SpamAssassin split into <work>/data (as prepare-spam;"
                 + " cached), imports the bundled all-MiniLM-L6-v2 into <work>/model (as import-onnx; cached), then trains"
@@ -26,11 +26,19 @@ import picocli.CommandLine.ParentCommand;
             "",
             "Defaults: AdamW with linear decay after 10%% warmup; steps and learning rate per method probe=300/5e-3,"
                 + " lora=300/3e-3, bitfit=200/5e-3, prompt=200/3e-2, full=200/1e-4; LoRA alpha 2r on query, key, value and"
-                + " attention.output.dense. Real output and the settings' rationale: docs/results.md."},
+                + " attention.output.dense.",
+            "",
+            "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",
             "  $ ./peft4j spam-job",
             "  $ ./peft4j spam-job --methods lora,bitfit --steps lora=300,bitfit=200 --lr lora=1e-3 --results /tmp/r.md \\",
-            "        --chart /tmp/r.png"})
+            "        --chart /tmp/r.png",
+            "  $ ./peft4j train --model spam-job/model --data spam-job/data/train.jsonl --eval-data spam-job/data/validation.jsonl \\",
+            "        --format classification --method lora --r 8 --alpha 16 --target-modules query,key,value,attention.output.dense \\",
+            "        --max-length 64 --batch-size 16 --max-steps 300 --lr 3e-3 --metric accuracy \\",
+            "        --modules-to-save pooler.dense,classifier --output lora-run",
+            "  (the job's data and model directory work with train too; --modules-to-save pooler.dense trains and saves the",
+            "  pooler, which MiniLM lacks; the classifier is always trained, as in HF PEFT)"})
 final class SpamJobCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;
