@@ -21,7 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * docs/cli.md is the rendering of the command definitions, and its cheap examples (tiny fixtures) work: each
- * {@code $ ./peft4j ...} line of {@code logits}, {@code info}, {@code generate}, {@code merge} and {@code train} is run
+ * {@code $ ./peft4j ...} line in the help of {@code logits}, {@code info}, {@code generate}, {@code merge} and
+ * {@code train} is run
  * in-process, and the output shown under it must appear, line by line and in order, in what the command printed
  * (a line ending in {@code ...} matches any line that starts with the text before it).
  */
@@ -50,15 +51,25 @@ class CliDocsTest {
         }
     }
 
-    /** One example: a shell line and the output shown under it. */
-    private record Example(String line, List<String> output) {}
+    /**
+     * One example: a shell line and the output shown under it, in the section of a command.
+     *
+     * @param section the command whose help shows it
+     * @param line the shell line
+     * @param output the lines shown under it
+     */
+    private record Example(String section, String line, List<String> output) {}
 
     private static List<Example> examples(String md) {
         List<Example> out = new ArrayList<>();
         boolean inBlock = false;
+        String section = "";
         String[] lines = md.split("\n");
         for (int i = 0; i < lines.length; i++) {
             String l = lines[i];
+            if (l.startsWith("## `peft4j")) {
+                section = l.replaceAll("^## `peft4j ?|`$", "");
+            }
             if (l.startsWith("```")) {
                 inBlock = !inBlock;
                 continue;
@@ -77,7 +88,7 @@ class CliDocsTest {
                     && !lines[i + 1].strip().startsWith("$ ") && !lines[i + 1].strip().startsWith("(")) {
                 shown.add(lines[++i].strip());
             }
-            out.add(new Example(cmd.toString().replaceAll("\\s+", " "), shown));
+            out.add(new Example(section, cmd.toString().replaceAll("\\s+", " "), shown));
         }
         return out;
     }
@@ -125,7 +136,7 @@ class CliDocsTest {
                     }
                 }
                 case "./peft4j" -> {
-                    if (!RUN.contains(words.get(1)) || e.line().contains(">") || e.line().contains("#")) {
+                    if (!RUN.contains(e.section()) || e.line().contains(">") || e.line().contains("#")) {
                         continue;
                     }
                     CliResult r = CliResult.run(args.subList(1, args.size()).toArray(String[]::new));
