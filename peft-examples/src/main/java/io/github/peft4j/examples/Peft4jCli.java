@@ -228,7 +228,8 @@ public final class Peft4jCli implements Callable<Integer> {
             }
         } else if (ex instanceof MissingParameterException m && !m.getMissing().isEmpty()) {
             List<String> names = m.getMissing().stream().map(Peft4jCli::name).toList();
-            if (ex.getMessage().startsWith("Missing required parameter for option")) {
+            if (ex.getMessage().startsWith("Missing required parameter for option")
+                    || ex.getMessage().startsWith("Expected parameter for option")) {
                 msg = prefix + "option " + names.get(0) + " needs a value" + see;
             } else {
                 msg = prefix + "missing required option" + (names.size() > 1 ? "s " : " ") + String.join(", ", names) + see;
@@ -311,7 +312,8 @@ public final class Peft4jCli implements Callable<Integer> {
 
     private boolean verbose() {
         String log = System.getenv("PEFT4J_LOG");
-        return verbose || (log != null && log.trim().toLowerCase(Locale.ROOT).matches("debug|trace"));
+        // argv too: a parse error can stop before picocli reaches --verbose
+        return verbose || argv.contains("--verbose") || (log != null && log.trim().toLowerCase(Locale.ROOT).matches("debug|trace"));
     }
 
     private static String firstLine(String s) {

@@ -61,6 +61,7 @@ class CliErrorsTest {
         badUsage("generate: unknown option '--max-new-token'; did you mean --max-new-tokens?", "generate", "--max-new-token", "3");
         badUsage("unknown command 'trian'; did you mean train?", "trian");
         badUsage("logits: option --model needs a value", "logits", "--model");
+        badUsage("logits: option --input needs a value", "logits", "--input", "--output", "x.json");
         badUsage("merge: missing required options --adapter, --output", "merge", "--model", "/tmp");
         badUsage("prepare-spam: missing required option --output", "prepare-spam");
     }
@@ -111,6 +112,10 @@ class CliErrorsTest {
         verbose.add(0, verbose.remove(verbose.size() - 1)); // before the command works too
         assertTrue(CliResult.run(verbose.toArray(String[]::new)).err().contains("\tat "));
         assertFalse(Files.exists(tmp.resolve("x.json")));
+        CliResult usage = CliResult.run("train", "--lr", "x", "--verbose");
+        assertEquals(2, usage.status());
+        assertTrue(usage.err().startsWith("peft4j: train: --lr 'x' is not a number\n")
+                && usage.err().contains("\tat picocli."), "--verbose shows the trace of a usage error too: " + usage.err());
     }
 
     @Test
