@@ -42,7 +42,7 @@ class CliErrorsTest {
         badUsage("train: --batch-size must be an integer >= 1, got '0'", "train", "--model", model, "--batch-size", "0");
         badUsage("train: --dropout must be a number in [0, 1), got '1'", "train", "--dropout", "1");
         badUsage("train: --format 'csv': expected pretokenized, alpaca, chat, classification or conll", "train", "--format", "csv");
-        badUsage("train: --method 'lorax': expected one of bitfit, ia3, lora, ", "train", "--method", "lorax");
+        badUsage("train: --method 'lorax': expected one of ", "train", "--method", "lorax"); // the registered methods follow
         badUsage("train: --model /nonexistent/model: no such directory", "train", "--model", "/nonexistent/model");
         badUsage("train: --data " + model + ": no such file", "train", "--data", model);
         badUsage("generate: --top-p must be a number in (0, 1], got '1.5'", "generate", "--top-p", "1.5");
