@@ -46,7 +46,7 @@ class GradientPathCastTest {
             Map.entry("ModulesToSaveLayer.java", List.of("a.toType(DataType.FLOAT32, false)")), // creating the copy
             Map.entry("LayerAdapter.java", List.of("t.toType(p.array().getDataType(), true)")), // loading saved values
             Map.entry("SafeTensorsFile.java", List.of("array.toType(target, false)")), // reading files
-            Map.entry("Peft4jCli.java", List.of("logits.toType(DataType.FLOAT32, false)")), // writing logits out
+            Map.entry("LogitsCommand.java", List.of("logits.toType(DataType.FLOAT32, false)")), // writing logits out
             Map.entry("LoraLayer.java", List.of("d.toType(denseBase().weight().array().getDataType(), false)")), // merge delta
             Map.entry("TransformerLm.java", List.of("sel.toType(DataType.FLOAT32, false)")), // decoding: last-position logits
             Map.entry("PromptTuningAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // initial values

@@ -16,6 +16,11 @@ import org.junit.jupiter.api.Test;
 
 /** The trainer's numeric mode: fp16 needs fp32 trainable leaves, fp16 is allowed on the CPU, fp32 does not scale. */
 class PrecisionTest {
+    @org.junit.jupiter.api.BeforeAll
+    static void register() {
+        io.github.peft4j.peft.PeftMethods.register(new ProbeMethod());
+    }
+
     private static final List<Example> DATA = List.of(Example.tokens(1, 2, 3, 4), Example.tokens(5, 6, 7));
 
     @Test

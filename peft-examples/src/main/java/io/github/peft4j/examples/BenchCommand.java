@@ -31,7 +31,11 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /**
  * {@code peft4j bench}: times full LoRA training steps (forward, causal-LM loss, backward, AdamW) on randomly
@@ -39,15 +43,25 @@ import java.util.Set;
  * same workload in Python (transformers + peft) is {@code peft-examples/src/main/python/bench_hf.py};
  * {@code scripts/bench.sh} runs both and prints the comparison.
  *
- * <pre>
- * peft4j bench --shape llama-tiny|gpt2-tiny|llama-small|gpt2-small|all[,...] [--steps N] [--warmup N]
- *              [--threads N] [--profile FILE] [--json]
- * </pre>
+ * The options are those of {@code peft4j bench --help}.
  *
  * Peak RSS is the process's high-water mark, {@code VmHWM} in {@code /proc/self/status} (Linux only; -1 elsewhere),
  * so with several shapes in one run it is the maximum so far.
  */
-public final class BenchCommand {
+@Command(name = "bench", sortOptions = false, separator = " ",
+        description = {"Times LoRA training steps (forward, backward, AdamW) on randomly initialised models.",
+            "",
+            "Each step is forward, causal-LM loss, backward and AdamW, fp32 on the CPU, batch 4, LoRA r 8 alpha 16, no"
+                + " dropout, after --warmup untimed steps. Shapes: llama-tiny and gpt2-tiny (2 layers, hidden 64, vocab"
+                + " 128, seq 32), llama-small (12 layers, hidden 768, vocab 50257, seq 128) and gpt2-small (GPT-2 124M,"
+                + " seq 128). --json prints shape, ms_per_step, tokens_per_s, peak_rss_mb (VmHWM, the maximum so far),"
+                + " steps, threads, batch, seq, trainable_params, last_loss. The Python counterpart is"
+                + " peft-examples/src/main/python/bench_hf.py (scripts/bench.sh runs both), measured figures in"
+                + " docs/benchmarks.md. Java API: BenchCommand.measure."},
+        footer = {"Examples:",
+            "  $ ./peft4j bench --shape llama-tiny,gpt2-tiny --steps 20",
+            "  $ ./peft4j bench --shape all --json --threads 2 --profile /tmp/bench-trace.json"})
+public final class BenchCommand implements Callable<Integer> {
     /** Batch size of every shape. */
     public static final int BATCH = 4;
     /** LoRA rank. */
@@ -115,8 +129,8 @@ public final class BenchCommand {
                     return s;
                 }
             }
-            throw new CliException("bench: unknown --shape '" + id + "'; expected one of "
-                    + String.join(", ", Arrays.stream(values()).map(BenchShape::id).toList()) + " or all");
+            throw new IllegalArgumentException("unknown bench shape '" + id + "'; expected one of "
+                    + String.join(", ", Arrays.stream(values()).map(BenchShape::id).toList()));
         }
     }
 
@@ -143,7 +157,37 @@ public final class BenchCommand {
         }
     }
 
-    private BenchCommand() {}
+    @ParentCommand
+    Peft4jCli root;
+
+    @Option(names = "--shape", required = true, split = ",", paramLabel = "SHAPE", converter = Choices.BenchShapes.class,
+            completionCandidates = Choices.BenchShapes.class,
+            description = "Shapes to time, comma-separated: ${COMPLETION-CANDIDATES} (all = every shape).")
+    List<String> shapeNames;
+
+    @Option(names = "--steps", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Timed steps per shape (integer >= 1; default: 200 for the tiny shapes, 5 for the small ones).")
+    Integer steps;
+
+    @Option(names = "--warmup", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Untimed steps first (integer >= 0; default: ${DEFAULT-VALUE}).")
+    int warmup = 3;
+
+    @Option(names = "--threads", paramLabel = "N", converter = Converters.Positive.class,
+            description = "libtorch intra-op threads (integer >= 1; default: libtorch's).")
+    Integer threads;
+
+    @Option(names = "--profile", paramLabel = "FILE",
+            description = "Write libtorch's profiler trace of the timed steps here (Chrome trace JSON).")
+    Path profile;
+
+    @Option(names = "--json", description = "Print one JSON object per shape instead of the table.")
+    boolean json;
+
+    @Mixin
+    HelpOption help;
+
+    BenchCommand() {}
 
     /**
      * Runs the benchmark without the CLI dispatcher.
@@ -157,31 +201,21 @@ public final class BenchCommand {
         System.exit(Peft4jCli.run(all, System.out, System.err));
     }
 
-    /**
-     * The {@code bench} command.
-     *
-     * @param argv the full command line ({@code argv[0]} = {@code bench})
-     * @param out where results go
-     */
-    static void run(String[] argv, PrintStream out) {
-        Args a = new Args("bench", argv, 1, Set.of("--shape", "--steps", "--warmup", "--threads", "--profile"),
-                Set.of("--json"));
+    @Override
+    public Integer call() {
+        PrintStream out = root.out;
         List<BenchShape> shapes = new ArrayList<>();
-        for (String s : a.required("--shape").split(",")) {
+        for (String s : shapeNames) {
             if (s.equals("all")) {
                 shapes.addAll(List.of(BenchShape.values()));
             } else {
-                shapes.add(BenchShape.of(s.trim()));
+                shapes.add(BenchShape.of(s));
             }
         }
-        Integer steps = a.optional("--steps") == null ? null : positive(a, "--steps", 1);
-        int warmup = a.optional("--warmup") == null ? 3 : positive(a, "--warmup", 0);
         Engine.getInstance(); // loads libtorch before any JniUtils call
-        if (a.optional("--threads") != null) {
-            JniUtils.setNumThreads(positive(a, "--threads", 1));
+        if (threads != null) {
+            JniUtils.setNumThreads(threads);
         }
-        Path profile = a.optional("--profile") == null ? null : Path.of(a.optional("--profile"));
-        boolean json = a.flag("--json");
         if (!json) {
             out.printf(Locale.ROOT, "%-12s %6s %12s %12s %12s %8s%n", "shape", "steps", "ms/step", "tokens/s",
                     "peak RSS MB", "threads");
@@ -196,19 +230,7 @@ public final class BenchCommand {
             }
             out.flush();
         }
-    }
-
-    private static int positive(Args a, String key, int min) {
-        String v = a.required(key);
-        try {
-            int n = Integer.parseInt(v);
-            if (n >= min) {
-                return n;
-            }
-        } catch (NumberFormatException e) {
-            // reported below
-        }
-        throw new CliException("bench: " + key + " must be an integer >= " + min + ", got '" + v + "'");
+        return 0;
     }
 
     /**

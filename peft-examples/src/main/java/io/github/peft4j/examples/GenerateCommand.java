@@ -15,8 +15,14 @@ import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Set;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /**
  * {@code peft4j generate}: greedy or sampled decoding, either of a text prompt (tokenized with the model
@@ -24,61 +30,136 @@ import java.util.Set;
  * of token ids from the {@code logits} command's input file, writing {@code {"generated_ids": [[...]]}} (the new
  * tokens only; rows that stopped early are padded with the pad id, as transformers returns them).
  */
-final class GenerateCommand {
-    static final Set<String> VALUES = Set.of("--model", "--adapter", "--input", "--prompt", "--output", "--max-new-tokens",
-            "--temperature", "--top-k", "--top-p", "--seed", "--repetition-penalty", "--stop");
-    static final Set<String> FLAGS = Set.of("--greedy", "--sample", "--no-cache");
-    static final String USAGE = String.join("\n",
-            "  generate --model DIR [--adapter DIR] (--prompt TEXT | --input FILE) [--output FILE] [--max-new-tokens N (20)]",
-            "         [--greedy | --sample [--temperature T] [--top-k K] [--top-p P] [--seed S]]",
-            "         [--repetition-penalty R] [--stop ID,ID...] [--no-cache]",
-            "         --prompt: tokenizes TEXT with the model dir's tokenizer.json, prints the decoded continuation;",
-            "         --input: decodes the LEFT-padded input_ids; writes {\"generated_ids\": [[...]]} (new tokens only)");
+@Command(name = "generate", sortOptions = false, separator = " ",
+        description = {"Generates text or token ids, greedy (default) or sampled, with a KV cache.",
+            "",
+            "--prompt TEXT tokenizes the text with the model directory's tokenizer.json (special tokens added as the"
+                + " tokenizer's template says), generates, and prints the decoded continuation (special tokens skipped);"
+                + " the tokenizer's EOS stops generation as well as the config's. With --output the ids are written too.",
+            "",
+            "--input FILE takes the logits command's file; rows must be LEFT padded (mask 0 before the prompt). Output:"
+                + " {\"generated_ids\": [[...]]}, the new tokens only, one row per prompt; a row that stopped at an EOS or"
+                + " stop id is filled with the pad id, as transformers returns it. Without --output the JSON goes to"
+                + " stdout; with it the file is written atomically and a summary line is printed. EOS and pad ids come"
+                + " from the model's config.json. Java API: Generator.of(peftModel).generate(ids, mask, config);"
+                + " details in docs/generation.md."},
+        footer = {"Examples:",
+            "  $ F=peft-core/src/test/resources/fixtures/hf-peft/llama_generate",
+            "  $ T=peft-core/src/test/resources/fixtures/tokenizers/bpe",
+            "  $ mkdir -p /tmp/gen/tiny",
+            "  $ cp $F/base/config.json $F/base/model.safetensors $T/tokenizer.json $T/tokenizer_config.json /tmp/gen/tiny",
+            "  $ ./peft4j generate --model /tmp/gen/tiny --adapter $F/adapter --prompt \"Hello world\" --max-new-tokens 12",
+            "  5 ff5 f5stru5stru5",
+            "  $ echo '{\"input_ids\": [[47, 83, 38, 53, 76, 116, 24, 121], [0, 0, 0, 15, 49, 23, 105, 26]], \"attention_mask\": [[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]]}' > /tmp/gen/prompts.json",
+            "  $ ./peft4j generate --model $F/base --adapter $F/adapter --input /tmp/gen/prompts.json --max-new-tokens 10 \\",
+            "        --output /tmp/gen/out.json",
+            "  wrote generated_ids [2, 10] to /tmp/gen/out.json (new tokens per row: [10, 10])",
+            "  $ cat /tmp/gen/out.json",
+            "  {\"generated_ids\":[[65,4,4,4,4,4,4,4,4,4],[114,114,114,114,114,114,114,114,114,114]]}",
+            "  $ ./peft4j generate --model $F/base --input /tmp/gen/prompts.json --max-new-tokens 10",
+            "  {\"generated_ids\":[[36,96,5,5,59,23,20,72,68,28],[72,78,5,72,78,5,72,78,12,0]]}",
+            "  $ ./peft4j generate --model $F/base --input /tmp/gen/prompts.json --max-new-tokens 8 --repetition-penalty 1.5 \\",
+            "        --stop 59",
+            "  {\"generated_ids\":[[36,96,5,59,0,0],[72,78,5,25,29,12]]}",
+            "  $ ./peft4j generate --model $F/base --input /tmp/gen/prompts.json --max-new-tokens 8 --sample --temperature 0.8 \\",
+            "        --top-k 20 --top-p 0.9 --seed 7",
+            "  {\"generated_ids\":[[46,118,76,60,15,4,123,118],[3,86,46,39,44,125,106,88]]}",
+            "  (a random 128-token model: the text is noise, but it is the decoded greedy continuation. The greedy ids",
+            "  are transformers' generate ids; the fixture's EOS is 12: row 2 of the base run stops there and is padded",
+            "  with 0, the penalty run stops row 1 at the extra stop id 59. The same --seed gives the same sample.)"})
+final class GenerateCommand implements Callable<Integer> {
+    @ParentCommand
+    Peft4jCli root;
 
-    private GenerateCommand() {}
+    @Option(names = "--model", required = true, paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Hugging Face model directory (with tokenizer.json for --prompt).")
+    Path model;
 
-    /**
-     * Runs the command.
-     *
-     * @param argv the whole command line ({@code argv[0]} is {@code generate})
-     * @param out standard output
-     */
-    static void run(String[] argv, PrintStream out) {
-        Args a = new Args("generate", argv, 1, VALUES, FLAGS);
-        Path modelDir = a.existingDir("--model");
-        Path adapter = a.optional("--adapter") == null ? null : a.existingDir("--adapter");
-        String prompt = a.optional("--prompt");
-        if ((prompt == null) == (a.optional("--input") == null)) {
+    @Option(names = "--adapter", paramLabel = "[NAME=]DIR", converter = AdapterSpec.Converter.class,
+            description = "Adapter directory to load under NAME (default: default). Repeatable; all are active together.")
+    List<AdapterSpec> adapters = new ArrayList<>();
+
+    @Option(names = "--prompt", paramLabel = "TEXT", description = "A text prompt (give this or --input).")
+    String prompt;
+
+    @Option(names = "--input", paramLabel = "FILE", converter = Converters.ExistingFile.class,
+            description = "JSON file with LEFT-padded input_ids and attention_mask (give this or --prompt).")
+    Path input;
+
+    @Option(names = "--output", paramLabel = "FILE", description = "Write {\"generated_ids\": ...} here (default: stdout).")
+    Path output;
+
+    @Option(names = "--max-new-tokens", paramLabel = "N", converter = Converters.Positive.class,
+            description = "New tokens per row, at most (integer >= 1; default: ${DEFAULT-VALUE}).")
+    int maxNewTokens = 20;
+
+    @Option(names = "--greedy", description = "Greedy decoding (the default).")
+    boolean greedy;
+
+    @Option(names = "--sample", description = "Sample from the (filtered) distribution instead.")
+    boolean sample;
+
+    @Option(names = "--temperature", paramLabel = "T", converter = Converters.PositiveNum.class,
+            description = "Sampling temperature (number > 0; default: 1; needs --sample).")
+    Double temperature;
+
+    @Option(names = "--top-k", paramLabel = "K", converter = Converters.NonNegative.class,
+            description = "Keep the K most likely tokens (integer >= 0, 0 = off; default: 0; needs --sample).")
+    Integer topK;
+
+    @Option(names = "--top-p", paramLabel = "P", converter = Converters.TopP.class,
+            description = "Nucleus sampling mass (number in (0, 1]; default: 1; needs --sample).")
+    Double topP;
+
+    @Option(names = "--seed", paramLabel = "S", description = "Sampling seed (integer; default: 0; needs --sample).")
+    Long seed;
+
+    @Option(names = "--repetition-penalty", paramLabel = "R", converter = Converters.PositiveNum.class,
+            description = "Penalty for tokens already in the row, as transformers (number > 0; default: ${DEFAULT-VALUE}).")
+    double repetitionPenalty = 1.0;
+
+    @Option(names = "--stop", split = ",", paramLabel = "ID", converter = Converters.NonNegative.class,
+            description = "Extra token ids that end a row (comma-separated, beside the config's EOS).")
+    List<Integer> stop = new ArrayList<>();
+
+    @Option(names = "--no-cache", description = "Recompute every position each step instead of using the KV cache.")
+    boolean noCache;
+
+    @Mixin
+    HelpOption help;
+
+    @Override
+    public Integer call() {
+        if ((prompt == null) == (input == null)) {
             throw new CliException("generate: give exactly one of --prompt TEXT and --input FILE");
         }
-        Path input = prompt == null ? a.existingFile("--input") : null;
-        Path output = a.optional("--output") == null ? null : Path.of(a.optional("--output"));
-        GenerationConfig config = config(a);
+        AdapterSpec.names("generate", adapters);
+        GenerationConfig config = config();
         if (prompt != null) {
-            fromText(modelDir, adapter, prompt, config, output, out);
-            return;
+            fromText(config);
+            return 0;
         }
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null)) {
-            InputFile in = InputFile.read(input, model.vocabSize());
-            PeftModel peft = Peft4jCli.open(model, adapter);
+        try (TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
+            InputFile in = InputFile.read(input, m.vocabSize());
+            PeftModel peft = AdapterSpec.open(m, adapters);
             GenerationResult r = Generator.of(peft).generate(in.inputIds, in.attentionMask, config);
-            write(r, output, out);
+            write(r, root.out);
         }
+        return 0;
     }
 
     /** Tokenizes the prompt, generates, prints the decoded new text (special tokens skipped). */
-    private static void fromText(Path modelDir, Path adapter, String prompt, GenerationConfig config, Path output,
-            PrintStream out) {
-        try (Tokenizer tok = Tokenizer.load(modelDir);
-                TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null)) {
+    private void fromText(GenerationConfig config) {
+        try (Tokenizer tok = Tokenizer.load(model);
+                TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
             int[] ids = tok.encode(prompt, true);
             if (ids.length == 0) {
                 throw new CliException("generate: --prompt gives no tokens");
             }
             for (int id : ids) {
-                if (id >= model.vocabSize()) {
+                if (id >= m.vocabSize()) {
                     throw new CliException("generate: " + tok.file() + " gives token id " + id
-                            + ", outside the model's vocabulary [0, " + model.vocabSize() + ")");
+                            + ", outside the model's vocabulary [0, " + m.vocabSize() + ")");
                 }
             }
             if (tok.eosTokenId().isPresent()) { // the tokenizer's EOS ends the text too
@@ -86,23 +167,23 @@ final class GenerateCommand {
                 stops[stops.length - 1] = tok.eosTokenId().getAsInt();
                 config = config.toBuilder().stopTokenIds(stops).build();
             }
-            PeftModel peft = Peft4jCli.open(model, adapter);
+            PeftModel peft = AdapterSpec.open(m, adapters);
             GenerationResult r = Generator.of(peft).generate(new int[][] {ids}, config);
             if (output != null) {
-                write(r, output, out);
+                write(r, root.out);
             }
-            out.println(tok.decode(r.tokens(0), true));
+            root.out.println(tok.decode(r.tokens(0), true));
         }
     }
 
-    private static void write(GenerationResult r, Path output, PrintStream out) {
-        ObjectNode root = new ObjectMapper().createObjectNode();
-        ArrayNode rows = root.putArray("generated_ids");
+    private void write(GenerationResult r, PrintStream out) {
+        ObjectNode node = new ObjectMapper().createObjectNode();
+        ArrayNode rows = node.putArray("generated_ids");
         for (int[] row : r.tokens()) {
             ArrayNode n = rows.addArray();
             Arrays.stream(row).forEach(n::add);
         }
-        String json = root.toString();
+        String json = node.toString();
         if (output == null) {
             out.println(json);
         } else {
@@ -112,28 +193,21 @@ final class GenerateCommand {
         }
     }
 
-    private static GenerationConfig config(Args a) {
-        if (a.flag("--greedy") && a.flag("--sample")) {
+    private GenerationConfig config() {
+        if (greedy && sample) {
             throw new CliException("generate: --greedy and --sample exclude each other");
         }
-        boolean sample = a.flag("--sample");
-        for (String k : new String[] {"--temperature", "--top-k", "--top-p", "--seed"}) {
-            if (!sample && a.optional(k) != null) {
-                throw new CliException("generate: " + k + " only applies with --sample");
+        if (!sample) {
+            for (Object[] o : new Object[][] {{"--temperature", temperature}, {"--top-k", topK}, {"--top-p", topP},
+                {"--seed", seed}}) {
+                if (o[1] != null) {
+                    throw new CliException("generate: " + o[0] + " only applies with --sample");
+                }
             }
         }
-        GenerationConfig.Builder b = GenerationConfig.builder().maxNewTokens(a.integer("--max-new-tokens", 20))
-                .doSample(sample).temperature(a.number("--temperature", 1.0)).topK(a.integer("--top-k", 0))
-                .topP(a.number("--top-p", 1.0)).seed(a.integer("--seed", 0))
-                .repetitionPenalty(a.number("--repetition-penalty", 1.0)).useCache(!a.flag("--no-cache"));
-        String stop = a.optional("--stop");
-        if (stop != null) {
-            try {
-                b.stopTokenIds(Arrays.stream(stop.split(",")).map(String::trim).mapToInt(Integer::parseInt).toArray());
-            } catch (NumberFormatException e) {
-                throw new CliException("generate: --stop expects comma-separated token ids, got '" + stop + "'");
-            }
-        }
-        return b.build();
+        return GenerationConfig.builder().maxNewTokens(maxNewTokens).doSample(sample)
+                .temperature(temperature == null ? 1.0 : temperature).topK(topK == null ? 0 : topK)
+                .topP(topP == null ? 1.0 : topP).seed(seed == null ? 0 : seed).repetitionPenalty(repetitionPenalty)
+                .useCache(!noCache).stopTokenIds(stop.stream().mapToInt(Integer::intValue).toArray()).build();
     }
 }

@@ -7,52 +7,73 @@ import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /**
- * {@code peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]}: turns an ONNX BERT
- * export into a Hugging Face model directory (config.json, model.safetensors, tokenizer.json,
- * tokenizer_config.json). Without {@code --onnx} it imports the all-MiniLM-L6-v2 bundled on the classpath
- * together with its tokenizer. With {@code --onnx} and no {@code --tokenizer}, a {@code tokenizer.json} beside the
- * file or in its parent directory (optimum's {@code onnx/model.onnx} layout) is used when present.
+ * {@code peft4j import-onnx}: turns an ONNX BERT export into a Hugging Face model directory (config.json,
+ * model.safetensors, tokenizer.json, tokenizer_config.json). Without {@code --onnx} it imports the
+ * all-MiniLM-L6-v2 bundled on the classpath together with its tokenizer. With {@code --onnx} and no
+ * {@code --tokenizer}, a {@code tokenizer.json} beside the file or in its parent directory (optimum's
+ * {@code onnx/model.onnx} layout) is used when present.
  */
-final class ImportOnnxCommand {
-    /** The option summary for the CLI usage text. */
-    static final String USAGE = "  import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]\n"
-            + "         ONNX BERT export -> HF model dir (default: bundled all-MiniLM-L6-v2)";
+@Command(name = "import-onnx", sortOptions = false, separator = " ",
+        description = {"Turns an ONNX BERT export into a Hugging Face model directory (default: the bundled all-MiniLM-L6-v2).",
+            "",
+            "Reads an ONNX BERT export with PyTorch / optimum node names and writes config.json, model.safetensors,"
+                + " tokenizer.json and tokenizer_config.json. Without --onnx: the all-MiniLM-L6-v2 bundled on the"
+                + " classpath. Without --tokenizer: a tokenizer.json beside the ONNX file or in its parent directory, if"
+                + " any. See docs/minilm.md. Java API: OnnxBertImporter.read, ImportedBert.save."},
+        footer = {"Examples:",
+            "  $ ./peft4j import-onnx --output /tmp/minilm",
+            "  $ ./peft4j import-onnx --onnx exports/onnx/model.onnx --output /tmp/my-bert --overwrite"})
+final class ImportOnnxCommand implements Callable<Integer> {
+    @ParentCommand
+    Peft4jCli root;
 
-    private ImportOnnxCommand() {}
+    @Option(names = "--onnx", paramLabel = "FILE", converter = Converters.ExistingFile.class,
+            description = "The ONNX file (default: the bundled all-MiniLM-L6-v2).")
+    Path onnx;
 
-    /**
-     * Runs the command.
-     *
-     * @param argv the whole command line (argv[0] is the command name)
-     * @param out where the summary goes
-     */
-    static void run(String[] argv, PrintStream out) {
-        Args a = new Args("import-onnx", argv, 1, Set.of("--onnx", "--tokenizer", "--output"), Set.of("--overwrite"));
-        Path output = Path.of(a.required("--output"));
-        if (!a.flag("--overwrite") && Files.isDirectory(output) && !isEmptyDir(output)) { // fail before the slow part
+    @Option(names = "--tokenizer", paramLabel = "FILE", converter = Converters.ExistingFile.class,
+            description = "tokenizer.json to save with it (needs --onnx; default: one beside the ONNX file).")
+    Path tokenizerFile;
+
+    @Option(names = "--output", required = true, paramLabel = "DIR", description = "The model directory to write.")
+    Path output;
+
+    @Option(names = "--overwrite", description = "Replace a non-empty --output.")
+    boolean overwrite;
+
+    @Mixin
+    HelpOption help;
+
+    @Override
+    public Integer call() {
+        PrintStream out = root.out;
+        if (!overwrite && Files.isDirectory(output) && !isEmptyDir(output)) { // fail before the slow part
             throw new CliException("import-onnx: --output " + output + " is not empty; choose a new directory or pass --overwrite");
         }
         ImportedBert bert;
         byte[] tokenizer;
-        if (a.optional("--onnx") == null) {
-            if (a.optional("--tokenizer") != null) {
+        if (onnx == null) {
+            if (tokenizerFile != null) {
                 throw new CliException("import-onnx: --tokenizer needs --onnx (the bundled model has its own)");
             }
             bert = OnnxBertImporter.readBundled();
             tokenizer = OnnxBertImporter.bundledTokenizer();
         } else {
-            Path onnx = a.existingFile("--onnx");
-            Path tok = a.optional("--tokenizer") != null ? a.existingFile("--tokenizer") : besides(onnx);
+            Path tok = tokenizerFile != null ? tokenizerFile : besides(onnx);
             bert = OnnxBertImporter.read(onnx);
             tokenizer = tok == null ? null : read(tok);
             if (tok == null) {
                 out.println("note: no tokenizer.json beside " + onnx + "; saving the model without a tokenizer");
             }
         }
-        bert.save(output, tokenizer, a.flag("--overwrite"));
+        bert.save(output, tokenizer, overwrite);
         var c = bert.config();
         out.printf("imported %s: %d layers, hidden %d, %d heads, intermediate %d, vocab %d, %s, eps %s, %,d parameters%s%n",
                 bert.source(), c.get("num_hidden_layers").asInt(), c.get("hidden_size").asInt(),
@@ -61,6 +82,7 @@ final class ImportOnnxCommand {
                 bert.hasPooler() ? "" : " (no pooler)");
         out.println("skipped initializers: " + bert.skipped());
         out.println("wrote " + output + (tokenizer == null ? " (no tokenizer)" : " with tokenizer"));
+        return 0;
     }
 
     private static Path besides(Path onnx) {

@@ -7,15 +7,20 @@ import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /**
  * {@code peft4j merge}: merges an adapter into the base weights and writes a normal Hugging Face checkpoint
@@ -23,55 +28,88 @@ import java.util.stream.Stream;
  * files). The checkpoint is written into a temporary sibling directory and renamed into place, so the output is
  * never half-written. An existing non-empty output directory is an error unless {@code --force}, which replaces it.
  */
-final class MergeCommand {
-    static final String USAGE = String.join("\n",
-            "  merge  --model DIR --adapter DIR --output DIR [--force]",
-            "         merges the adapter into the weights; writes config.json + model.safetensors (+ tokenizer files)");
-
+@Command(name = "merge", sortOptions = false, separator = " ",
+        description = {"Merges adapters into the base weights and writes a normal Hugging Face checkpoint.",
+            "",
+            "Writes config.json, model.safetensors (fp32), plus generation_config.json and the tokenizer files"
+                + " (tokenizer.json, tokenizer_config.json, special_tokens_map.json, tokenizer.model, vocab.json,"
+                + " merges.txt, vocab.txt, added_tokens.json) copied from the model directory when present. Everything is"
+                + " written into a hidden temporary directory next to the output and renamed into place, so the output is"
+                + " never half-written. An existing non-empty output is an error unless --force, which replaces it (the"
+                + " old directory is moved aside and deleted only after the new one is in place). Adapters that cannot"
+                + " merge (prompt learning) fail before anything is written. Java API: PeftModel.mergeAndUnload,"
+                + " TransformerModel.save."},
+        footer = {"Examples:",
+            "  $ F=peft-core/src/test/resources/fixtures/hf-peft/llama_generate",
+            "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged",
+            "  merged LORA adapter peft-core/src/test/resources/fixtures/hf-peft/llama_generate/adapter into LlamaForCausalLM (90,432 parameters); wrote /tmp/gen/merged",
+            "  $ ls /tmp/gen/merged",
+            "  config.json  generation_config.json  model.safetensors",
+            "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged",
+            "  peft4j: merge: --output /tmp/gen/merged is not empty (use --force to replace it)",
+            "  $ ./peft4j merge --model $F/base --adapter $F/adapter --output /tmp/gen/merged --force",
+            "  merged LORA adapter ...",
+            "  $ echo '{\"input_ids\": [[47, 83, 38, 53, 76, 116, 24, 121]]}' > /tmp/gen/one.json",
+            "  $ ./peft4j generate --model /tmp/gen/merged --input /tmp/gen/one.json --max-new-tokens 10",
+            "  {\"generated_ids\":[[65,4,4,4,4,4,4,4,4,4]]}",
+            "  (the base + adapter ids of generate's first example: the merged checkpoint computes the same logits)"})
+final class MergeCommand implements Callable<Integer> {
     /** Files copied from the model directory when present. */
     static final List<String> COPIED = List.of("generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json");
 
-    private MergeCommand() {}
+    @ParentCommand
+    Peft4jCli root;
 
-    /**
-     * Runs the command.
-     *
-     * @param argv the whole command line ({@code argv[0]} is {@code merge})
-     * @param out standard output
-     */
-    static void run(String[] argv, PrintStream out) {
-        Args a = new Args("merge", argv, 1, Set.of("--model", "--adapter", "--output"), Set.of("--force"));
-        Path modelDir = a.existingDir("--model");
-        Path adapter = a.existingDir("--adapter");
-        Path output = Path.of(a.required("--output")).toAbsolutePath().normalize();
-        boolean force = a.flag("--force");
+    @Option(names = "--model", required = true, paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Hugging Face model directory.")
+    Path model;
+
+    @Option(names = "--adapter", required = true, paramLabel = "[NAME=]DIR", converter = AdapterSpec.Converter.class,
+            description = "Adapter directory to merge (NAME: default). Repeatable: all given adapters are merged.")
+    List<AdapterSpec> adapters = new ArrayList<>();
+
+    @Option(names = "--output", required = true, paramLabel = "DIR", description = "The new model directory.")
+    Path outputOption;
+
+    @Option(names = "--force", description = "Replace a non-empty --output.")
+    boolean force;
+
+    @Mixin
+    HelpOption help;
+
+    @Override
+    public Integer call() {
+        AdapterSpec.names("merge", adapters);
+        Path output = outputOption.toAbsolutePath().normalize();
         if (Files.exists(output) && !Files.isDirectory(output)) {
             throw new CliException("merge: --output " + output + " exists and is not a directory");
         }
         if (!force && nonEmpty(output)) {
             throw new CliException("merge: --output " + output + " is not empty (use --force to replace it)");
         }
-        if (output.equals(modelDir.toAbsolutePath().normalize())) {
+        if (output.equals(model.toAbsolutePath().normalize())) {
             throw new CliException("merge: --output must differ from --model");
         }
         Path tmp = null;
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null)) {
-            PeftModel peft = Peft4jCli.open(model, adapter);
-            String type = peft.adapter(PeftModel.DEFAULT).config().peftType();
+        try (TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
+            PeftModel peft = AdapterSpec.open(m, adapters);
+            String type = adapters.stream().map(a -> peft.adapter(a.name()).config().peftType()).distinct()
+                    .collect(Collectors.joining("+"));
             TransformerModel merged = peft.mergeAndUnload();
             Files.createDirectories(output.getParent());
             tmp = Files.createTempDirectory(output.getParent(), "." + output.getFileName() + ".merge-");
             merged.save(tmp);
             for (String f : COPIED) {
-                if (Files.isRegularFile(modelDir.resolve(f))) {
-                    Files.copy(modelDir.resolve(f), tmp.resolve(f));
+                if (Files.isRegularFile(model.resolve(f))) {
+                    Files.copy(model.resolve(f), tmp.resolve(f));
                 }
             }
             replace(tmp, output);
             tmp = null;
-            out.printf("merged %s adapter %s into %s (%,d parameters); wrote %s%n", type, adapter, merged.architecture(),
-                    merged.numParameters(), output);
+            root.out.printf("merged %s adapter%s %s into %s (%,d parameters); wrote %s%n", type,
+                    adapters.size() > 1 ? "s" : "", adapters.stream().map(a -> a.dir().toString())
+                            .collect(Collectors.joining(", ")), merged.architecture(), merged.numParameters(), output);
         } catch (IOException e) {
             throw new UncheckedIOException("merge: cannot write " + output + ": " + e.getMessage(), e);
         } finally {
@@ -79,6 +117,7 @@ final class MergeCommand {
                 delete(tmp);
             }
         }
+        return 0;
     }
 
     private static boolean nonEmpty(Path dir) {

@@ -1,63 +1,88 @@
 package io.github.peft4j.examples;
 
-import ai.djl.Device;
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
-import com.fasterxml.jackson.core.JsonEncoding;
-import com.fasterxml.jackson.core.JsonGenerator;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.io.AtomicFiles;
-import io.github.peft4j.model.HfConfig;
-import io.github.peft4j.model.ModelInput;
-import io.github.peft4j.model.Models;
-import io.github.peft4j.model.TransformerModel;
-import io.github.peft4j.peft.PeftMethods;
-import io.github.peft4j.peft.PeftModel;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStreamWriter;
 import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.io.UncheckedIOException;
-import java.nio.file.Path;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.Callable;
+import java.util.stream.Collectors;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Help;
+import picocli.CommandLine.IVersionProvider;
+import picocli.CommandLine.MissingParameterException;
+import picocli.CommandLine.Model.ArgSpec;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.Model.PositionalParamSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ScopeType;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.TypeConversionException;
+import picocli.CommandLine.UnmatchedArgumentException;
 
 /**
- * The {@code peft4j} command line.
+ * The {@code peft4j} command line: a picocli command whose subcommands are thin layers over the public Java API
+ * ({@code PeftModel}, {@code PeftTrainer}, {@code Generator}, ...).
  *
- * <pre>
- * peft4j logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE
- * peft4j info   --model DIR [--adapter DIR]
- * peft4j generate --model DIR [--adapter DIR] --input FILE [--output FILE] [--max-new-tokens N] ...
- * peft4j merge  --model DIR --adapter DIR --output DIR [--force]
- * peft4j prepare-spam --output DIR [--cache DIR] [--seed N]
- * peft4j import-onnx [--onnx FILE] [--tokenizer FILE] --output DIR [--overwrite]
- * peft4j train  --model DIR --data FILE --output DIR [options]   (see TrainCommand)
- * peft4j bench  --shape NAME[,NAME] [--steps N] [--json]   (see {@link BenchCommand})
- * peft4j spam-job [--work DIR] [--methods probe,lora,bitfit,prompt,full] ...
- * </pre>
- *
- * Bad input exits with status 2 and one line on stderr saying what and where.
+ * <p>Exit status: 0 success, 2 bad usage or bad input (one line on stderr naming the option, file or key), 1 an
+ * internal error (one line with its cause and a hint; the stack trace only with {@code --verbose} or
+ * {@code PEFT4J_LOG=debug}). {@code docs/cli.md} is generated from these definitions by {@link CliDocs}.
  */
-public final class Peft4jCli {
-    private static final String USAGE = String.join("\n",
-            "usage: peft4j <command> [options]",
-            "  logits --model DIR [--adapter DIR] [--merge] --input FILE --output FILE",
-            "         forward pass; writes {\"shape\": [...], \"logits\": [...]} (fp32)",
-            "  info   --model DIR [--adapter DIR]",
-            "         architecture, dtype, parameter counts and the trainable report",
-            GenerateCommand.USAGE,
-            MergeCommand.USAGE,
-            PrepareSpamCommand.USAGE,
-            ImportOnnxCommand.USAGE,
-            TrainCommand.USAGE_LINE,
-            "  bench  --shape llama-tiny|gpt2-tiny|llama-small|gpt2-small|all [--steps N] [--warmup N] [--threads N] [--profile FILE] [--json]",
-            "         times LoRA training steps (forward, backward, AdamW) on a random model",
-            SpamJobCommand.USAGE);
+@Command(name = "peft4j", mixinStandardHelpOptions = true, versionProvider = Peft4jCli.Version.class,
+        sortOptions = false, separator = " ",
+        description = {"Parameter-efficient fine-tuning of transformer models (LoRA, IA3, prompt tuning, ...) on DJL's"
+                + " PyTorch engine: train adapters, run and merge them, in the Hugging Face PEFT formats.",
+            "",
+            "Every command has its own help: peft4j COMMAND --help (or peft4j help COMMAND). Options take their"
+                + " value as --name VALUE or --name=VALUE."},
+        exitCodeListHeading = "%nExit status:%n",
+        exitCodeList = {"0:success", "2:bad usage or bad input (one line on stderr naming the option, file or key)",
+            "1:an internal error (one line with its cause; the stack trace with --verbose)"},
+        footerHeading = "%nEnvironment (read by the ./peft4j launcher):%n",
+        footer = {"  JAVA               the java executable (default: java on the PATH)",
+            "  PEFT4J_JAVA_OPTS   extra JVM options, e.g. -Xmx8g",
+            "  PEFT4J_LOG         log level: error, warn (default), info, debug; debug also prints stack traces",
+            "",
+            "Shell completion: source <(./peft4j completion bash)   (zsh: source <(./peft4j completion zsh))"})
+public final class Peft4jCli implements Callable<Integer> {
+    /** Help width of every command, also in docs/cli.md. */
+    static final int WIDTH = 100;
 
-    private Peft4jCli() {}
+    @Option(names = "--verbose", scope = ScopeType.INHERIT,
+            description = "On an error, print the stack trace too (as PEFT4J_LOG=debug does).")
+    boolean verbose;
+
+    @Spec
+    CommandSpec spec;
+
+    /** Where commands print their results. */
+    final PrintStream out;
+    /** Where errors go. */
+    final PrintStream err;
+    /** The command line as given (spam-job records it in its report). */
+    final List<String> argv;
+
+    private Peft4jCli(PrintStream out, PrintStream err, List<String> argv) {
+        this.out = out;
+        this.err = err;
+        this.argv = argv;
+    }
 
     /**
-     * Entry point.
+     * Entry point of the {@code peft4j} launcher.
      *
      * @param args the command line
      */
@@ -66,145 +91,320 @@ public final class Peft4jCli {
     }
 
     /**
-     * Runs a command.
+     * Runs a command line in this process.
+     *
+     * @param args the command line
+     * @return the exit status: 0 success, 2 bad usage or bad input, 1 an internal error
+     */
+    public static int run(String... args) {
+        return run(args, System.out, System.err);
+    }
+
+    /**
+     * Runs a command line in this process.
      *
      * @param args the command line
      * @param out standard output
      * @param err standard error
-     * @return the exit status: 0 success, 2 bad input
+     * @return the exit status: 0 success, 2 bad usage or bad input, 1 an internal error
      */
     public static int run(String[] args, PrintStream out, PrintStream err) {
-        if (args.length == 0 || "--help".equals(args[0]) || "-h".equals(args[0])) {
-            (args.length == 0 ? err : out).println(USAGE);
-            return args.length == 0 ? 2 : 0;
-        }
+        CommandLine cl = commandLine(out, err, List.of(args));
+        return execute(cl, args);
+    }
+
+    /** Executes a command line built by {@link #commandLine}; any throwable becomes exit status 1. */
+    static int execute(CommandLine cl, String[] args) {
+        Peft4jCli root = cl.getCommand();
         try {
-            switch (args[0]) {
-                case "logits":
-                    logits(new Args("logits", args, 1, Set.of("--model", "--adapter", "--input", "--output"), Set.of("--merge")), out);
-                    return 0;
-                case "generate":
-                    GenerateCommand.run(args, out);
-                    return 0;
-                case "merge":
-                    MergeCommand.run(args, out);
-                    return 0;
-                case "info":
-                    info(new Args("info", args, 1, Set.of("--model", "--adapter"), Set.of()), out);
-                    return 0;
-                case "prepare-spam":
-                    PrepareSpamCommand.run(args, out);
-                    return 0;
-                case "import-onnx":
-                    ImportOnnxCommand.run(args, out);
-                    return 0;
-                case "train":
-                    TrainCommand.run(args, out);
-                    return 0;
-                case "bench":
-                    BenchCommand.run(args, out);
-                    return 0;
-                case "spam-job":
-                    SpamJobCommand.run(args, out);
-                    return 0;
-                default:
-                    throw new CliException("unknown command '" + args[0] + "'\n" + USAGE);
+            return cl.execute(splitEquals(cl, args));
+        } catch (RuntimeException | Error e) { // an Error (out of memory, a missing native library) or a bug in a handler
+            return root.internalError(e, cl);
+        } finally {
+            cl.getOut().flush();
+            cl.getErr().flush();
+            root.out.flush();
+        }
+    }
+
+    @Override
+    public Integer call() {
+        err.print(spec.commandLine().getUsageMessage(Help.Ansi.OFF));
+        err.flush();
+        return 2;
+    }
+
+    /**
+     * The whole command tree with its error handling, printing to the given streams (help and completion
+     * scripts to {@code out}).
+     *
+     * @param out standard output
+     * @param err standard error
+     * @param argv the command line as given
+     * @return the command line
+     */
+    static CommandLine commandLine(PrintStream out, PrintStream err, List<String> argv) {
+        Peft4jCli root = new Peft4jCli(out, err, argv);
+        CommandLine cl = new CommandLine(root);
+        for (Object c : new Object[] {new TrainCommand(), new LogitsCommand(), new GenerateCommand(), new MergeCommand(),
+            new InfoCommand(), new BenchCommand(), new ImportOnnxCommand(), new PrepareSpamCommand(),
+            new SpamJobCommand(), new CompletionCommand(), new CommandLine.HelpCommand()}) {
+            cl.addSubcommand(c);
+        }
+        cl.registerConverter(Integer.class, new Converters.Int());
+        cl.registerConverter(Integer.TYPE, new Converters.Int());
+        cl.registerConverter(Long.class, new Converters.Long64());
+        cl.registerConverter(Long.TYPE, new Converters.Long64());
+        cl.registerConverter(Double.class, new Converters.Num());
+        cl.registerConverter(Double.TYPE, new Converters.Num());
+        cl.setUsageHelpWidth(WIDTH);
+        cl.setColorScheme(Help.defaultColorScheme(Help.Ansi.OFF));
+        cl.setOut(new PrintWriter(new OutputStreamWriter(out, StandardCharsets.UTF_8), true));
+        cl.setErr(new PrintWriter(new OutputStreamWriter(err, StandardCharsets.UTF_8), true));
+        cl.setParameterExceptionHandler((ex, args) -> root.badUsage(ex));
+        cl.setExecutionExceptionHandler((ex, c, parsed) -> root.failed(ex, c));
+        cl.getHelpSectionMap().put(CommandLine.Model.UsageMessageSpec.SECTION_KEY_COMMAND_LIST, help -> commandList(cl));
+        for (CommandLine sub : cl.getSubcommands().values()) {
+            sub.getHelpSectionMap().put(CommandLine.Model.UsageMessageSpec.SECTION_KEY_FOOTER, help -> verbatimFooter(sub));
+            sub.getHelpSectionMap().put(CommandLine.Model.UsageMessageSpec.SECTION_KEY_SYNOPSIS,
+                    help -> "peft4j " + shortSynopsis(sub.getCommandSpec()) + "\n");
+        }
+        return cl;
+    }
+
+    /**
+     * Splits {@code --name=value} into {@code --name value} for the options of the command tree: the commands
+     * use a space as separator (their help shows {@code --name VALUE}), and both spellings stay accepted.
+     */
+    private static String[] splitEquals(CommandLine cl, String[] args) {
+        Set<String> names = new HashSet<>();
+        collectOptionNames(cl, names);
+        List<String> out = new ArrayList<>();
+        boolean rest = false;
+        for (String a : args) {
+            int eq = a.indexOf('=');
+            if (!rest && a.startsWith("--") && eq > 2 && names.contains(a.substring(0, eq))) {
+                out.add(a.substring(0, eq));
+                out.add(a.substring(eq + 1));
+            } else {
+                rest |= a.equals("--");
+                out.add(a);
             }
-        } catch (CliException | PeftException | UncheckedIOException e) {
-            err.println("peft4j: " + e.getMessage());
+        }
+        return out.toArray(String[]::new);
+    }
+
+    private static void collectOptionNames(CommandLine cl, Set<String> names) {
+        for (OptionSpec o : cl.getCommandSpec().options()) {
+            if (o.arity().max() > 0) {
+                names.addAll(List.of(o.names()));
+            }
+        }
+        cl.getSubcommands().values().forEach(s -> collectOptionNames(s, names));
+    }
+
+    /** A parse error: one line, exit status 2. */
+    private int badUsage(ParameterException ex) {
+        CommandLine cl = ex.getCommandLine();
+        if (ex instanceof MissingParameterException && !cl.getUnmatchedArguments().isEmpty()) {
+            // picocli checks the required options first; an unknown option is the better message
+            ex = new UnmatchedArgumentException(cl, new java.util.ArrayList<>(cl.getUnmatchedArguments()));
+        }
+        boolean isRoot = cl.getCommandSpec().parent() == null;
+        String prefix = isRoot ? "" : cl.getCommandName() + ": ";
+        String see = " (see: peft4j " + (isRoot ? "" : cl.getCommandName() + " ") + "--help)";
+        String msg;
+        if (ex instanceof UnmatchedArgumentException u && !u.getUnmatched().isEmpty()) {
+            String first = u.getUnmatched().get(0);
+            List<String> suggestions = u.getSuggestions();
+            String closest = suggestions.isEmpty() ? "" : "; did you mean " + suggestions.get(0) + "?";
+            if (isRoot && !first.startsWith("-")) {
+                msg = "unknown command '" + first + "'" + closest + "; commands: "
+                        + String.join(", ", visibleCommands(cl).keySet());
+            } else if (first.startsWith("-")) {
+                msg = prefix + "unknown option '" + first + "'" + closest + see;
+            } else {
+                msg = prefix + "unexpected argument '" + first + "'" + see;
+            }
+        } else if (ex instanceof MissingParameterException m && !m.getMissing().isEmpty()) {
+            List<String> names = m.getMissing().stream().map(Peft4jCli::name).toList();
+            if (ex.getMessage().startsWith("Missing required parameter for option")
+                    || ex.getMessage().startsWith("Expected parameter for option")) {
+                msg = prefix + "option " + names.get(0) + " needs a value" + see;
+            } else {
+                msg = prefix + "missing required option" + (names.size() > 1 ? "s " : " ") + String.join(", ", names) + see;
+            }
+        } else if (ex.getCause() instanceof Converters.Complete c) {
+            msg = prefix + c.getMessage();
+        } else if (ex.getCause() instanceof TypeConversionException t && ex.getArgSpec() != null) {
+            msg = prefix + name(ex.getArgSpec()) + " " + t.getMessage();
+        } else {
+            msg = prefix + ex.getMessage();
+        }
+        err.println("peft4j: " + oneLine(msg));
+        if (verbose()) {
+            ex.printStackTrace(err);
+        }
+        err.flush();
+        return 2;
+    }
+
+    private static String name(ArgSpec a) {
+        if (a instanceof OptionSpec o) {
+            return o.longestName();
+        }
+        return ((PositionalParamSpec) a).paramLabel();
+    }
+
+    /** An exception from a command: bad input (exit 2) or an internal error (exit 1), one line either way. */
+    private int failed(Exception ex, CommandLine cl) {
+        if (ex instanceof CliException || ex instanceof PeftException || ex instanceof UncheckedIOException) {
+            err.println("peft4j: " + oneLine(ex.getMessage()));
+            if (verbose()) {
+                ex.printStackTrace(err);
+            }
+            err.flush();
             return 2;
         }
+        return internalError(ex, cl);
     }
 
-    /** Wraps a model and loads the adapter (if any) as the default, frozen. */
-    static PeftModel open(TransformerModel model, Path adapter) {
-        PeftModel peft = PeftModel.wrap(model);
-        if (adapter != null) {
-            peft.loadAdapter(adapter, PeftModel.DEFAULT, false);
+    private int internalError(Throwable ex, CommandLine cl) {
+        CommandLine sub = cl;
+        for (CommandLine.ParseResult p = cl.getParseResult(); p != null; p = p.subcommand()) {
+            sub = p.commandSpec().commandLine();
         }
-        return peft;
+        String where = sub.getCommandSpec().parent() == null ? "" : " in " + sub.getCommandName();
+        StringBuilder line = new StringBuilder("peft4j: internal error" + where + ": " + describe(ex));
+        Throwable cause = ex.getCause();
+        if (cause != null && cause != ex && ex.getMessage() != null && !ex.getMessage().contains(describe(cause))) {
+            line.append(" (caused by ").append(describe(cause)).append(')');
+        }
+        line.append(hint(ex)).append(verbose() ? "" : "; rerun with --verbose for the stack trace");
+        err.println(line);
+        if (verbose()) {
+            ex.printStackTrace(err);
+        }
+        err.flush();
+        return 1;
     }
 
-    private static void logits(Args a, PrintStream out) {
-        Path modelDir = a.existingDir("--model");
-        Path adapter = a.optional("--adapter") == null ? null : a.existingDir("--adapter");
-        Path input = a.existingFile("--input");
-        Path output = Path.of(a.required("--output"));
-        if (a.flag("--merge") && adapter == null) {
-            throw new CliException("logits: --merge needs --adapter");
-        }
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null);
-                NDManager m = NDManager.newBaseManager()) {
-            InputFile in = InputFile.read(input, model.vocabSize());
-            PeftModel peft = open(model, adapter);
-            if (a.flag("--merge")) {
-                peft = PeftModel.wrap(peft.mergeAndUnload());
+    private static String describe(Throwable t) {
+        String m = t.getMessage();
+        return t.getClass().getSimpleName() + (m == null || m.isBlank() ? "" : ": " + firstLine(m));
+    }
+
+    private static String hint(Throwable t) {
+        for (Throwable c = t; c != null; c = c.getCause() == c ? null : c.getCause()) {
+            if (c instanceof ai.djl.engine.EngineException) {
+                return ". libtorch rejected an operation; this usually means an input the model cannot take (a shape,"
+                        + " an index past a table, a dtype) that peft4j did not check first";
             }
-            NDArray ids = InputFile.toArray(m, in.inputIds);
-            NDArray logits = peft.forward(new ModelInput(ids, null, InputFile.toArray(m, in.attentionMask),
-                    InputFile.toArray(m, in.tokenTypeIds), null, null, false)).logits();
-            if (logits == null) {
-                throw new CliException("logits: " + model.architecture() + " has no head; nothing to write");
+            if (c instanceof OutOfMemoryError) {
+                return ". Java ran out of heap memory; give it more with PEFT4J_JAVA_OPTS=-Xmx8g";
             }
-            writeLogits(output, logits.toType(DataType.FLOAT32, false));
-            out.println("wrote logits " + logits.getShape() + " to " + output);
+            if (c instanceof UnsatisfiedLinkError) {
+                return ". A native library did not load (is the libtorch of pytorch-native-cpu in target/lib?)";
+            }
         }
+        return ". This is a bug in peft4j or a case it does not handle; please report it with the --verbose output";
     }
 
-    /** Writes {@code {"shape": [...], "logits": nested lists}} atomically. */
-    static void writeLogits(Path file, NDArray logits) {
-        long[] shape = logits.getShape().getShape();
-        float[] data = logits.toFloatArray();
-        AtomicFiles.write(file, os -> {
-                try (JsonGenerator g = new ObjectMapper().getFactory().createGenerator(os, JsonEncoding.UTF8)) {
-                    g.writeStartObject();
-                    g.writeArrayFieldStart("shape");
-                    for (long s : shape) {
-                        g.writeNumber(s);
-                    }
-                    g.writeEndArray();
-                    g.writeFieldName("logits");
-                    nested(g, data, shape, 0, 0);
-                    g.writeEndObject();
+    private boolean verbose() {
+        String log = System.getenv("PEFT4J_LOG");
+        // argv too: a parse error can stop before picocli reaches --verbose
+        return verbose || argv.contains("--verbose") || (log != null && log.trim().toLowerCase(Locale.ROOT).matches("debug|trace"));
+    }
+
+    private static String firstLine(String s) {
+        String t = s.strip();
+        int nl = t.indexOf('\n');
+        return nl < 0 ? t : t.substring(0, nl).strip();
+    }
+
+    private static String oneLine(String s) {
+        return s == null ? "(no message)" : s.strip().replaceAll("\\s*\\R\\s*", "; ");
+    }
+
+    private static Map<String, CommandLine> visibleCommands(CommandLine cl) {
+        return cl.getSubcommands().entrySet().stream().filter(e -> !e.getValue().getCommandSpec().usageMessage().hidden())
+                .collect(Collectors.toMap(Map.Entry::getKey, Map.Entry::getValue, (a, b) -> a, java.util.LinkedHashMap::new));
+    }
+
+    /** The command list of {@code peft4j --help}: each command's synopsis and the first line of its description. */
+    private static String commandList(CommandLine cl) {
+        StringBuilder sb = new StringBuilder();
+        for (Map.Entry<String, CommandLine> e : visibleCommands(cl).entrySet()) {
+            CommandSpec s = e.getValue().getCommandSpec();
+            sb.append("  ").append(shortSynopsis(s)).append('\n');
+            String[] d = s.usageMessage().header().length > 0 ? s.usageMessage().header() : s.usageMessage().description();
+            if (d.length > 0) {
+                sb.append("      ").append(d[0]).append('\n');
+            }
+        }
+        return sb.toString();
+    }
+
+    /**
+     * {@code name --req VALUE [--opt VALUE] [--flag]}, every option in declaration order when that fits one
+     * line, else the required ones and {@code [OPTIONS]}.
+     */
+    static String shortSynopsis(CommandSpec s) {
+        List<String> all = new ArrayList<>();
+        List<String> required = new ArrayList<>();
+        for (OptionSpec o : s.options()) {
+            if (o.usageHelp() || o.versionHelp() || o.hidden() || o.inherited()) {
+                continue;
+            }
+            String label = o.paramLabel() + (o.splitRegex().isEmpty() ? "" : "[," + o.paramLabel() + "...]");
+            String one = o.longestName() + (o.arity().max() == 0 ? "" : " " + label);
+            if (o.required()) {
+                all.add(one);
+                required.add(one);
+            } else {
+                all.add("[" + one + "]" + (o.isMultiValue() ? "..." : ""));
+            }
+        }
+        for (PositionalParamSpec p : s.positionalParameters()) {
+            if (!p.hidden() && p.arity().min() > 0) {
+                all.add(p.paramLabel());
+                required.add(p.paramLabel());
+            } else if (!p.hidden()) {
+                all.add("[" + p.paramLabel() + "]");
+            }
+        }
+        String full = s.name() + (all.isEmpty() ? "" : " " + String.join(" ", all));
+        if (full.length() <= WIDTH - 16) {
+            return full;
+        }
+        return s.name() + (required.isEmpty() ? "" : " " + String.join(" ", required)) + " [OPTIONS]";
+    }
+
+    /** Footers (the examples) are printed as written, not re-wrapped. */
+    private static String verbatimFooter(CommandLine cl) {
+        String[] f = cl.getCommandSpec().usageMessage().footer();
+        if (f.length == 0) {
+            return "";
+        }
+        return "\n" + String.join("\n", f).replace("%n", "\n") + "\n";
+    }
+
+    /** {@code peft4j --version}: the build's versions, from a resource the build fills in. */
+    static final class Version implements IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            Properties p = new Properties();
+            try (InputStream in = Peft4jCli.class.getResourceAsStream("version.properties")) {
+                if (in == null) {
+                    return new String[] {"peft4j (version unknown: no version.properties on the classpath)"};
                 }
-            });
-    }
-
-    private static int nested(JsonGenerator g, float[] data, long[] shape, int dim, int offset) throws IOException {
-        g.writeStartArray();
-        if (dim == shape.length - 1) {
-            for (int i = 0; i < shape[dim]; i++) {
-                g.writeNumber(data[offset++]);
+                p.load(in);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
             }
-        } else {
-            for (int i = 0; i < shape[dim]; i++) {
-                offset = nested(g, data, shape, dim + 1, offset);
-            }
-        }
-        g.writeEndArray();
-        return offset;
-    }
-
-    private static void info(Args a, PrintStream out) {
-        Path modelDir = a.existingDir("--model");
-        Path adapter = a.optional("--adapter") == null ? null : a.existingDir("--adapter");
-        HfConfig config = HfConfig.read(modelDir);
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null)) {
-            long baseParams = model.numParameters();
-            PeftModel peft = open(model, adapter);
-            out.println("architecture:   " + model.architecture() + " (model_type " + config.modelType() + ")");
-            out.println("task:           " + model.task());
-            out.println("checkpoint:     torch_dtype " + config.string("torch_dtype", "unspecified") + ", loaded as " + model.dtype());
-            out.println("shape:          layers " + model.numLayers() + ", hidden " + model.hiddenSize() + ", heads "
-                    + model.numAttentionHeads() + " (kv " + model.numKeyValueHeads() + "), vocab " + model.vocabSize());
-            out.printf("base params:    %,d%n", baseParams);
-            if (adapter != null) {
-                io.github.peft4j.peft.Adapter ad = peft.adapter(PeftModel.DEFAULT);
-                out.printf("adapter:        %s from %s, %,d parameters (loaded for inference)%n", ad.config().peftType(),
-                        adapter, ad.parameters().values().stream().mapToLong(io.github.peft4j.nn.Param::numel).sum());
-            }
-            out.println("methods:        " + PeftMethods.types());
-            out.println(peft.trainableReport());
+            return new String[] {"peft4j " + p.getProperty("version"),
+                "DJL " + p.getProperty("djl") + ", PyTorch engine, libtorch " + p.getProperty("libtorch") + " (CPU natives)",
+                "Java " + System.getProperty("java.version")};
         }
     }
 }

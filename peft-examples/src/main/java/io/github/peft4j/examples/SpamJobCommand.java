@@ -1,106 +1,171 @@
 package io.github.peft4j.examples;
 
 import io.github.peft4j.examples.spam.SpamJob;
-import java.io.PrintStream;
 import java.nio.file.Path;
-import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /**
  * {@code peft4j spam-job}: fine-tunes all-MiniLM-L6-v2 for spam vs ham with several methods and compares them
- * (see {@link SpamJob}).
+ * (see {@link SpamJob}); every option maps to a {@link SpamJob.Settings} setter.
  */
-final class SpamJobCommand {
-    /** The option summary for the CLI usage text. */
-    static final String USAGE = String.join("\n",
-            "  spam-job [--work DIR] [--data DIR] [--model DIR] [--methods probe,lora,bitfit,prompt,full]",
-            "         [--max-length N] [--batch-size B] [--train-examples N] [--eval-examples N] [--steps m=N,...]",
-            "         [--lr m=X,...] [--lora-r R] [--virtual-tokens N] [--seed S] [--demo N] [--results FILE] [--chart FILE]",
-            "         spam vs ham on SpamAssassin: trains each method, prints the comparison table, writes docs/results.md");
+@Command(name = "spam-job", sortOptions = false, separator = " ",
+        description = {"Spam vs ham on SpamAssassin: trains each method, compares them, writes docs/results.md.",
+            "",
+            "The README's main job (SpamJob.run): prepares the SpamAssassin split into <work>/data (as prepare-spam;"
+                + " cached), imports the bundled all-MiniLM-L6-v2 into <work>/model (as import-onnx; cached), then trains"
+                + " each method on BertForSequenceClassification (MiniLM has no pooler: pooler and classifier start from a"
+                + " seeded random initialisation), evaluates it on the whole test split, saves what it trained under"
+                + " <work>/runs/<method>/, prints the table, classifies --demo test emails with the LoRA adapter loaded back"
+                + " from disk, and writes --results and --chart (training loss and validation accuracy of every method).",
+            "",
+            "Defaults: AdamW with linear decay after 10%% warmup; steps and learning rate per method probe=300/5e-3,"
+                + " lora=300/3e-3, bitfit=200/5e-3, prompt=200/3e-2, full=200/1e-4; LoRA alpha 2r on query, key, value and"
+                + " attention.output.dense.",
+            "",
+            "Real output and the rationale of the settings: docs/results.md."},
+        footer = {"Examples:",
+            "  $ ./peft4j spam-job",
+            "  $ ./peft4j spam-job --methods lora,bitfit --steps lora=300,bitfit=200 --lr lora=1e-3 --results /tmp/r.md \\",
+            "        --chart /tmp/r.png",
+            "  $ ./peft4j train --model spam-job/model --data spam-job/data/train.jsonl --eval-data spam-job/data/validation.jsonl \\",
+            "        --format classification --method lora --r 8 --alpha 16 --target-modules query,key,value,attention.output.dense \\",
+            "        --max-length 64 --batch-size 16 --max-steps 300 --lr 3e-3 --metric accuracy \\",
+            "        --modules-to-save pooler.dense,classifier --output lora-run",
+            "  (the job's data and model directory work with train too; --modules-to-save pooler.dense trains and saves the",
+            "  pooler, which MiniLM lacks; the classifier is always trained, as in HF PEFT)"})
+final class SpamJobCommand implements Callable<Integer> {
+    @ParentCommand
+    Peft4jCli root;
 
-    private SpamJobCommand() {}
+    @Option(names = "--work", paramLabel = "DIR", description = "Work directory: data, model and runs go under it (default: spam-job).")
+    Path work;
 
-    /**
-     * Runs the command.
-     *
-     * @param argv the whole command line ({@code spam-job ...})
-     * @param out standard output
-     */
-    static void run(String[] argv, PrintStream out) {
-        Args a = new Args("spam-job", argv, 1, Set.of("--work", "--data", "--model", "--methods", "--max-length",
-                "--batch-size", "--train-examples", "--eval-examples", "--steps", "--lr", "--lora-r", "--virtual-tokens",
-                "--seed", "--demo", "--results", "--chart"), Set.of());
-        SpamJob.Settings s = new SpamJob.Settings().command("./peft4j " + String.join(" ", argv));
-        if (a.optional("--work") != null) {
-            s.work(Path.of(a.optional("--work")));
+    @Option(names = "--data", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Prepared split (train/validation/test.jsonl) to use instead of <work>/data.")
+    Path data;
+
+    @Option(names = "--model", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "A BERT model directory to use instead of the imported MiniLM in <work>/model.")
+    Path model;
+
+    @Option(names = "--methods", split = ",", paramLabel = "METHOD", converter = Choices.SpamMethods.class,
+            completionCandidates = Choices.SpamMethods.class,
+            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (default: all).")
+    List<String> methods;
+
+    @Option(names = "--max-length", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Tokens per email, special tokens included (integer >= 1; default: 64).")
+    Integer maxLength;
+
+    @Option(names = "--batch-size", paramLabel = "B", converter = Converters.Positive.class,
+            description = "Examples per batch, training and evaluation (integer >= 1; default: 16).")
+    Integer batchSize;
+
+    @Option(names = "--train-examples", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "A stratified subset of the training split to sample batches from (integer >= 0, 0 = all; default: 0).")
+    Integer trainExamples;
+
+    @Option(names = "--eval-examples", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Stratified validation emails evaluated for the curves (integer >= 1; default: 96).")
+    Integer evalExamples;
+
+    @Option(names = "--steps", split = ",", paramLabel = "METHOD=N", converter = {MethodKey.class, Converters.Positive.class},
+            description = "Optimizer steps per method, e.g. lora=300,full=200 (integers >= 1; repeatable).")
+    Map<String, Integer> steps;
+
+    @Option(names = "--lr", split = ",", paramLabel = "METHOD=X", converter = {MethodKey.class, Converters.PositiveNum.class},
+            description = "Peak learning rate per method, e.g. lora=1e-3 (numbers > 0; repeatable).")
+    Map<String, Double> lr;
+
+    @Option(names = "--lora-r", paramLabel = "R", converter = Converters.Positive.class,
+            description = "LoRA rank (integer >= 1; default: 8; alpha is 2r).")
+    Integer loraR;
+
+    @Option(names = "--virtual-tokens", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Prompt-tuning virtual tokens (integer >= 1; default: 10).")
+    Integer virtualTokens;
+
+    @Option(names = "--seed", paramLabel = "S", description = "Seed of data order, subsets and initialisation (integer; default: 42).")
+    Long seed;
+
+    @Option(names = "--demo", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Test emails to classify with the reloaded LoRA adapter (integer >= 0; default: 5).")
+    Integer demo;
+
+    @Option(names = "--results", paramLabel = "FILE", description = "The markdown report (default: docs/results.md).")
+    Path results;
+
+    @Option(names = "--chart", paramLabel = "FILE", description = "The PNG of the training curves (default: docs/results-curves.png).")
+    Path chart;
+
+    @Mixin
+    HelpOption help;
+
+    /** A {@code METHOD=} key of {@code --steps} and {@code --lr}. */
+    static final class MethodKey extends Choices {
+        MethodKey() {
+            super(SpamJob.METHODS);
         }
-        if (a.optional("--data") != null) {
-            s.data(a.existingDir("--data"));
-        }
-        if (a.optional("--model") != null) {
-            s.model(a.existingDir("--model"));
-        }
-        if (a.optional("--methods") != null) {
-            s.methods(Arrays.stream(a.optional("--methods").split(",")).map(String::trim).filter(x -> !x.isEmpty()).toList());
-        }
-        if (a.optional("--max-length") != null) {
-            s.maxLength(integer(a, "--max-length"));
-        }
-        if (a.optional("--batch-size") != null) {
-            s.batchSize(integer(a, "--batch-size"));
-        }
-        if (a.optional("--train-examples") != null) {
-            s.trainExamples(integer(a, "--train-examples"));
-        }
-        if (a.optional("--eval-examples") != null) {
-            s.evalExamples(integer(a, "--eval-examples"));
-        }
-        if (a.optional("--lora-r") != null) {
-            s.loraR(integer(a, "--lora-r"));
-        }
-        if (a.optional("--virtual-tokens") != null) {
-            s.virtualTokens(integer(a, "--virtual-tokens"));
-        }
-        if (a.optional("--seed") != null) {
-            s.seed(integer(a, "--seed"));
-        }
-        if (a.optional("--demo") != null) {
-            s.demo(integer(a, "--demo"));
-        }
-        if (a.optional("--results") != null) {
-            s.results(Path.of(a.optional("--results")));
-        }
-        if (a.optional("--chart") != null) {
-            s.chart(Path.of(a.optional("--chart")));
-        }
-        if (a.optional("--steps") != null) {
-            for (Map.Entry<String, String> e : SpamJob.perMethod(a.optional("--steps")).entrySet()) {
-                s.steps(e.getKey(), parseInt("--steps " + e.getKey(), e.getValue()));
-            }
-        }
-        if (a.optional("--lr") != null) {
-            for (Map.Entry<String, String> e : SpamJob.perMethod(a.optional("--lr")).entrySet()) {
-                try {
-                    s.lr(e.getKey(), Double.parseDouble(e.getValue()));
-                } catch (NumberFormatException x) {
-                    throw new CliException("spam-job: --lr " + e.getKey() + "='" + e.getValue() + "' is not a number");
-                }
-            }
-        }
-        SpamJob.run(s, out);
     }
 
-    private static int integer(Args a, String key) {
-        return parseInt(key, a.optional(key));
-    }
-
-    private static int parseInt(String what, String v) {
-        try {
-            return Integer.parseInt(v);
-        } catch (NumberFormatException e) {
-            throw new CliException("spam-job: " + what + " '" + v + "' is not an integer");
+    @Override
+    public Integer call() {
+        SpamJob.Settings s = new SpamJob.Settings().command("./peft4j " + String.join(" ", root.argv));
+        if (work != null) {
+            s.work(work);
         }
+        if (data != null) {
+            s.data(data);
+        }
+        if (model != null) {
+            s.model(model);
+        }
+        if (methods != null) {
+            s.methods(methods);
+        }
+        if (maxLength != null) {
+            s.maxLength(maxLength);
+        }
+        if (batchSize != null) {
+            s.batchSize(batchSize);
+        }
+        if (trainExamples != null) {
+            s.trainExamples(trainExamples);
+        }
+        if (evalExamples != null) {
+            s.evalExamples(evalExamples);
+        }
+        if (loraR != null) {
+            s.loraR(loraR);
+        }
+        if (virtualTokens != null) {
+            s.virtualTokens(virtualTokens);
+        }
+        if (seed != null) {
+            s.seed(seed);
+        }
+        if (demo != null) {
+            s.demo(demo);
+        }
+        if (results != null) {
+            s.results(results);
+        }
+        if (chart != null) {
+            s.chart(chart);
+        }
+        if (steps != null) {
+            steps.forEach(s::steps);
+        }
+        if (lr != null) {
+            lr.forEach(s::lr);
+        }
+        SpamJob.run(s, root.out);
+        return 0;
     }
-
 }

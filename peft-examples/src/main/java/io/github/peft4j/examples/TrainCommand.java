@@ -26,169 +26,330 @@ import io.github.peft4j.train.Optimizer;
 import io.github.peft4j.train.PeftTrainer;
 import io.github.peft4j.train.Sgd;
 import java.io.PrintStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.TypeConversionException;
 
 /**
  * {@code peft4j train}: fine-tunes an adapter on a model directory with {@link PeftTrainer} and saves it to
  * {@code --output} (with {@code checkpoint-<step>/}, {@code best/}, {@code metrics.jsonl} and {@code curves.png}).
  */
-final class TrainCommand {
-    static final String USAGE_LINE = String.join("\n",
-            "  train  --model DIR --data FILE --output DIR [--format pretokenized|alpaca|chat|classification|conll]",
-            "         [--init-adapter DIR | --method lora|ia3|... --r N --alpha A --dropout P --target-modules a,b",
-            "          --modules-to-save a,b]",
-            "         [--task causal-lm|seq-cls|token-cls] [--optimizer adamw|sgd] [--lr X] [--max-steps N | --epochs N]",
-            "         [--batch-size B] [--grad-accum K] [--warmup-steps N] [--scheduler constant|linear|cosine]",
-            "         [--clip NORM] [--weight-decay W] [--eval-data FILE --eval-every N --metric M --patience P]",
-            "         [--checkpoint-every N] [--resume CHECKPOINT] [--seed S] [--no-shuffle] [--metrics FILE]",
-            "         [--on-bad-line stop|skip] [--max-length N] [--pack] [--device cpu|gpu] [--fp16]",
-            "         trains the adapter and saves it to --output");
+@Command(name = "train", sortOptions = false, separator = " ",
+        description = {"Fine-tunes an adapter (new, or loaded to continue) and saves it in the HF PEFT format.",
+            "",
+            "Saves the adapter to --output, next to checkpoint-<step>/ (--checkpoint-every), best/ (the best evaluation"
+                + " so far), metrics.jsonl and curves.png. Data formats: pretokenized ({\"input_ids\": [...], \"labels\":"
+                + " [...]} lines), alpaca and chat (instruction records, tokenized with the model's tokenizer),"
+                + " classification ({\"text\": ..., \"label\": ...} lines), conll (token-per-line NER). Java API:"
+                + " PeftModel.addAdapter or loadAdapter, then PeftTrainer.builder()...build().train(); all options, the"
+                + " file layout and real output are in docs/training.md."},
+        footer = {"Examples:",
+            "  $ F=peft-core/src/test/resources/fixtures/train-parity/llama_lora_sgd",
+            "  $ ./peft4j train --model $F/base --data $F/data.jsonl --method lora --r 4 --alpha 8 --target-modules q_proj,v_proj \\",
+            "        --lr 0.01 --max-steps 4 --batch-size 2 --log-every 0 --device cpu --output /tmp/gen/run",
+            "  data: peft-core/src/test/resources/fixtures/train-parity/llama_lora_sgd/data.jsonl: 6 records, 6 examples, 0 skipped, 0 truncated",
+            "  trainable params: 1,792 || all params: 92,224 || trainable%: 1.9431",
+            "  trained 4 steps; last loss ...",
+            "  saved adapter to /tmp/gen/run",
+            "  $ ./peft4j train --model $F/base --init-adapter $F/adapter --data $F/data.jsonl --optimizer sgd --lr 0.1 \\",
+            "        --max-steps 5 --batch-size 2 --no-shuffle --clip 0.6 --log-every 0 --device cpu --output /tmp/gen/sgd",
+            "  trained 5 steps; last loss ...",
+            "  (the losses of these SGD steps are HF PEFT's, TrainCommandTest; training.md has the full story)",
+            "  $ ./peft4j train --model $F/base --data $F/data.jsonl --method lora --optimizer adam --output /tmp/gen/x",
+            "  peft4j: train: --optimizer 'adam': expected adamw or sgd"})
+final class TrainCommand implements Callable<Integer> {
+    @ParentCommand
+    Peft4jCli root;
 
-    private static final Set<String> VALUES = Set.of("--model", "--data", "--output", "--format", "--init-adapter",
-            "--method", "--r", "--alpha", "--dropout", "--target-modules", "--modules-to-save", "--num-virtual-tokens", "--task", "--optimizer",
-            "--lr", "--max-steps", "--epochs", "--batch-size", "--grad-accum", "--warmup-steps", "--scheduler", "--clip",
-            "--weight-decay", "--eval-data", "--eval-every", "--metric", "--patience", "--checkpoint-every", "--resume",
-            "--seed", "--metrics", "--on-bad-line", "--max-length", "--device", "--tokenizer", "--text-field",
-            "--label-field", "--log-every");
-    private static final Set<String> FLAGS = Set.of("--no-shuffle", "--fp16", "--pack");
+    @Option(names = "--model", required = true, paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Hugging Face model directory.")
+    Path model;
 
-    private TrainCommand() {}
+    @Option(names = "--data", required = true, paramLabel = "FILE", converter = Converters.ExistingFile.class,
+            description = "Training data in the --format.")
+    Path data;
 
-    /**
-     * Runs the command.
-     *
-     * @param argv the whole command line ({@code train ...})
-     * @param out standard output
-     */
-    static void run(String[] argv, PrintStream out) {
-        Args a = new Args("train", argv, 1, VALUES, FLAGS);
-        Path modelDir = a.existingDir("--model");
-        Path data = a.existingFile("--data");
-        Path output = Path.of(a.required("--output"));
-        String format = a.optional("--format") == null ? "pretokenized" : a.optional("--format");
-        TaskType task = task(a.optional("--task"), format);
-        boolean gpu = device(a.optional("--device"));
-        boolean fp16 = a.flag("--fp16"); // fp16 compute with fp32 adapter parameters, on the GPU or the CPU
-        Path resume = a.optional("--resume") == null ? null : a.existingDir("--resume");
-        Path initAdapter = a.optional("--init-adapter") == null ? null : a.existingDir("--init-adapter");
-        if (initAdapter != null && a.optional("--method") != null) {
-            throw new CliException("train: give either --init-adapter or --method, not both");
+    @Option(names = "--output", required = true, paramLabel = "DIR",
+            description = "Where the adapter, checkpoints, metrics.jsonl and curves.png go.")
+    Path output;
+
+    @Option(names = "--format", paramLabel = "FORMAT", converter = Choices.Formats.class, completionCandidates = Choices.Formats.class,
+            description = "Data format: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    String format = "pretokenized";
+
+    @Option(names = "--tokenizer", paramLabel = "PATH", converter = Converters.ExistingPath.class,
+            description = "tokenizer.json or its directory, for the text formats (default: the model directory).")
+    Path tokenizer;
+
+    @Option(names = "--text-field", paramLabel = "NAME", description = "classification: the text field of a record (default: text).")
+    String textField;
+
+    @Option(names = "--label-field", paramLabel = "NAME", description = "classification: the label field of a record (default: label).")
+    String labelField;
+
+    @Option(names = "--max-length", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Truncate (or, with --pack, pack) to N tokens (integer >= 0, 0 = no limit; default: ${DEFAULT-VALUE}).")
+    int maxLength;
+
+    @Option(names = "--pack", description = "alpaca/chat: pack several records into each --max-length sequence.")
+    boolean pack;
+
+    @Option(names = "--on-bad-line", paramLabel = "POLICY", converter = Choices.BadLines.class,
+            completionCandidates = Choices.BadLines.class,
+            description = "A malformed data line: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}; skip counts and reports them).")
+    String onBadLine = "stop";
+
+    @Option(names = "--init-adapter", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Continue training this adapter (instead of --method).")
+    Path initAdapter;
+
+    @Option(names = "--method", paramLabel = "METHOD", converter = MethodName.class, completionCandidates = MethodName.class,
+            description = "A new adapter of this PEFT method: ${COMPLETION-CANDIDATES}.")
+    String method;
+
+    @Option(names = "--r", paramLabel = "N", converter = Converters.Positive.class,
+            description = "LoRA rank (integer >= 1; default: the method's, 8 for LoRA).")
+    Integer r;
+
+    @Option(names = "--alpha", paramLabel = "X", converter = Converters.PositiveNum.class,
+            description = "LoRA alpha (number > 0; default: the method's, 8 for LoRA).")
+    Double alpha;
+
+    @Option(names = "--dropout", paramLabel = "P", converter = Converters.DropProbability.class,
+            description = "LoRA dropout (number in [0, 1); default: the method's, 0).")
+    Double dropout;
+
+    @Option(names = "--target-modules", paramLabel = "NAME[,NAME...]",
+            description = "Modules the method adapts, by name suffix (default: the method's defaults for the architecture).")
+    String targetModules;
+
+    @Option(names = "--modules-to-save", paramLabel = "NAME[,NAME...]",
+            description = "Modules trained fully and saved with the new adapter (e.g. classifier, lm_head).")
+    String modulesToSave;
+
+    @Option(names = "--num-virtual-tokens", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Prompt learning: virtual tokens (integer >= 1).")
+    Integer numVirtualTokens;
+
+    @Option(names = "--task", paramLabel = "TASK", converter = Choices.Tasks.class, completionCandidates = Choices.Tasks.class,
+            description = "The model head: ${COMPLETION-CANDIDATES} (default: seq-cls for classification, token-cls for"
+                    + " conll, else the model's).")
+    String task;
+
+    @Option(names = "--optimizer", paramLabel = "OPTIMIZER", converter = Choices.Optimizers.class,
+            completionCandidates = Choices.Optimizers.class,
+            description = "${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    String optimizer = "adamw";
+
+    @Option(names = "--lr", paramLabel = "X", converter = Converters.NonNegativeNum.class,
+            description = "Peak learning rate (number >= 0; default: ${DEFAULT-VALUE}).")
+    double lr = 5e-5;
+
+    @Option(names = "--weight-decay", paramLabel = "X", converter = Converters.NonNegativeNum.class,
+            description = "Decoupled weight decay (number >= 0; default: ${DEFAULT-VALUE}).")
+    double weightDecay;
+
+    @Option(names = "--scheduler", paramLabel = "SCHEDULE", converter = Choices.Schedulers.class,
+            completionCandidates = Choices.Schedulers.class,
+            description = "Learning-rate schedule after the warm-up: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    String scheduler = "constant";
+
+    @Option(names = "--warmup-steps", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Linear warm-up steps (integer >= 0; default: ${DEFAULT-VALUE}).")
+    int warmupSteps;
+
+    @Option(names = "--max-steps", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Stop after N optimizer steps (integer >= 1; default: the --epochs).")
+    Integer maxSteps;
+
+    @Option(names = "--epochs", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Passes over the data (integer >= 1; default: ${DEFAULT-VALUE}).")
+    int epochs = 1;
+
+    @Option(names = "--batch-size", paramLabel = "B", converter = Converters.Positive.class,
+            description = "Examples per micro-batch (integer >= 1; default: ${DEFAULT-VALUE}).")
+    int batchSize = 8;
+
+    @Option(names = "--grad-accum", paramLabel = "K", converter = Converters.Positive.class,
+            description = "Micro-batches per optimizer step (integer >= 1; default: ${DEFAULT-VALUE}).")
+    int gradAccum = 1;
+
+    @Option(names = "--clip", paramLabel = "NORM", converter = Converters.NonNegativeNum.class,
+            description = "Clip the global gradient norm (number >= 0, 0 = off; default: ${DEFAULT-VALUE}).")
+    double clip = 1.0;
+
+    @Option(names = "--eval-data", paramLabel = "FILE", converter = Converters.ExistingFile.class,
+            description = "Evaluation data in the --format (evaluated every --eval-every steps and at the end).")
+    Path evalData;
+
+    @Option(names = "--eval-every", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Evaluate every N steps (integer >= 0, 0 = at the end only; default: ${DEFAULT-VALUE}).")
+    int evalEvery;
+
+    @Option(names = "--metric", paramLabel = "NAME",
+            description = "Metric that picks best/ and early stopping: loss, perplexity, accuracy, f1, ... (default: ${DEFAULT-VALUE}).")
+    String metric = "loss";
+
+    @Option(names = "--patience", paramLabel = "P", converter = Converters.NonNegative.class,
+            description = "Stop after P evaluations without improvement (integer >= 0, 0 = never; default: ${DEFAULT-VALUE}).")
+    int patience;
+
+    @Option(names = "--checkpoint-every", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Write checkpoint-<step>/ every N steps (integer >= 0, 0 = none; default: ${DEFAULT-VALUE}).")
+    int checkpointEvery;
+
+    @Option(names = "--resume", paramLabel = "CHECKPOINT", converter = Converters.ExistingDir.class,
+            description = "Resume from a checkpoint-<step>/ directory (adapter, optimizer state, data position).")
+    Path resume;
+
+    @Option(names = "--seed", paramLabel = "S", description = "Seed of shuffling, dropout and initialisation (integer; default: ${DEFAULT-VALUE}).")
+    long seed = 42;
+
+    @Option(names = "--no-shuffle", description = "Keep the data order.")
+    boolean noShuffle;
+
+    @Option(names = "--metrics", paramLabel = "FILE", description = "Write the metrics JSON lines here (default: --output/metrics.jsonl).")
+    Path metrics;
+
+    @Option(names = "--log-every", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Print progress every N steps (integer >= 0, 0 = off; default: ${DEFAULT-VALUE}).")
+    int logEvery = 10;
+
+    @Option(names = "--device", paramLabel = "DEVICE", converter = Choices.Devices.class, completionCandidates = Choices.Devices.class,
+            description = "${COMPLETION-CANDIDATES} (default: gpu when libtorch sees one, else cpu).")
+    String device;
+
+    @Option(names = "--fp16", description = "Load the model in float16 (mixed-precision training with loss scaling).")
+    boolean fp16;
+
+    @Mixin
+    HelpOption help;
+
+    /** {@code --method}: a registered PEFT type, written lower-case with '-' ({@code prompt-tuning}). */
+    static final class MethodName extends Choices {
+        MethodName() {
+            super(PeftMethods.types().stream().sorted().map(t -> t.toLowerCase(Locale.ROOT).replace('_', '-')).toList());
         }
-        if (initAdapter == null && a.optional("--method") == null && resume == null) {
-            throw new CliException("train: give --method (a new adapter) or --init-adapter DIR (an adapter to continue)");
-        }
-        if (a.optional("--modules-to-save") != null && a.optional("--method") == null) {
-            throw new CliException("train: --modules-to-save applies to a new adapter made with --method (a loaded adapter"
-                    + " keeps the modules_to_save of its adapter_config.json)");
-        }
-        BadLinePolicy policy = policy(a.optional("--on-bad-line"));
-        int maxLength = intOpt(a, "--max-length", 0);
-        try (TransformerModel model = Models.load(modelDir, gpu ? Device.gpu() : Device.cpu(),
-                fp16 ? DataType.FLOAT16 : DataType.FLOAT32, task)) {
-            Tokenizer tokenizer = format.equals("pretokenized") ? null : Tokenizer.load(
-                    a.optional("--tokenizer") == null ? modelDir : Path.of(a.optional("--tokenizer")));
+
+        @Override
+        public String convert(String value) {
+            String v = value.toLowerCase(Locale.ROOT).replace('_', '-');
             try {
-                Examples train = read(format, data, tokenizer, null, model.vocabSize(), maxLength, policy, a);
-                Examples eval = a.optional("--eval-data") == null ? null
-                        : read(format, a.existingFile("--eval-data"), tokenizer, train.labelMap(), model.vocabSize(), maxLength, policy, a);
-                out.println("data: " + train.report());
-                if (eval != null) {
-                    out.println("eval data: " + eval.report());
-                }
-                PeftModel peft = PeftModel.wrap(model);
-                if (initAdapter != null) {
-                    peft.loadAdapter(initAdapter, PeftModel.DEFAULT, true);
-                } else if (a.optional("--method") != null) {
-                    peft.addAdapter(PeftModel.DEFAULT, PeftMethods.parse(configJson(a, task), "train options"));
-                } else {
-                    peft.loadAdapter(resume, PeftModel.DEFAULT, true);
-                }
-                out.println(peft.trainableReport());
-                int padId = tokenizer == null ? 0 : tokenizer.padTokenId().orElse(tokenizer.eosTokenId().orElse(0));
-                train(a, peft, train, eval, resume, output, padId, out);
-            } finally {
-                if (tokenizer != null) {
-                    tokenizer.close();
-                }
+                return super.convert(v);
+            } catch (TypeConversionException e) {
+                throw new TypeConversionException("'" + value + "': expected one of " + String.join(", ", this));
             }
         }
     }
 
-    private static void train(Args a, PeftModel peft, List<Example> train, Examples eval, Path resume, Path output,
-            int padId, PrintStream out) {
-        double lr = doubleOpt(a, "--lr", 5e-5);
-        double wd = doubleOpt(a, "--weight-decay", 0);
-        String opt = a.optional("--optimizer") == null ? "adamw" : a.optional("--optimizer");
-        String metric = a.optional("--metric") == null ? "loss" : a.optional("--metric");
-        LrSchedule.Kind kind;
-        try {
-            kind = LrSchedule.Kind.parse(a.optional("--scheduler") == null ? "constant" : a.optional("--scheduler"));
-        } catch (IllegalArgumentException e) {
-            throw new CliException("train: --" + e.getMessage());
+    @Override
+    public Integer call() {
+        TaskType taskType = task(task, format);
+        boolean gpu = device == null ? Engine.getInstance().getGpuCount() > 0 : device.equals("gpu");
+        if (gpu && Engine.getInstance().getGpuCount() == 0) {
+            throw new CliException("train: --device gpu but no GPU is visible to libtorch");
         }
-        try (Optimizer optimizer = switch (opt) {
-            case "adamw" -> AdamW.builder().weightDecay(wd).build();
-            case "sgd" -> Sgd.builder().weightDecay(wd).build();
-            default -> throw new CliException("train: --optimizer '" + opt + "': expected adamw or sgd");
-        }) {
-            PeftTrainer.Builder b = PeftTrainer.builder().setModel(peft).setTrainData(train).optOptimizer(optimizer)
-                    .optLearningRate(lr).optScheduler(kind).optWarmupSteps(intOpt(a, "--warmup-steps", 0))
-                    .optBatchSize(intOpt(a, "--batch-size", 8)).optGradientAccumulation(intOpt(a, "--grad-accum", 1))
-                    .optEpochs(intOpt(a, "--epochs", 1)).optMaxGradNorm(doubleOpt(a, "--clip", 1.0))
-                    .optShuffle(!a.flag("--no-shuffle")).optSeed(intOpt(a, "--seed", 42)).optOutputDir(output)
-                    .optCheckpointEvery(intOpt(a, "--checkpoint-every", 0)).optLogEvery(intOpt(a, "--log-every", 10))
-                    .optCollator(new Collator(padId, false)).optResumeFrom(resume);
-            if (a.optional("--max-steps") != null) {
-                b.optMaxSteps(intOpt(a, "--max-steps", 0));
+        if (initAdapter != null && method != null) {
+            throw new CliException("train: give either --init-adapter or --method, not both");
+        }
+        if (initAdapter == null && method == null && resume == null) {
+            throw new CliException("train: give --method (a new adapter) or --init-adapter DIR (an adapter to continue)");
+        }
+        if (modulesToSave != null && method == null) {
+            throw new CliException("train: --modules-to-save applies to a new adapter made with --method (a loaded adapter"
+                    + " keeps the modules_to_save of its adapter_config.json)");
+        }
+        if (pack && maxLength <= 0 && (format.equals("alpaca") || format.equals("chat"))) {
+            throw new CliException("train: --pack needs --max-length N (the length of a packed sequence)");
+        }
+        String config = method == null ? null : configJson(taskType); // checks the name lists before loading
+        BadLinePolicy policy = onBadLine.equals("skip") ? BadLinePolicy.SKIP : BadLinePolicy.STOP;
+        PrintStream out = root.out;
+        try (TransformerModel m = Models.load(model, gpu ? Device.gpu() : Device.cpu(),
+                fp16 ? DataType.FLOAT16 : DataType.FLOAT32, taskType)) {
+            Tokenizer tok = format.equals("pretokenized") ? null : Tokenizer.load(tokenizer == null ? model : tokenizer);
+            try {
+                Examples train = read(data, tok, null, m.vocabSize(), policy);
+                Examples eval = evalData == null ? null : read(evalData, tok, train.labelMap(), m.vocabSize(), policy);
+                out.println("data: " + train.report());
+                if (eval != null) {
+                    out.println("eval data: " + eval.report());
+                }
+                PeftModel peft = PeftModel.wrap(m);
+                if (initAdapter != null) {
+                    peft.loadAdapter(initAdapter, PeftModel.DEFAULT, true);
+                } else if (config != null) {
+                    peft.addAdapter(PeftModel.DEFAULT, PeftMethods.parse(config, "train options"));
+                } else {
+                    peft.loadAdapter(resume, PeftModel.DEFAULT, true);
+                }
+                out.println(peft.trainableReport());
+                int padId = tok == null ? 0 : tok.padTokenId().orElse(tok.eosTokenId().orElse(0));
+                train(peft, train, eval, padId, out);
+            } finally {
+                if (tok != null) {
+                    tok.close();
+                }
             }
-            if (a.optional("--metrics") != null) {
-                b.optMetricsFile(Path.of(a.optional("--metrics")));
+        }
+        return 0;
+    }
+
+    private void train(PeftModel peft, List<Example> train, Examples eval, int padId, PrintStream out) {
+        LrSchedule.Kind kind = LrSchedule.Kind.parse(scheduler);
+        try (Optimizer opt = optimizer.equals("sgd") ? Sgd.builder().weightDecay(weightDecay).build()
+                : AdamW.builder().weightDecay(weightDecay).build()) {
+            PeftTrainer.Builder b = PeftTrainer.builder().setModel(peft).setTrainData(train).optOptimizer(opt)
+                    .optLearningRate(lr).optScheduler(kind).optWarmupSteps(warmupSteps).optBatchSize(batchSize)
+                    .optGradientAccumulation(gradAccum).optEpochs(epochs).optMaxGradNorm(clip).optShuffle(!noShuffle)
+                    .optSeed(seed).optOutputDir(output).optCheckpointEvery(checkpointEvery).optLogEvery(logEvery)
+                    .optCollator(new Collator(padId, false)).optResumeFrom(resume);
+            if (maxSteps != null) {
+                b.optMaxSteps(maxSteps);
+            }
+            if (metrics != null) {
+                b.optMetricsFile(metrics);
             }
             if (eval != null) {
-                b.optEvalData(eval).optEvalEvery(intOpt(a, "--eval-every", 0))
-                        .optEarlyStopping(metric, intOpt(a, "--patience", 0));
+                b.optEvalData(eval).optEvalEvery(evalEvery).optEarlyStopping(metric, patience);
                 if (eval.labelMap() != null && peft.model().task() == TaskType.TOKEN_CLS) {
                     b.optLabelNames(eval.labelMap().labels());
                 }
             }
             try (PeftTrainer trainer = b.build()) {
-                PeftTrainer.TrainResult r = trainer.train();
+                PeftTrainer.TrainResult res = trainer.train();
                 peft.save(output);
-                List<Double> l = r.losses();
-                out.printf(Locale.ROOT, "trained %d steps%s; last loss %.6f%n", r.steps(), r.stoppedEarly() ? " (stopped early)" : "",
+                List<Double> l = res.losses();
+                out.printf(Locale.ROOT, "trained %d steps%s; last loss %.6f%n", res.steps(), res.stoppedEarly() ? " (stopped early)" : "",
                         l.isEmpty() ? Double.NaN : l.get(l.size() - 1));
-                if (!r.lastEval().isEmpty()) {
-                    out.println("eval: " + r.lastEval() + "; best " + metric + " " + r.bestMetric() + " at step " + r.bestStep());
+                if (!res.lastEval().isEmpty()) {
+                    out.println("eval: " + res.lastEval() + "; best " + metric + " " + res.bestMetric() + " at step " + res.bestStep());
                 }
                 out.println("saved adapter to " + output);
             }
         }
     }
 
-    private static Examples read(String format, Path file, Tokenizer tok, LabelMap labels, int vocab, int maxLength,
-            BadLinePolicy policy, Args a) {
+    private Examples read(Path file, Tokenizer tok, LabelMap labels, int vocab, BadLinePolicy policy) {
         switch (format) {
             case "pretokenized":
                 return new PretokenizedData(vocab, maxLength, policy).read(file);
             case "alpaca":
             case "chat":
-                if (a.flag("--pack") && maxLength <= 0) {
-                    throw new CliException("train: --pack needs --max-length N (the length of a packed sequence)");
-                }
-                return InstructionData.builder(tok).maxLength(maxLength).pack(a.flag("--pack")).policy(policy).build()
-                        .read(file);
+                return InstructionData.builder(tok).maxLength(maxLength).pack(pack).policy(policy).build().read(file);
             case "classification": {
                 ClassificationData.Builder cb = ClassificationData.builder(tok).maxLength(maxLength).policy(policy);
-                if (a.optional("--text-field") != null) {
-                    cb.textField(a.optional("--text-field"));
+                if (textField != null) {
+                    cb.textField(textField);
                 }
-                if (a.optional("--label-field") != null) {
-                    cb.labelField(a.optional("--label-field"));
+                if (labelField != null) {
+                    cb.labelField(labelField);
                 }
                 if (labels != null) {
                     cb.labels(labels);
@@ -198,41 +359,39 @@ final class TrainCommand {
             case "conll":
                 return ConllData.of(tok, maxLength, labels, policy).read(file);
             default:
-                throw new CliException("train: --format '" + format + "': expected pretokenized, alpaca, chat, classification or conll");
+                throw new IllegalStateException("format " + format); // the option's converter admits no other
         }
     }
 
     /** The adapter config from the method options, as the JSON HF PEFT would write. */
-    private static String configJson(Args a, TaskType task) {
+    private String configJson(TaskType taskType) {
         ObjectNode n = PeftMethods.mapper().createObjectNode();
-        String method = a.required("--method").toUpperCase(Locale.ROOT).replace('-', '_');
-        n.put("peft_type", method);
-        n.put("task_type", task == null ? null : task.name());
-        if (a.optional("--r") != null) {
-            n.put("r", intOpt(a, "--r", 0));
+        n.put("peft_type", method.toUpperCase(Locale.ROOT).replace('-', '_'));
+        n.put("task_type", taskType == null ? null : taskType.name());
+        if (r != null) {
+            n.put("r", r);
         }
-        if (a.optional("--alpha") != null) {
-            n.put("lora_alpha", doubleOpt(a, "--alpha", 0));
+        if (alpha != null) {
+            n.put("lora_alpha", alpha);
         }
-        if (a.optional("--dropout") != null) {
-            n.put("lora_dropout", doubleOpt(a, "--dropout", 0));
+        if (dropout != null) {
+            n.put("lora_dropout", dropout);
         }
-        if (a.optional("--num-virtual-tokens") != null) {
-            n.put("num_virtual_tokens", intOpt(a, "--num-virtual-tokens", 0));
+        if (numVirtualTokens != null) {
+            n.put("num_virtual_tokens", numVirtualTokens);
         }
-        list(a, "--target-modules", n, "target_modules");
-        list(a, "--modules-to-save", n, "modules_to_save");
+        list("--target-modules", targetModules, n, "target_modules");
+        list("--modules-to-save", modulesToSave, n, "modules_to_save");
         return n.toString();
     }
 
     /** A comma-separated option as a JSON list of names (absent option: no key). */
-    private static void list(Args a, String option, ObjectNode n, String key) {
-        String v = a.optional(option);
+    private static void list(String option, String v, ObjectNode n, String key) {
         if (v == null) {
             return;
         }
         ArrayNode t = n.putArray(key);
-        for (String s : v.split(",")) {
+        for (String s : v.split(",", -1)) {
             if (s.isBlank()) {
                 throw new CliException("train: " + option + " '" + v + "' has an empty name; expected names separated by commas");
             }
@@ -251,58 +410,7 @@ final class TrainCommand {
         return switch (name) {
             case "causal-lm" -> TaskType.CAUSAL_LM;
             case "seq-cls" -> TaskType.SEQ_CLS;
-            case "token-cls" -> TaskType.TOKEN_CLS;
-            default -> throw new CliException("train: --task '" + name + "': expected causal-lm, seq-cls or token-cls");
+            default -> TaskType.TOKEN_CLS;
         };
-    }
-
-    private static boolean device(String name) {
-        if (name == null) {
-            return Engine.getInstance().getGpuCount() > 0;
-        }
-        return switch (name) {
-            case "cpu" -> false;
-            case "gpu" -> {
-                if (Engine.getInstance().getGpuCount() == 0) {
-                    throw new CliException("train: --device gpu but no GPU is visible to libtorch");
-                }
-                yield true;
-            }
-            default -> throw new CliException("train: --device '" + name + "': expected cpu or gpu");
-        };
-    }
-
-    private static BadLinePolicy policy(String name) {
-        if (name == null || name.equals("stop")) {
-            return BadLinePolicy.STOP;
-        }
-        if (name.equals("skip")) {
-            return BadLinePolicy.SKIP;
-        }
-        throw new CliException("train: --on-bad-line '" + name + "': expected stop or skip");
-    }
-
-    private static int intOpt(Args a, String key, int def) {
-        String v = a.optional(key);
-        if (v == null) {
-            return def;
-        }
-        try {
-            return Integer.parseInt(v);
-        } catch (NumberFormatException e) {
-            throw new CliException("train: " + key + " '" + v + "' is not an integer");
-        }
-    }
-
-    private static double doubleOpt(Args a, String key, double def) {
-        String v = a.optional(key);
-        if (v == null) {
-            return def;
-        }
-        try {
-            return Double.parseDouble(v);
-        } catch (NumberFormatException e) {
-            throw new CliException("train: " + key + " '" + v + "' is not a number");
-        }
     }
 }

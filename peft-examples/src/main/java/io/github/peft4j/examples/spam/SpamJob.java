@@ -48,7 +48,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
 import java.util.TreeMap;
-import java.util.stream.Collectors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -770,21 +769,5 @@ public final class SpamJob {
         return String.format(Locale.ROOT, "%s, %d cores available to the JVM, %s %s, Java %s, DJL PyTorch engine on CPU",
                 cpu, Runtime.getRuntime().availableProcessors(), System.getProperty("os.name"), System.getProperty("os.arch"),
                 System.getProperty("java.version"));
-    }
-
-    /**
-     * Parses {@code name=value,name=value} per-method settings.
-     *
-     * @param spec the text
-     * @return value text by method
-     */
-    public static Map<String, String> perMethod(String spec) {
-        return Arrays.stream(spec.split(",")).map(String::trim).filter(x -> !x.isEmpty()).map(x -> {
-            int eq = x.indexOf('=');
-            if (eq <= 0) {
-                throw new PeftException("spam-job: '" + x + "' is not method=value (e.g. lora=120)");
-            }
-            return new String[] {x.substring(0, eq).trim(), x.substring(eq + 1).trim()};
-        }).collect(Collectors.toMap(a -> a[0], a -> a[1], (a, b) -> b, LinkedHashMap::new));
     }
 }
