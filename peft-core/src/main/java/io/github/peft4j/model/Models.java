@@ -47,14 +47,33 @@ public final class Models {
      * @return the model; close it to free its weights
      */
     public static TransformerModel load(Path dir, Device device, DataType dtype, TaskType task) {
+        return load(dir, HfConfig.read(dir), device, dtype, task, null);
+    }
+
+    /**
+     * Loads a model directory with a given config (e.g. {@code config.json} with another label count) and head.
+     *
+     * @param dir the directory holding the weights (config.json there is not read)
+     * @param config the config to build the model from
+     * @param device where the weights go
+     * @param dtype FLOAT32 or FLOAT16
+     * @param task the head to build, or null to take it from the config's {@code architectures}
+     * @param heads where head tensors the checkpoint lacks come from before they are initialised, or null
+     * @return the model; close it to free its weights
+     */
+    public static TransformerModel load(Path dir, HfConfig config, Device device, DataType dtype, TaskType task,
+            HeadSource heads) {
         checkDtype(dtype);
-        HfConfig config = HfConfig.read(dir);
         TaskType t = task != null ? task : taskOf(config);
         NDManager manager = NDManager.newBaseManager(device);
         try (Checkpoint ckpt = Checkpoint.open(dir)) {
             CheckpointWeights w = new CheckpointWeights(ckpt, dir.toString(), manager, dtype, basePrefix(config),
-                    (float) config.number("initializer_range", 0.02));
+                    (float) config.number("initializer_range", 0.02)).optHeads(heads);
             TransformerModel model = build(config, t, w, manager, dtype);
+            if (!w.fromHeads().isEmpty()) {
+                LOG.info("{}: {} head tensors of {} taken from {}", dir, w.fromHeads().size(), model.architecture(),
+                        heads.describe(w.fromHeads().get(0)).replaceAll(" tensor .*", ""));
+            }
             w.warnInitialised(model.architecture());
             w.checkAllUsed(IGNORED);
             LOG.info("loaded {} from {}: {} parameters", model.architecture(), dir, model.numParameters());

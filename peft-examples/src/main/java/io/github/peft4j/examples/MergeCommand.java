@@ -3,8 +3,8 @@ package io.github.peft4j.examples;
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.peft.AutoPeftModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -56,7 +56,7 @@ final class MergeCommand {
             throw new CliException("merge: --output must differ from --model");
         }
         Path tmp = null;
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null)) {
+        try (TransformerModel model = AutoPeftModel.loadBase(modelDir, adapter, Device.cpu(), DataType.FLOAT32)) {
             PeftModel peft = Peft4jCli.open(model, adapter);
             String type = peft.adapter(PeftModel.DEFAULT).config().peftType();
             TransformerModel merged = peft.mergeAndUnload();

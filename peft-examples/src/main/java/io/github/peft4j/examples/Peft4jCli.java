@@ -11,8 +11,8 @@ import io.github.peft4j.PeftException;
 import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.model.HfConfig;
 import io.github.peft4j.model.ModelInput;
-import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.peft.AutoPeftModel;
 import io.github.peft4j.peft.PeftMethods;
 import io.github.peft4j.peft.PeftModel;
 import java.io.IOException;
@@ -133,7 +133,7 @@ public final class Peft4jCli {
         if (a.flag("--merge") && adapter == null) {
             throw new CliException("logits: --merge needs --adapter");
         }
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null);
+        try (TransformerModel model = AutoPeftModel.loadBase(modelDir, adapter, Device.cpu(), DataType.FLOAT32);
                 NDManager m = NDManager.newBaseManager()) {
             InputFile in = InputFile.read(input, model.vocabSize());
             PeftModel peft = open(model, adapter);
@@ -189,7 +189,7 @@ public final class Peft4jCli {
         Path modelDir = a.existingDir("--model");
         Path adapter = a.optional("--adapter") == null ? null : a.existingDir("--adapter");
         HfConfig config = HfConfig.read(modelDir);
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, null)) {
+        try (TransformerModel model = AutoPeftModel.loadBase(modelDir, adapter, Device.cpu(), DataType.FLOAT32)) {
             long baseParams = model.numParameters();
             PeftModel peft = open(model, adapter);
             out.println("architecture:   " + model.architecture() + " (model_type " + config.modelType() + ")");

@@ -96,9 +96,9 @@ final class TrainCommand {
             Tokenizer tokenizer = format.equals("pretokenized") ? null : Tokenizer.load(
                     a.optional("--tokenizer") == null ? modelDir : Path.of(a.optional("--tokenizer")));
             try {
-                Examples train = read(format, data, tokenizer, null, model.vocabSize(), maxLength, policy, a);
+                Examples train = read(format, data, tokenizer, null, model, maxLength, policy, a);
                 Examples eval = a.optional("--eval-data") == null ? null
-                        : read(format, a.existingFile("--eval-data"), tokenizer, train.labelMap(), model.vocabSize(), maxLength, policy, a);
+                        : read(format, a.existingFile("--eval-data"), tokenizer, train.labelMap(), model, maxLength, policy, a);
                 out.println("data: " + train.report());
                 if (eval != null) {
                     out.println("eval data: " + eval.report());
@@ -173,11 +173,11 @@ final class TrainCommand {
         }
     }
 
-    private static Examples read(String format, Path file, Tokenizer tok, LabelMap labels, int vocab, int maxLength,
+    private static Examples read(String format, Path file, Tokenizer tok, LabelMap labels, TransformerModel model, int maxLength,
             BadLinePolicy policy, Args a) {
         switch (format) {
             case "pretokenized":
-                return new PretokenizedData(vocab, maxLength, policy).read(file);
+                return PretokenizedData.forModel(model, maxLength, policy).read(file);
             case "alpaca":
             case "chat":
                 if (a.flag("--pack") && maxLength <= 0) {

@@ -40,7 +40,8 @@ class PromptTextInitTest {
         try (TransformerModel model = TestModels.gpt2(3); NDManager m = NDManager.newBaseManager()) {
             PeftModel peft = PeftModel.wrap(model);
             PromptTuningAdapter a = (PromptTuningAdapter) peft.addAdapter("default", new PromptTuningConfig()
-                    .numVirtualTokens(7).promptTuningInit("TEXT").promptTuningInitText("abc").initTokenIds(4, 11, 2));
+                    .numVirtualTokens(7).promptTuningInit("TEXT").promptTuningInitText("abc").tokenizerNameOrPath("tok")
+                    .initTokenIds(4, 11, 2));
             NDArray expected = wordEmbeddings(model, m, new long[] {4, 11, 2, 4, 11, 2, 4});
             assertEquals(new Shape(7, 32), a.embedding().shape());
             assertEquals(0.0, Fixtures.maxAbsDiff(a.embedding().array(), expected));
@@ -53,7 +54,8 @@ class PromptTextInitTest {
         try (TransformerModel model = TestModels.gpt2(3); NDManager m = NDManager.newBaseManager()) {
             PeftModel peft = PeftModel.wrap(model);
             PromptTuningAdapter a = (PromptTuningAdapter) peft.addAdapter("default", new PromptTuningConfig()
-                    .numVirtualTokens(3).promptTuningInit("TEXT").initTokenIds(8, 1, 30, 7, 12));
+                    .numVirtualTokens(3).promptTuningInit("TEXT").promptTuningInitText("five").tokenizerNameOrPath("tok")
+                    .initTokenIds(8, 1, 30, 7, 12));
             assertEquals(0.0, Fixtures.maxAbsDiff(a.embedding().array(), wordEmbeddings(model, m, new long[] {8, 1, 30})));
         }
     }
@@ -73,7 +75,7 @@ class PromptTextInitTest {
                 SafeTensorsFile f = SafeTensorsFile.open(dir.resolve("adapter/adapter_model.safetensors"))) {
             PeftModel peft = PeftModel.wrap(model);
             PromptTuningAdapter a = (PromptTuningAdapter) peft.addAdapter("default", new PromptTuningConfig()
-                    .numVirtualTokens(n).promptTuningInit("TEXT").initTokenIds(ids));
+                    .numVirtualTokens(n).promptTuningInit("TEXT").promptTuningInitText("fixture").initTokenIds(ids));
             double diff = Fixtures.maxAbsDiff(a.embedding().array(), f.load("prompt_embeddings", m));
             System.out.printf("parity %s TEXT init vs HF prompt max|diff| = %.3g%n", name, diff);
             assertEquals(0.0, diff);
@@ -85,11 +87,13 @@ class PromptTextInitTest {
         try (TransformerModel model = TestModels.gpt2(3)) {
             PeftModel peft = PeftModel.wrap(model);
             PeftException e = assertThrows(PeftException.class, () -> peft.addAdapter("default",
-                    new PromptTuningConfig().numVirtualTokens(4).promptTuningInit("TEXT").promptTuningInitText("hi")));
+                    new PromptTuningConfig().numVirtualTokens(4).promptTuningInit("TEXT").promptTuningInitText("hi")
+                            .tokenizerNameOrPath("tok")));
             assertTrue(e.getMessage().contains("'init_token_ids'"), e.getMessage());
             assertEquals(0, peft.adapterNames().size());
             PeftException bad = assertThrows(PeftException.class, () -> peft.addAdapter("default",
-                    new PromptTuningConfig().numVirtualTokens(4).promptTuningInit("TEXT").initTokenIds(3, 50)));
+                    new PromptTuningConfig().numVirtualTokens(4).promptTuningInit("TEXT").promptTuningInitText("hi")
+                            .tokenizerNameOrPath("tok").initTokenIds(3, 50)));
             assertTrue(bad.getMessage().contains("50") && bad.getMessage().contains("vocabulary"), bad.getMessage());
         }
     }
