@@ -54,7 +54,8 @@ public final class Models {
      * Loads a model directory with a given config (e.g. {@code config.json} with another label count) and head.
      *
      * @param dir the directory holding the weights (config.json there is not read)
-     * @param config the config to build the model from
+     * @param config the config to build the model from; its {@code architectures} is set to the built class when
+     *     that differs, so that a checkpoint saved from the model names its head
      * @param device where the weights go
      * @param dtype FLOAT32 or FLOAT16
      * @param task the head to build, or null to take it from the config's {@code architectures}
@@ -70,6 +71,11 @@ public final class Models {
             CheckpointWeights w = new CheckpointWeights(ckpt, dir.toString(), manager, dtype, basePrefix(config),
                     (float) config.number("initializer_range", 0.02)).optHeads(heads);
             TransformerModel model = build(config, t, w, manager, dtype);
+            if (task != null && task != taskOf(config)) {
+                // the head differs from the checkpoint's (a bare encoder loaded for classification): a checkpoint
+                // saved from this model must name its class, as transformers' save_pretrained does
+                config.json().putArray("architectures").add(model.architecture());
+            }
             if (!w.fromHeads().isEmpty()) {
                 LOG.info("{}: {} head tensors of {} taken from {}", dir, w.fromHeads().size(), model.architecture(),
                         heads.describe(w.fromHeads().get(0)).replaceAll(" tensor .*", ""));

@@ -20,7 +20,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Loads a base model with the head an adapter names, as HF PEFT's {@code AutoPeftModelFor*} classes do: the
@@ -54,9 +53,6 @@ public final class AutoPeftModel {
     private static final List<String> ADAPTER_PREFIXES = List.of("base_model.model.", "base_model.");
     /** The classification head weight whose rows are the labels. */
     private static final String CLASSIFIER = "classifier.weight";
-    private static final Map<TaskType, String> BERT_ARCHITECTURES = Map.of(TaskType.SEQ_CLS,
-            "BertForSequenceClassification", TaskType.TOKEN_CLS, "BertForTokenClassification",
-            TaskType.FEATURE_EXTRACTION, "BertModel");
 
     private AutoPeftModel() {}
 
@@ -136,13 +132,13 @@ public final class AutoPeftModel {
     }
 
     /**
-     * A copy of a BERT config for another head: {@code architectures} names it (so a merged checkpoint saved from
-     * the model reloads with it) and a classification head gets the label count of the adapter's classifier.
+     * A copy of a BERT config for another head: a classification head gets the label count of the adapter's
+     * classifier ({@link Models#load(Path, HfConfig, Device, DataType, TaskType, io.github.peft4j.model.HeadSource)}
+     * then sets {@code architectures}, so that a merged checkpoint saved from the model reloads with its head).
      */
     private static HfConfig withHead(HfConfig config, TaskType want, Path modelDir, Path configFile,
             SafeTensorsFile adapter) {
         ObjectNode json = config.json().deepCopy();
-        json.putArray("architectures").add(BERT_ARCHITECTURES.get(want));
         if (want == TaskType.SEQ_CLS || want == TaskType.TOKEN_CLS) {
             long[] saved = adapterShape(adapter, CLASSIFIER);
             long[] own = checkpointShape(modelDir, CLASSIFIER);
