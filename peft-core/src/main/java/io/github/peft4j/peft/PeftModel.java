@@ -114,7 +114,8 @@ public final class PeftModel {
         TaskType configTask = config.task();
         if (configTask != null && configTask != model.task()) {
             throw new PeftException(where + ": task_type " + configTask + " does not fit " + model.architecture()
-                    + " (a " + model.task() + " model)");
+                    + " (a " + model.task() + " model); load the base with AutoPeftModel.loadBase(modelDir, adapterDir,"
+                    + " ...) to give it the head the adapter names");
         }
         if (config.taskType() == null) {
             config.taskType(model.task());

@@ -128,6 +128,21 @@ public final class ReverseParity {
                     "{\"peft_type\":\"PREFIX_TUNING\",\"task_type\":\"CAUSAL_LM\",\"num_virtual_tokens\":3,"
                     + "\"prefix_projection\":true,\"encoder_hidden_size\":24}", null, false));
 
+    /**
+     * Methods in peft4j's own format, which no reference library reads (HF PEFT has no BitFit): the harness writes
+     * them too, and {@code ReverseParityTest} checks only peft4j's own round trip (saved, reloaded on the base
+     * directory, merged).
+     */
+    public static final List<Case> OWN_FORMAT = List.of(
+            new Case("bert_bitfit", "BERT sequence classification", "BitFit + classifier", "hf-peft/bert_lora/base", 0,
+                    "{\"peft_type\":\"BITFIT\",\"task_type\":\"SEQ_CLS\"}", null, true),
+            new Case("bert_encoder_bitfit", "bare BertModel (spam-job layout), 3 labels",
+                    "BitFit + pooler.dense, classifier", "hf-peft-reverse/bert_encoder", 3,
+                    "{\"peft_type\":\"BITFIT\",\"task_type\":\"SEQ_CLS\",\"modules_to_save\":[\"pooler.dense\","
+                    + "\"classifier\"]}", null, true),
+            new Case("gpt2_bitfit", "GPT-2", "BitFit", "hf-peft/gpt2_lora/base", 0,
+                    "{\"peft_type\":\"BITFIT\",\"task_type\":\"CAUSAL_LM\"}", null, true));
+
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private ReverseParity() {}
@@ -142,7 +157,7 @@ public final class ReverseParity {
      * @return the case
      */
     public static Case find(String name) {
-        return CASES.stream().filter(c -> c.name().equals(name)).findFirst()
+        return java.util.stream.Stream.concat(CASES.stream(), OWN_FORMAT.stream()).filter(c -> c.name().equals(name)).findFirst()
                 .orElseThrow(() -> new IllegalArgumentException("no reverse-parity case '" + name + "'"));
     }
 
@@ -295,7 +310,7 @@ public final class ReverseParity {
         }
         Path work = Path.of(args[0]).toAbsolutePath();
         List<String> only = List.of(args).subList(1, args.length);
-        for (Case c : CASES) {
+        for (Case c : java.util.stream.Stream.concat(CASES.stream(), OWN_FORMAT.stream()).toList()) {
             if (!only.isEmpty() && !only.contains(c.name())) {
                 continue;
             }
@@ -309,6 +324,7 @@ public final class ReverseParity {
             n.put("base_relative", c.base());
             n.put("num_labels", c.numLabels());
             n.put("merge", c.merge());
+            n.put("reference", OWN_FORMAT.contains(c) ? "none" : HF);
             ArrayNode ids = n.putArray("input_ids");
             for (long[] row : INPUT_IDS) {
                 ArrayNode a = ids.addArray();
