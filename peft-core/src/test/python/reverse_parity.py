@@ -38,7 +38,12 @@ warnings.filterwarnings("ignore")
 import peft  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from peft import PeftModel  # noqa: E402
+from peft import (  # noqa: E402
+    AutoPeftModelForCausalLM,
+    AutoPeftModelForSequenceClassification,
+    AutoPeftModelForTokenClassification,
+    PeftModel,
+)
 from peft.utils import get_peft_model_state_dict  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from transformers import (  # noqa: E402
@@ -57,6 +62,11 @@ AUTO = {
     "CAUSAL_LM": AutoModelForCausalLM,
     "SEQ_CLS": AutoModelForSequenceClassification,
     "TOKEN_CLS": AutoModelForTokenClassification,
+}
+AUTO_PEFT = {
+    "CAUSAL_LM": AutoPeftModelForCausalLM,
+    "SEQ_CLS": AutoPeftModelForSequenceClassification,
+    "TOKEN_CLS": AutoPeftModelForTokenClassification,
 }
 DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
 
@@ -159,6 +169,15 @@ def check_case(d: Path, write: bool) -> dict:
     d_adapter = diff(logits, case["peft4j_logits"], case["peft4j_logits_shape"])
     d_reloaded = diff(logits, case["peft4j_reloaded_logits"], case["peft4j_reloaded_logits_shape"])
 
+    # what a Python user does with an adapter directory alone: the base comes from base_model_name_or_path
+    kwargs = {"attn_implementation": "eager", "dtype": torch.float32}
+    if labels is not None:
+        kwargs["num_labels"] = labels
+    auto = AUTO_PEFT[task].from_pretrained(adapter, **kwargs).eval()
+    with torch.no_grad():
+        auto_logits = auto(input_ids=ids, attention_mask=mask).logits
+    d_auto = diff(auto_logits, case["peft4j_logits"], case["peft4j_logits_shape"])
+
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         hf_config = json.loads((Path(tmp) / "adapter_config.json").read_text())
@@ -189,6 +208,8 @@ def check_case(d: Path, write: bool) -> dict:
         "adapter_effect": effect,
         "max_diff": d_adapter,
         "max_diff_reloaded": d_reloaded,
+        "max_diff_auto_peft_model": d_auto,
+        "hf_auto_peft_class": type(auto).__name__,
     }
     if case.get("merge"):
         merged = base_model(case, task, labels, d / "merged")
@@ -241,12 +262,12 @@ def main() -> int:
         failed += 0 if ok else 1
         merged = f"{r['max_diff_merged']:.2g}" if "max_diff_merged" in r else ""
         rows.append(f"| {r['name']} | {r['model']} | {r['method']} | {r['hf_peft_class']} on {r['hf_model_class']} "
-                    f"| {r['adapter_effect']:.2g} | {r['max_diff']:.2g} | {r['max_diff_reloaded']:.2g} | {merged} | {'loads' if ok else 'FAIL'} |")
+                    f"| {r['adapter_effect']:.2g} | {r['max_diff']:.2g} | {r['max_diff_auto_peft_model']:.2g} | {r['max_diff_reloaded']:.2g} | {merged} | {'loads' if ok else 'FAIL'} |")
         for p in r["problems"]:
             print(f"FAIL {r['name']}: {p}")
-    print("| case | model | method | loaded by | adapter effect | adapter max\\|diff\\| | reloaded by peft4j | merged (transformers) "
+    print("| case | model | method | loaded by | adapter effect | adapter max\\|diff\\| | AutoPeftModel | reloaded by peft4j | merged (transformers) "
           "| |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"{len(cases) - failed} of {len(cases)} cases load in the reference library and match; {failed} failed")
     return 1 if failed else 0

@@ -111,6 +111,26 @@ public final class Models {
         }
     }
 
+    /**
+     * The directory a model was loaded from, as it was given ({@code <dir>/config.json}'s parent).
+     *
+     * @param model a model
+     * @return the directory, or null for a model built in memory
+     */
+    public static String directoryOf(TransformerModel model) {
+        String source = model.config().source();
+        if (source == null || !source.endsWith("config.json")) {
+            return null;
+        }
+        try {
+            Path file = Path.of(source);
+            return "config.json".equals(String.valueOf(file.getFileName())) && file.getParent() != null
+                    ? file.getParent().toString() : null;
+        } catch (RuntimeException e) {
+            return null;
+        }
+    }
+
     private static void checkDtype(DataType dtype) {
         if (dtype != DataType.FLOAT32 && dtype != DataType.FLOAT16) {
             throw new PeftException("compute dtype must be FLOAT32 or FLOAT16, got " + dtype

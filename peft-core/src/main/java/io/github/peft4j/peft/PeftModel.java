@@ -120,6 +120,9 @@ public final class PeftModel {
         if (config.taskType() == null) {
             config.taskType(model.task());
         }
+        if (config.baseModelNameOrPath() == null) { // as HF PEFT: AutoPeftModelFor* loads the base from it
+            config.baseModelNameOrPath(io.github.peft4j.model.Models.directoryOf(model));
+        }
         config.validate(where);
         PeftMethod method = PeftMethods.get(config.peftType());
         Adapter adapter = method.attach(new AdapterContext(model, state, where), name, config);

@@ -2,9 +2,9 @@ package io.github.peft4j.prompt;
 
 import com.fasterxml.jackson.annotation.JsonIgnore;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
-import java.nio.file.Path;
 import io.github.peft4j.peft.PromptLearningConfig;
 import java.util.Arrays;
 import java.util.List;
@@ -186,24 +186,13 @@ public class PromptTuningConfig extends PromptLearningConfig {
         super.fitTo(model, where);
         if (TEXT.equals(promptTuningInit) && (tokenizerNameOrPath == null || tokenizerNameOrPath.isEmpty())) {
             String dir = baseModelNameOrPath != null && !baseModelNameOrPath.isEmpty() ? baseModelNameOrPath
-                    : modelDirectory(model);
+                    : Models.directoryOf(model);
             if (dir == null && !isSaved()) {
                 throw new PeftException(where + ": prompt_tuning_init " + TEXT + " needs 'tokenizer_name_or_path' (HF PEFT"
                         + " refuses a " + TEXT + " config without it) and the model was not loaded from a directory;"
                         + " set it with tokenizerNameOrPath(...)");
             }
             tokenizerNameOrPath = dir;
-        }
-    }
-
-    /** The directory a model was loaded from ({@code <dir>/config.json}), or null for a model built in memory. */
-    private static String modelDirectory(TransformerModel model) {
-        try {
-            Path file = Path.of(model.config().source());
-            return "config.json".equals(String.valueOf(file.getFileName())) && file.getParent() != null
-                    ? file.getParent().toString() : null;
-        } catch (RuntimeException e) {
-            return null;
         }
     }
 

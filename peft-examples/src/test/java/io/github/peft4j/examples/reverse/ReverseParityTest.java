@@ -93,6 +93,9 @@ class ReverseParityTest {
         assertTrue(d < 1e-4, name + ": peft4j vs HF PEFT logits " + d);
         assertTrue(r < 1e-4, name + ": reloaded by AutoPeftModel vs HF PEFT logits " + r);
         assertTrue(fx.get("adapter_effect").asDouble() > 0.05, name + ": the adapter must change the output");
+        // HF's AutoPeftModelFor<task> loaded the adapter directory alone (base from base_model_name_or_path)
+        assertTrue(fx.get("max_diff_auto_peft_model").asDouble() < 1e-4, name + ": AutoPeftModel in HF");
+        assertFalse(config.get("base_model_name_or_path").isNull(), name + ": base_model_name_or_path");
         if (c.merge()) {
             assertNotNull(w.mergedLogits(), name);
             double m = w.mergedLogits().maxAbsDiff(logits(fx, "hf_merged_logits"));
