@@ -1,5 +1,6 @@
 package io.github.peft4j.adapters;
 
+import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.peft.ModuleSpec;
 import io.github.peft4j.peft.TargetedConfig;
@@ -13,8 +14,10 @@ import java.util.List;
  * <p>JSON keys as HF PEFT writes them: {@code target_modules}, {@code feedforward_modules},
  * {@code fan_in_fan_out}, {@code init_ia3_weights}, {@code modules_to_save}, {@code exclude_modules}, plus the
  * common keys. When {@code target_modules} is absent the HF defaults for the model type are used (and
- * written back into this config, as HF PEFT does).
+ * written back into this config, as HF PEFT does). HF's IA3 has no {@code layers_to_transform} or
+ * {@code layers_pattern}: they are neither written nor read (HF PEFT warns about unknown keys and would ignore them).
  */
+@JsonIgnoreProperties(value = {"layers_to_transform", "layers_pattern"}, ignoreUnknown = true)
 public class IA3Config extends TargetedConfig {
     /** The {@code peft_type} value. */
     public static final String PEFT_TYPE = "IA3";
@@ -111,6 +114,10 @@ public class IA3Config extends TargetedConfig {
     /** HF's rule: with both given as lists, {@code feedforward_modules} must be a subset of {@code target_modules}. */
     @Override
     public void validate(String where) {
+        if (layersToTransform != null || layersPattern != null) {
+            throw new PeftException(where + ": IA3 has no layers_to_transform / layers_pattern in HF PEFT (an adapter"
+                    + " saved with them would load differently there); select layers with target_modules instead");
+        }
         if (targetModules != null && feedforwardModules != null && !targetModules.isRegex()
                 && !feedforwardModules.isRegex()
                 && !targetModules.nameList().containsAll(feedforwardModules.nameList())) {

@@ -31,6 +31,8 @@ public final class CheckpointWeights implements WeightSource {
     private final RandomWeights fallback;
     private final Set<String> used = new HashSet<>();
     private final List<String> initialised = new ArrayList<>();
+    private final List<String> fromHeads = new ArrayList<>();
+    private HeadSource heads;
 
     /**
      * @param checkpoint the open checkpoint
@@ -48,6 +50,17 @@ public final class CheckpointWeights implements WeightSource {
         this.dtype = dtype;
         this.basePrefix = basePrefix;
         this.fallback = new RandomWeights(manager, dtype, initStd);
+    }
+
+    /**
+     * Takes head tensors the checkpoint lacks from another source before initialising them.
+     *
+     * @param source the source (an adapter's saved head), or null
+     * @return this
+     */
+    public CheckpointWeights optHeads(HeadSource source) {
+        this.heads = source;
+        return this;
     }
 
     private String locate(String name) {
@@ -87,10 +100,24 @@ public final class CheckpointWeights implements WeightSource {
     public NDArray head(String name, Shape shape, Init init) {
         String key = locate(name);
         if (key == null) {
+            long[] found = heads == null ? null : heads.shape(name);
+            if (found != null) {
+                if (!Arrays.equals(found, shape.getShape())) {
+                    throw new PeftException(heads.describe(name) + " has shape " + Arrays.toString(found) + ", the model "
+                            + where + " needs " + shape + " for '" + name + "'");
+                }
+                fromHeads.add(name);
+                return heads.load(name, manager, dtype);
+            }
             initialised.add(name);
             return fallback.get(name, shape, init);
         }
         return load(key, shape);
+    }
+
+    /** @return the head tensors taken from the {@link #optHeads head source}, in model order */
+    public List<String> fromHeads() {
+        return List.copyOf(fromHeads);
     }
 
     /**

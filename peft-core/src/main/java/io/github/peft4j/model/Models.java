@@ -47,14 +47,39 @@ public final class Models {
      * @return the model; close it to free its weights
      */
     public static TransformerModel load(Path dir, Device device, DataType dtype, TaskType task) {
+        return load(dir, HfConfig.read(dir), device, dtype, task, null);
+    }
+
+    /**
+     * Loads a model directory with a given config (e.g. {@code config.json} with another label count) and head.
+     *
+     * @param dir the directory holding the weights (config.json there is not read)
+     * @param config the config to build the model from; its {@code architectures} is set to the built class when
+     *     that differs, so that a checkpoint saved from the model names its head
+     * @param device where the weights go
+     * @param dtype FLOAT32 or FLOAT16
+     * @param task the head to build, or null to take it from the config's {@code architectures}
+     * @param heads where head tensors the checkpoint lacks come from before they are initialised, or null
+     * @return the model; close it to free its weights
+     */
+    public static TransformerModel load(Path dir, HfConfig config, Device device, DataType dtype, TaskType task,
+            HeadSource heads) {
         checkDtype(dtype);
-        HfConfig config = HfConfig.read(dir);
         TaskType t = task != null ? task : taskOf(config);
         NDManager manager = NDManager.newBaseManager(device);
         try (Checkpoint ckpt = Checkpoint.open(dir)) {
             CheckpointWeights w = new CheckpointWeights(ckpt, dir.toString(), manager, dtype, basePrefix(config),
-                    (float) config.number("initializer_range", 0.02));
+                    (float) config.number("initializer_range", 0.02)).optHeads(heads);
             TransformerModel model = build(config, t, w, manager, dtype);
+            if (task != null && task != taskOf(config)) {
+                // the head differs from the checkpoint's (a bare encoder loaded for classification): a checkpoint
+                // saved from this model must name its class, as transformers' save_pretrained does
+                config.json().putArray("architectures").add(model.architecture());
+            }
+            if (!w.fromHeads().isEmpty()) {
+                LOG.info("{}: {} head tensors of {} taken from {}", dir, w.fromHeads().size(), model.architecture(),
+                        heads.describe(w.fromHeads().get(0)).replaceAll(" tensor .*", ""));
+            }
             w.warnInitialised(model.architecture());
             w.checkAllUsed(IGNORED);
             LOG.info("loaded {} from {}: {} parameters", model.architecture(), dir, model.numParameters());
@@ -83,6 +108,26 @@ public final class Models {
         } catch (RuntimeException e) {
             manager.close();
             throw e;
+        }
+    }
+
+    /**
+     * The directory a model was loaded from, as it was given ({@code <dir>/config.json}'s parent).
+     *
+     * @param model a model
+     * @return the directory, or null for a model built in memory
+     */
+    public static String directoryOf(TransformerModel model) {
+        String source = model.config().source();
+        if (source == null || !source.endsWith("config.json")) {
+            return null;
+        }
+        try {
+            Path file = Path.of(source);
+            return "config.json".equals(String.valueOf(file.getFileName())) && file.getParent() != null
+                    ? file.getParent().toString() : null;
+        } catch (RuntimeException e) {
+            return null;
         }
     }
 

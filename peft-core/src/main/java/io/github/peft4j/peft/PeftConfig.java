@@ -70,8 +70,13 @@ public abstract class PeftConfig {
         return this;
     }
 
+    /** @return {@code base_model_name_or_path}: where the base model came from, or null */
+    public String baseModelNameOrPath() {
+        return baseModelNameOrPath;
+    }
+
     /**
-     * @param path where the base model came from
+     * @param path where the base model came from (HF's {@code AutoPeftModelFor*} loads the base from it)
      * @return this
      */
     public PeftConfig baseModelNameOrPath(String path) {

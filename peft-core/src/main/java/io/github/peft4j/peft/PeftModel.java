@@ -114,11 +114,15 @@ public final class PeftModel {
         TaskType configTask = config.task();
         if (configTask != null && configTask != model.task()) {
             throw new PeftException(where + ": task_type " + configTask + " does not fit " + model.architecture()
-                    + " (a " + model.task() + " model)");
+                    + " (a " + model.task() + " model); load the base with AutoPeftModel.loadBase(modelDir, adapterDir,"
+                    + " ...) to give it the head the adapter names");
         }
         config = PeftMethods.copy(config); // configs are values: defaults resolve into this copy, never the caller's
         if (config.taskType() == null) {
             config.taskType(model.task());
+        }
+        if (config.baseModelNameOrPath() == null) { // as HF PEFT: AutoPeftModelFor* loads the base from it
+            config.baseModelNameOrPath(io.github.peft4j.model.Models.directoryOf(model));
         }
         config.validate(where);
         PeftMethod method = PeftMethods.get(config.peftType());

@@ -85,4 +85,79 @@ class PretokenizedDataTest {
                 () -> new PretokenizedData(0, 0, BadLinePolicy.SKIP).read(broken));
         assertTrue(eb.getMessage().startsWith(broken + ":2: not valid JSON"), eb.getMessage());
     }
+
+    @Test
+    void sequenceClassificationRecordsTakeOneClass(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("seq.jsonl");
+        Files.writeString(f, String.join("\n",
+                "{\"input_ids\": [5, 6, 7], \"label\": 2}",
+                "{\"input_ids\": [5, 6, 7, 0], \"attention_mask\": [1, 1, 1, 0], \"labels\": 0}",
+                "{\"input_ids\": [1, 2, 3, 4, 5, 6], \"label\": 1}",
+                "{\"input_ids\": [1, 2]}",
+                "{\"input_ids\": [1, 2], \"label\": 3}",
+                "{\"input_ids\": [1, 2], \"labels\": [1, 1]}",
+                "{\"input_ids\": [1, 2], \"label\": 1.5}",
+                "{\"input_ids\": [1, 2], \"label\": -1}"));
+        PretokenizedData reader = new PretokenizedData(128, 5, BadLinePolicy.SKIP, io.github.peft4j.model.TaskType.SEQ_CLS, 3);
+        Examples ex = reader.read(f);
+        assertEquals(3, ex.size());
+        assertEquals(new Example(new int[] {5, 6, 7}, null, null, 2), ex.get(0));
+        assertEquals(new Example(new int[] {5, 6, 7, 0}, new int[] {1, 1, 1, 0}, null, 0), ex.get(1));
+        assertEquals(new Example(new int[] {1, 2, 3, 4, 5}, null, null, 1), ex.get(2));
+        List<String> s = ex.report().skipped();
+        assertEquals(List.of(
+                f + ":4: missing field \"label\" (seq-cls takes one class per record: \"label\": int in 0..2)",
+                f + ":5: \"label\" = 3 is out of range (the classifier has 3 labels: expected 0..2)",
+                f + ":6: \"labels\" is a list, but seq-cls takes one class per record: \"label\": int in 0..2",
+                f + ":7: field \"label\" must be an integer class, found 1.5",
+                f + ":8: \"label\" = -1 is out of range (the classifier has 3 labels: expected 0..2)"), s);
+        PeftException stop = assertThrows(PeftException.class, () -> new PretokenizedData(128, 0, BadLinePolicy.STOP,
+                io.github.peft4j.model.TaskType.SEQ_CLS, 3).read(f));
+        assertEquals(s.get(0), stop.getMessage());
+    }
+
+    @Test
+    void tokenClassificationRecordsTakeOneClassPerToken(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("tok.jsonl");
+        Files.writeString(f, String.join("\n",
+                "{\"input_ids\": [5, 6, 7], \"labels\": [-100, 4, 0]}",
+                "{\"input_ids\": [1, 2, 3, 4, 5, 6], \"labels\": [1, 2, 3, 4, 0, 1]}",
+                "{\"input_ids\": [1, 2]}",
+                "{\"input_ids\": [1, 2], \"labels\": [1]}",
+                "{\"input_ids\": [1, 2], \"labels\": [1, 5]}",
+                "{\"input_ids\": [1, 2], \"label\": 1}"));
+        Examples ex = new PretokenizedData(128, 5, BadLinePolicy.SKIP, io.github.peft4j.model.TaskType.TOKEN_CLS, 5)
+                .read(f);
+        assertEquals(2, ex.size());
+        assertEquals(Example.labelled(new int[] {5, 6, 7}, new int[] {-100, 4, 0}), ex.get(0));
+        assertArrayEquals(new int[] {1, 2, 3, 4, 0}, ex.get(1).labels()); // cut with the ids
+        assertEquals(List.of(
+                f + ":3: missing field \"labels\" (token-cls takes \"labels\": [class or -100 per token])",
+                f + ":4: \"labels\" has 1 entries, \"input_ids\" 2 (token-cls takes one class or -100 per token)",
+                f + ":5: \"labels\"[1] = 5 is out of range (expected 0..4 or -100)",
+                f + ":6: \"label\" is one class per record (seq-cls); token-cls takes \"labels\": [class or -100 per"
+                        + " token]"), ex.report().skipped());
+    }
+
+    @Test
+    void causalLmRecordsRejectAClassAndHeadlessModelsAreRefused(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("lm.jsonl");
+        Files.writeString(f, "{\"input_ids\": [1, 2], \"label\": 1}\n");
+        PeftException e = assertThrows(PeftException.class, () -> new PretokenizedData(128, 0, BadLinePolicy.STOP).read(f));
+        assertTrue(e.getMessage().startsWith(f + ":1: \"label\" is a class for seq-cls"), e.getMessage());
+        try (io.github.peft4j.model.TransformerModel encoder = io.github.peft4j.model.Models.load(
+                io.github.peft4j.testing.Fixtures.root().resolveSibling("hf-peft-reverse").resolve("bert_encoder"))) {
+            PeftException h = assertThrows(PeftException.class,
+                    () -> PretokenizedData.forModel(encoder, 0, BadLinePolicy.STOP));
+            assertTrue(h.getMessage().contains("BertModel has no head"), h.getMessage());
+        }
+        try (io.github.peft4j.model.TransformerModel tok = io.github.peft4j.model.Models.load(
+                io.github.peft4j.testing.Fixtures.dir("bert_tokcls_lora").resolve("base"))) {
+            Path t = dir.resolve("t.jsonl");
+            Files.writeString(t, "{\"input_ids\": [1, 2], \"labels\": [4, 5]}\n");
+            PeftException r = assertThrows(PeftException.class, () -> PretokenizedData.forModel(tok, 0,
+                    BadLinePolicy.STOP).read(t));
+            assertEquals(t + ":1: \"labels\"[1] = 5 is out of range (expected 0..4 or -100)", r.getMessage());
+        }
+    }
 }

@@ -81,6 +81,19 @@ record AdapterSpec(String name, Path dir) {
     }
 
     /**
+     * Loads a base model for these adapters: the head the first adapter's {@code task_type} names, its weights
+     * from the adapter where the checkpoint has none ({@link io.github.peft4j.peft.AutoPeftModel#loadBase}).
+     *
+     * @param model the model directory
+     * @param specs the adapters (may be empty)
+     * @return the base model, fp32 on the CPU
+     */
+    static TransformerModel loadBase(Path model, List<AdapterSpec> specs) {
+        return io.github.peft4j.peft.AutoPeftModel.loadBase(model, specs == null || specs.isEmpty() ? null : specs.get(0).dir(),
+                ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32);
+    }
+
+    /**
      * Wraps a model and loads the adapters for inference (frozen), all active together, with the public API
      * ({@link PeftModel#loadAdapter}, {@link PeftModel#setActive}).
      *

@@ -1,7 +1,5 @@
 package io.github.peft4j.examples;
 
-import ai.djl.Device;
-import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -10,7 +8,6 @@ import io.github.peft4j.generate.GenerationConfig;
 import io.github.peft4j.generate.GenerationResult;
 import io.github.peft4j.generate.Generator;
 import io.github.peft4j.io.AtomicFiles;
-import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.PrintStream;
@@ -139,7 +136,7 @@ final class GenerateCommand implements Callable<Integer> {
             fromText(config);
             return 0;
         }
-        try (TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
+        try (TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
             InputFile in = InputFile.read(input, m.vocabSize());
             PeftModel peft = AdapterSpec.open(m, adapters);
             GenerationResult r = Generator.of(peft).generate(in.inputIds, in.attentionMask, config);
@@ -151,7 +148,7 @@ final class GenerateCommand implements Callable<Integer> {
     /** Tokenizes the prompt, generates, prints the decoded new text (special tokens skipped). */
     private void fromText(GenerationConfig config) {
         try (Tokenizer tok = Tokenizer.load(model);
-                TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
+                TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
             int[] ids = tok.encode(prompt, true);
             if (ids.length == 0) {
                 throw new CliException("generate: --prompt gives no tokens");

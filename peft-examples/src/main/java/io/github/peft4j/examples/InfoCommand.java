@@ -1,7 +1,5 @@
 package io.github.peft4j.examples;
 
-import ai.djl.Device;
-import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.model.HfConfig;
 import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
@@ -61,7 +59,7 @@ final class InfoCommand implements Callable<Integer> {
         AdapterSpec.names("info", adapters);
         PrintStream out = root.out;
         HfConfig config = HfConfig.read(model);
-        try (TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
+        try (TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
             long baseParams = m.numParameters();
             PeftModel peft = AdapterSpec.open(m, adapters);
             out.println("architecture:   " + m.architecture() + " (model_type " + config.modelType() + ")");

@@ -1,6 +1,5 @@
 package io.github.peft4j.examples;
 
-import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -10,7 +9,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.ModelInput;
-import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.IOException;
@@ -87,7 +85,7 @@ final class LogitsCommand implements Callable<Integer> {
         if (merge && rowAdapters != null) {
             throw new CliException("logits: --row-adapters needs the adapters unmerged; drop --merge");
         }
-        try (TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null);
+        try (TransformerModel m = AdapterSpec.loadBase(model, adapters);
                 NDManager nd = NDManager.newBaseManager()) {
             InputFile in = InputFile.read(input, m.vocabSize());
             if (rowAdapters != null && rowAdapters.size() != in.inputIds.length) {

@@ -1,9 +1,6 @@
 package io.github.peft4j.examples;
 
-import ai.djl.Device;
-import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.IOException;
@@ -92,7 +89,7 @@ final class MergeCommand implements Callable<Integer> {
             throw new CliException("merge: --output must differ from --model");
         }
         Path tmp = null;
-        try (TransformerModel m = Models.load(model, Device.cpu(), DataType.FLOAT32, null)) {
+        try (TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
             PeftModel peft = AdapterSpec.open(m, adapters);
             String type = adapters.stream().map(a -> peft.adapter(a.name()).config().peftType()).distinct()
                     .collect(Collectors.joining("+"));

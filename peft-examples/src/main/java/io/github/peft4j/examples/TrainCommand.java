@@ -275,8 +275,8 @@ final class TrainCommand implements Callable<Integer> {
                 fp16 ? DataType.FLOAT16 : DataType.FLOAT32, taskType)) {
             Tokenizer tok = format.equals("pretokenized") ? null : Tokenizer.load(tokenizer == null ? model : tokenizer);
             try {
-                Examples train = read(data, tok, null, m.vocabSize(), policy);
-                Examples eval = evalData == null ? null : read(evalData, tok, train.labelMap(), m.vocabSize(), policy);
+                Examples train = read(data, tok, null, m, policy);
+                Examples eval = evalData == null ? null : read(evalData, tok, train.labelMap(), m, policy);
                 out.println("data: " + train.report());
                 if (eval != null) {
                     out.println("eval data: " + eval.report());
@@ -336,10 +336,10 @@ final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    private Examples read(Path file, Tokenizer tok, LabelMap labels, int vocab, BadLinePolicy policy) {
+    private Examples read(Path file, Tokenizer tok, LabelMap labels, TransformerModel model, BadLinePolicy policy) {
         switch (format) {
-            case "pretokenized":
-                return new PretokenizedData(vocab, maxLength, policy).read(file);
+            case "pretokenized": // causal-LM records, or a class per record / per token for the model's head
+                return PretokenizedData.forModel(model, maxLength, policy).read(file);
             case "alpaca":
             case "chat":
                 return InstructionData.builder(tok).maxLength(maxLength).pack(pack).policy(policy).build().read(file);

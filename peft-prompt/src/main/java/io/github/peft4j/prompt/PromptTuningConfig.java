@@ -2,7 +2,9 @@ package io.github.peft4j.prompt;
 
 import com.fasterxml.jackson.annotation.JsonIgnore;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TaskType;
+import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PromptLearningConfig;
 import java.util.Arrays;
 import java.util.List;
@@ -16,6 +18,12 @@ import java.util.List;
  * as HF PEFT does. peft4j does not tokenise here: give the ids of {@code prompt_tuning_init_text} with
  * {@link #initTokenIds(long...)} (they are not written to {@code adapter_config.json}; the text is, for HF).
  * HF's {@code SAMPLE_VOCAB} is not supported.
+ *
+ * <p>HF PEFT refuses a {@code TEXT} config without {@code tokenizer_name_or_path} or {@code prompt_tuning_init_text}
+ * (its {@code __post_init__}, even when it only loads the saved embeddings), so peft4j requires the text for a new
+ * {@code TEXT} adapter and, when no tokenizer is named, records {@code base_model_name_or_path} or else the directory
+ * the base model was loaded from (the tokenizer of a Hugging Face model directory lives beside its weights). A
+ * {@code TEXT} adapter on a model built in memory (no directory) needs {@link #tokenizerNameOrPath(String)}.
  *
  * <pre>{@code
  * new PromptTuningConfig().numVirtualTokens(8).promptTuningInit("TEXT")
@@ -164,6 +172,32 @@ public class PromptTuningConfig extends PromptLearningConfig {
         }
         if (initTokenIds != null && initTokenIds.length == 0) {
             throw new PeftException(where + ": 'init_token_ids' is empty; give at least one token id for " + TEXT + " init");
+        }
+        if (TEXT.equals(promptTuningInit) && promptTuningInitText == null && !isSaved()) {
+            throw new PeftException(where + ": prompt_tuning_init " + TEXT + " needs 'prompt_tuning_init_text' (HF PEFT"
+                    + " refuses a " + TEXT + " config without it); set it with promptTuningInitText(...)");
+        }
+    }
+
+    /**
+     * Fills the shape fields as {@link PromptLearningConfig#fitTo} does and, for {@code TEXT} init without a
+     * tokenizer, records where the tokenizer is: {@code base_model_name_or_path}, else the model's directory.
+     *
+     * @param model the base model
+     * @param where the config's source, for messages
+     */
+    @Override
+    public void fitTo(TransformerModel model, String where) {
+        super.fitTo(model, where);
+        if (TEXT.equals(promptTuningInit) && (tokenizerNameOrPath == null || tokenizerNameOrPath.isEmpty())) {
+            String dir = baseModelNameOrPath != null && !baseModelNameOrPath.isEmpty() ? baseModelNameOrPath
+                    : Models.directoryOf(model);
+            if (dir == null && !isSaved()) {
+                throw new PeftException(where + ": prompt_tuning_init " + TEXT + " needs 'tokenizer_name_or_path' (HF PEFT"
+                        + " refuses a " + TEXT + " config without it) and the model was not loaded from a directory;"
+                        + " set it with tokenizerNameOrPath(...)");
+            }
+            tokenizerNameOrPath = dir;
         }
     }
 
