@@ -81,6 +81,21 @@ record AdapterSpec(String name, Path dir) {
     }
 
     /**
+     * Checks that there is one row adapter per input row.
+     *
+     * @param command the command, for messages
+     * @param rows the {@code --row-adapters} names, or null
+     * @param in the input file's contents
+     * @param file the input file, for messages
+     */
+    static void checkRowCount(String command, List<String> rows, InputFile in, Path file) {
+        if (rows != null && rows.size() != in.inputIds.length) {
+            throw new CliException(command + ": --row-adapters gives " + rows.size() + " names, " + file + " has "
+                    + in.inputIds.length + " rows");
+        }
+    }
+
+    /**
      * Loads a base model for these adapters: the head the first adapter's {@code task_type} names, its weights
      * from the adapter where the checkpoint has none ({@link io.github.peft4j.peft.AutoPeftModel#loadBase}).
      *

@@ -8,6 +8,7 @@ import io.github.peft4j.generate.GenerationConfig;
 import io.github.peft4j.generate.GenerationResult;
 import io.github.peft4j.generate.Generator;
 import io.github.peft4j.io.AtomicFiles;
+import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.PrintStream;
@@ -76,6 +77,11 @@ final class GenerateCommand implements Callable<Integer> {
             description = "Adapter directory to load under NAME (default: default). Repeatable; all are active together.")
     List<AdapterSpec> adapters = new ArrayList<>();
 
+    @Option(names = "--row-adapters", split = ",", paramLabel = "NAME",
+            description = "With --input: one adapter name per row (a loaded --adapter NAME, or " + CallContext.BASE
+                    + " for the base model), as HF PEFT's adapter_names=; every row decodes with its own adapter.")
+    List<String> rowAdapters;
+
     @Option(names = "--prompt", paramLabel = "TEXT", description = "A text prompt (give this or --input).")
     String prompt;
 
@@ -131,15 +137,21 @@ final class GenerateCommand implements Callable<Integer> {
             throw new CliException("generate: give exactly one of --prompt TEXT and --input FILE");
         }
         AdapterSpec.names("generate", adapters);
+        AdapterSpec.checkRows("generate", rowAdapters, adapters);
         GenerationConfig config = config();
         if (prompt != null) {
+            if (rowAdapters != null) {
+                throw new CliException("generate: --row-adapters needs --input (one name per input row)");
+            }
             fromText(config);
             return 0;
         }
         try (TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
             InputFile in = InputFile.read(input, m.vocabSize());
+            AdapterSpec.checkRowCount("generate", rowAdapters, in, input);
             PeftModel peft = AdapterSpec.open(m, adapters);
-            GenerationResult r = Generator.of(peft).generate(in.inputIds, in.attentionMask, config);
+            GenerationResult r = Generator.of(peft).generate(in.inputIds, in.attentionMask, config,
+                    rowAdapters == null ? CallContext.NONE : CallContext.rowAdapters(rowAdapters));
             write(r, root.out);
         }
         return 0;

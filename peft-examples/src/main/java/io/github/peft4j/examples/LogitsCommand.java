@@ -88,10 +88,7 @@ final class LogitsCommand implements Callable<Integer> {
         try (TransformerModel m = AdapterSpec.loadBase(model, adapters);
                 NDManager nd = NDManager.newBaseManager()) {
             InputFile in = InputFile.read(input, m.vocabSize());
-            if (rowAdapters != null && rowAdapters.size() != in.inputIds.length) {
-                throw new CliException("logits: --row-adapters gives " + rowAdapters.size() + " names, " + input + " has "
-                        + in.inputIds.length + " rows");
-            }
+            AdapterSpec.checkRowCount("logits", rowAdapters, in, input);
             PeftModel peft = AdapterSpec.open(m, adapters);
             if (merge) {
                 peft = PeftModel.wrap(peft.mergeAndUnload());
