@@ -1,7 +1,6 @@
 package io.github.peft4j.adapters;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.Adapter;
@@ -49,29 +48,13 @@ public final class BitFitAdapter implements Adapter, Mergeable {
                 .forEach(p -> p.set(copyOf(p.array(), DataType.FLOAT32)));
     }
 
-    /** {@link #copyOf(NDArray)} in another dtype. */
-    private static NDArray copyOf(NDArray a, DataType dtype) {
-        NDArray c = copyOf(a);
-        if (c.getDataType() == dtype) {
-            return c;
-        }
-        NDArray t = c.toType(dtype, false);
-        NDScope.unregister(t);
-        t.attach(a.getManager());
-        c.close();
-        return t;
+    /** A snapshot outside the autograd graph and any scope, in the array's manager. */
+    private static NDArray copyOf(NDArray a) {
+        return copyOf(a, a.getDataType());
     }
 
-    /** A libtorch-owned copy outside the autograd graph, in the array's manager and outside any scope. */
-    private static NDArray copyOf(NDArray a) {
-        NDArray detached = a.stopGradient();
-        NDArray c = detached.duplicate();
-        if (detached != a) {
-            detached.close();
-        }
-        NDScope.unregister(c);
-        c.attach(a.getManager());
-        return c;
+    private static NDArray copyOf(NDArray a, DataType dtype) {
+        return io.github.peft4j.nn.Ops.ownedCopy(a, a.getManager(), dtype);
     }
 
     @Override

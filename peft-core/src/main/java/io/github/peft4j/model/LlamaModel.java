@@ -158,9 +158,7 @@ public final class LlamaModel extends TransformerModel {
                     table[p * half + i] = (float) p * invFreq[i];
                 }
             }
-            NDArray created = manager().create(table, new Shape(n, half));
-            NDArray owned = created.duplicate(); // libtorch-owned copy, independent of the Java array
-            created.close();
+            NDArray owned = Ops.owned(manager(), table, new Shape(n, half)); // independent of the Java array
             ai.djl.ndarray.NDScope.unregister(owned); // lives with the model, not with the caller's step scope
             if (ropeTable != null) {
                 ropeTable.close();

@@ -173,4 +173,28 @@ public final class Ops {
             return view.duplicate();
         }
     }
+
+    /**
+     * An independent copy of an array for a long-lived owner: outside the autograd graph, converted to a dtype,
+     * on the target manager's device, attached to that manager and taken out of any open {@link NDScope} (so a
+     * step's scope does not free it). The one way peft4j makes owned copies: adapter weights loaded from files,
+     * snapshots of base values, modules_to_save copies.
+     *
+     * @param a the source (left untouched)
+     * @param target the manager that owns the copy
+     * @param dtype the copy's dtype
+     * @return the copy
+     */
+    public static NDArray ownedCopy(NDArray a, NDManager target, DataType dtype) {
+        NDArray copy;
+        try (NDScope scope = new NDScope()) {
+            NDArray detached = a.stopGradient();
+            NDArray typed = detached.getDataType() == dtype ? detached.duplicate() : detached.toType(dtype, true);
+            copy = typed.getDevice().equals(target.getDevice()) ? typed : typed.toDevice(target.getDevice(), true);
+            scope.suppressNotUsedWarning();
+            NDScope.unregister(copy);
+        }
+        copy.attach(target);
+        return copy;
+    }
 }

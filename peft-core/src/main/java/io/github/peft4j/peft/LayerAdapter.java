@@ -188,9 +188,7 @@ public class LayerAdapter implements Adapter, Mergeable, RowRouted {
                         + ", the model needs " + p.shape());
             }
             // a fresh libtorch copy in the parameter's dtype, device and manager
-            NDArray owned = t.toType(p.array().getDataType(), true).toDevice(p.array().getDevice(), false);
-            owned.attach(p.array().getManager());
-            p.set(owned);
+            p.set(io.github.peft4j.nn.Ops.ownedCopy(t, p.array().getManager(), p.array().getDataType()));
         }
     }
 

@@ -76,9 +76,7 @@ public final class ModulesToSaveLayer extends AdapterLayer {
     /** A copy in the original's manager; fp16 becomes an fp32 trainable leaf (cast in forward). */
     private static NDArray dup(Param p) {
         NDArray a = p.array();
-        NDArray d = a.getDataType() == DataType.FLOAT16 ? a.toType(DataType.FLOAT32, false) : a.duplicate();
-        d.attach(p.array().getManager());
-        return d;
+        return io.github.peft4j.nn.Ops.ownedCopy(a, a.getManager(), a.getDataType() == DataType.FLOAT16 ? DataType.FLOAT32 : a.getDataType());
     }
 
     @Override

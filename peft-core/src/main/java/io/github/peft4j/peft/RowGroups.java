@@ -133,8 +133,6 @@ public final class RowGroups {
 
     /** A libtorch-owned int64 array: autograd may keep index tensors until backward, after Java buffers are gone. */
     private NDArray owned(long[] values) {
-        try (NDArray created = manager.create(values)) {
-            return created.duplicate();
-        }
+        return io.github.peft4j.nn.Ops.owned(manager, values, new Shape(values.length));
     }
 }

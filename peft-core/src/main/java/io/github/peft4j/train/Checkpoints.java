@@ -170,7 +170,8 @@ final class Checkpoints {
                     throw new PeftException(file + ": tensor '" + key + "' has shape " + v.getShape() + ", the parameter "
                             + w.getShape());
                 }
-                w.subi(w).addi(v.toType(w.getDataType(), false)); // outside any gradient path (a value copy)
+                v.toType(w.getDataType(), false).copyTo(w); // a value copy outside any gradient path (copyTo, never
+                // w - w + v, which is NaN where w holds inf)
             }
             optimizer.loadState(optState);
         }

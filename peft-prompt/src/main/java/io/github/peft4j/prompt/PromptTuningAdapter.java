@@ -61,7 +61,7 @@ public final class PromptTuningAdapter extends PromptEmbeddingAdapter {
         }
         NDArray w;
         try (NDScope scope = new NDScope()) {
-            NDArray idArray = model.manager().create(fitted, new Shape(1, fitted.length)).duplicate();
+            NDArray idArray = io.github.peft4j.nn.Ops.owned(model.manager(), fitted, new Shape(1, fitted.length));
             // [1, n, hidden] through the model's current word-embedding slot, as HF's word_embeddings(ids)
             w = model.embed(idArray).reshape(shape).toType(DataType.FLOAT32, true);
             w.attach(model.manager());
