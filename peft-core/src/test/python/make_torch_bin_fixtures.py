@@ -258,8 +258,11 @@ def write_hostile(out):
 
     # -- globals that would run code, in real torch.save files (the payload follows a good tensor)
     case("posix_system.bin")(lambda p: torch_saved(p, {"w": ok, "evil": System()}))
-    case("builtins_eval.bin")(lambda p: torch_saved(p, {"w": ok, "evil": Eval()}))
-    case("subprocess_popen.bin")(lambda p: torch_saved(p, {"w": ok, "evil": Popen()}))
+    case("builtins_eval.bin")(lambda p: torch_saved(p, {"w": ok, "evil": Eval()}, pickle_protocol=3))
+    case("builtin_eval_protocol2.bin")(lambda p: torch_saved(p, {"w": ok, "evil": Eval()}))  # '__builtin__ eval'
+    # protocol 3: protocol 2 would write subprocess.Popen as 'commands Popen' (Python 2 names)
+    case("subprocess_popen.bin")(lambda p: torch_saved(p, {"w": ok, "evil": Popen()}, pickle_protocol=3))
+    case("commands_popen.bin")(lambda p: torch_saved(p, {"w": ok, "evil": Popen()}))
     case("stack_global_posix_system.bin")(lambda p: torch_saved(p, {"w": ok, "evil": System()}, pickle_protocol=4))
     case("nested_deep_posix_system.bin")(lambda p: torch_saved(p, {"w": ok, "meta": [({"a": [System()]},)]}))
     case("os_system_global.bin")(lambda p: zipped(p, PROTO + glob("os", "system") + tup([u(f"touch {MARKER}")])
