@@ -58,7 +58,7 @@ import java.util.zip.ZipFile;
  */
 public final class TorchBinFile implements AutoCloseable {
     /** The largest data.pkl accepted, in bytes (a state dict of 100,000 tensors takes about 20 MB). */
-    public static final long MAX_PICKLE_BYTES = 256L * 1024 * 1024;
+    public static final long MAX_PICKLE_BYTES = 64L * 1024 * 1024;
 
     /** Bytes read from a record at a time when loading; bounds the Java buffers a load uses. */
     static final long DEFAULT_CHUNK_BYTES = 64L << 20;

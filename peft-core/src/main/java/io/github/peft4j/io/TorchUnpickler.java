@@ -40,10 +40,11 @@ final class TorchUnpickler {
      * @param maxStack the most items on the stack, marks included
      * @param maxMemo the most memo entries
      * @param maxStringBytes the longest string, in UTF-8 bytes
+     * @param maxItems the most items put into tuples, lists and dicts altogether (a dict entry counts once)
      */
-    record Limits(int maxStack, int maxMemo, int maxStringBytes) {
-        /** Generous for any real state dict (millions of tensors), small enough to bound memory. */
-        static final Limits DEFAULT = new Limits(1 << 22, 1 << 24, 1 << 20);
+    record Limits(int maxStack, int maxMemo, int maxStringBytes, long maxItems) {
+        /** Ample for state dicts of several hundred thousand tensors, small enough to bound memory. */
+        static final Limits DEFAULT = new Limits(1 << 20, 1 << 22, 1 << 20, 1L << 23);
     }
 
     /** A torch storage element type: the {@code torch.*Storage} class name and the dtype of its elements. */
@@ -157,6 +158,7 @@ final class TorchUnpickler {
     private final Map<Long, Object> memo = new HashMap<>();
     private final Map<String, StorageRef> storages = new HashMap<>();
     private int opStart;
+    private long items;
 
     private TorchUnpickler(String where, byte[] data, Limits limits) {
         this.where = where;
@@ -223,12 +225,12 @@ final class TorchUnpickler {
                 case 0x85 -> push(tuple(1));
                 case 0x86 -> push(tuple(2));
                 case 0x87 -> push(tuple(3));
-                case 't' -> push(new Tuple(popMark("TUPLE")));
+                case 't' -> push(new Tuple(counted(popMark("TUPLE"))));
                 case '}' -> push(new PickleDict(false));
                 case ']' -> push(new PickleList());
                 case 'l' -> {
                     PickleList list = new PickleList();
-                    list.items.addAll(popMark("LIST"));
+                    list.items.addAll(counted(popMark("LIST")));
                     push(list);
                 }
                 case 'd' -> {
@@ -238,11 +240,11 @@ final class TorchUnpickler {
                 }
                 case 'a' -> {
                     Object v = pop("APPEND");
-                    list("APPEND").items.add(v);
+                    list("APPEND").items.addAll(counted(Arrays.asList(v)));
                 }
                 case 'e' -> {
-                    List<Object> items = popMark("APPENDS");
-                    list("APPENDS").items.addAll(items);
+                    List<Object> appended = counted(popMark("APPENDS"));
+                    list("APPENDS").items.addAll(appended);
                 }
                 case 's' -> {
                     Object v = pop("SETITEM");
@@ -489,7 +491,7 @@ final class TorchUnpickler {
         }
         List<Object> list = new ArrayList<>(n);
         Collections.addAll(list, items);
-        return new Tuple(list);
+        return new Tuple(counted(list));
     }
 
     private PickleList list(String op) {
@@ -518,12 +520,18 @@ final class TorchUnpickler {
             if (k != null && !(k instanceof String) && !(k instanceof Long) && !(k instanceof Boolean)) {
                 throw fail("dict key of type " + typeName(k) + " is not supported (expected str or int)");
             }
-            Object v = pairs.get(i + 1);
-            if (dict.items.size() >= limits.maxMemo()) {
-                throw fail("dict holds more than " + limits.maxMemo() + " items");
-            }
-            dict.items.put(k, v);
+            dict.items.put(k, pairs.get(i + 1));
         }
+        counted(pairs.subList(0, pairs.size() / 2));
+    }
+
+    /** Counts items going into a container against {@link Limits#maxItems()}; returns them. */
+    private List<Object> counted(List<Object> added) {
+        items += added.size();
+        if (items > limits.maxItems()) {
+            throw fail("containers hold more than " + limits.maxItems() + " items in all");
+        }
+        return added;
     }
 
     private void memoPut(long index) {

@@ -146,14 +146,14 @@ class TorchBinHostileTest {
     }
 
     @Test
-    void stackAndMemoAreCapped() {
+    void stackMemoStringsItemsAndPickleSizeAreCapped() {
         Path marks = HOSTILE.resolve("many_marks.bin"); // 3000 MARKs, then {} STOP
         Path memo = HOSTILE.resolve("many_memo.bin"); // {} memoized 3000 times
         try (TorchBinFile f = TorchBinFile.open(marks); TorchBinFile g = TorchBinFile.open(memo)) {
             assertEquals(0, f.names().size()); // within the default caps both are an empty state dict
             assertEquals(0, g.names().size());
         }
-        TorchUnpickler.Limits small = new TorchUnpickler.Limits(1000, 1000, 1000);
+        TorchUnpickler.Limits small = new TorchUnpickler.Limits(1000, 1000, 1000, 1_000_000);
         PeftException e = assertThrows(PeftException.class,
                 () -> TorchBinFile.open(marks, small, TorchBinFile.MAX_PICKLE_BYTES));
         assertTrue(e.getMessage().startsWith(marks + ": data.pkl offset 1002: stack holds more than 1000 items"),
@@ -163,8 +163,11 @@ class TorchBinHostileTest {
                 e.getMessage());
         Path valid = TorchBinReadTest.VALID.resolve("dtypes.bin");
         e = assertThrows(PeftException.class,
-                () -> TorchBinFile.open(valid, new TorchUnpickler.Limits(1000, 1000, 2), TorchBinFile.MAX_PICKLE_BYTES));
+                () -> TorchBinFile.open(valid, new TorchUnpickler.Limits(1000, 1000, 2, 1_000_000), TorchBinFile.MAX_PICKLE_BYTES));
         assertTrue(e.getMessage().contains("BINUNICODE length 3 exceeds the limit of 2 bytes"), e.getMessage());
+        e = assertThrows(PeftException.class,
+                () -> TorchBinFile.open(valid, new TorchUnpickler.Limits(1000, 1000, 1000, 50), TorchBinFile.MAX_PICKLE_BYTES));
+        assertTrue(e.getMessage().contains("containers hold more than 50 items in all"), e.getMessage());
         e = assertThrows(PeftException.class, () -> TorchBinFile.open(valid, TorchUnpickler.Limits.DEFAULT, 100));
         assertTrue(e.getMessage().matches(".*dtypes.bin: archive/data.pkl is \\d+ bytes, more than the limit of 100"),
                 e.getMessage());
