@@ -460,17 +460,17 @@ public final class TorchBinFile implements AutoCloseable {
         return bytes;
     }
 
-    /** Converts little-endian file elements to a direct native-order buffer of in-memory elements. */
+    /** Converts little-endian file elements to a direct native-order buffer of in-memory elements (BOOL as 0/1). */
     private static ByteBuffer convert(byte[] src, TensorDType dtype) {
         ByteBuffer in = ByteBuffer.wrap(src).order(ByteOrder.LITTLE_ENDIAN);
         int count = src.length / dtype.byteSize();
         ByteBuffer out = ByteBuffer.allocateDirect(count * dtype.memoryType().getNumOfBytes())
                 .order(ByteOrder.nativeOrder());
-        if (dtype != TensorDType.BF16 && dtype != TensorDType.I16) {
+        if (dtype != TensorDType.BF16 && dtype != TensorDType.I16 && dtype != TensorDType.BOOL) {
             return out.put(src).flip(); // same bytes: the host is little-endian
         }
         for (int i = 0; i < count; i++) {
-            put(out, in, i * 2, dtype);
+            put(out, in, i * dtype.byteSize(), dtype);
         }
         return out.flip();
     }
@@ -509,7 +509,7 @@ public final class TorchBinFile implements AutoCloseable {
         return out.flip();
     }
 
-    /** Appends one element read at byte {@code at} of {@code src}, widening BF16 and I16. */
+    /** Appends one element read at byte {@code at} of {@code src}, widening BF16 and I16, normalising BOOL. */
     private static void put(ByteBuffer out, ByteBuffer src, int at, TensorDType dtype) {
         switch (dtype) {
             case BF16 -> out.putInt((src.getShort(at) & 0xFFFF) << 16); // bf16 bits are a float's upper half
@@ -517,7 +517,8 @@ public final class TorchBinFile implements AutoCloseable {
             case F64, I64 -> out.putLong(src.getLong(at));
             case F32, I32 -> out.putInt(src.getInt(at));
             case F16 -> out.putShort(src.getShort(at));
-            case I8, U8, BOOL -> out.put(src.get(at));
+            case I8, U8 -> out.put(src.get(at));
+            case BOOL -> out.put(src.get(at) != 0 ? (byte) 1 : (byte) 0); // a bool byte other than 0/1 reads as true
         }
     }
 

@@ -19,10 +19,14 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
+import java.util.zip.ZipEntry;
+import java.util.zip.ZipFile;
+import java.util.zip.ZipOutputStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -144,6 +148,34 @@ class TorchBinReadTest {
             Path other = Files.copy(VALID.resolve("linear.bin"), tmp.resolve("linear.ckpt"));
             PeftException e = assertThrows(PeftException.class, () -> WeightFiles.loadAll(other, m, null));
             assertTrue(e.getMessage().contains("linear.ckpt: unknown weights file type"), e.getMessage());
+        }
+    }
+
+    /** A bool storage byte other than 0 or 1 (torch never writes one) reads as true, stored as 1. */
+    @Test
+    void boolBytesAreNormalised() throws IOException {
+        Path src = VALID.resolve("dtypes.bin");
+        String record;
+        try (TorchBinFile f = TorchBinFile.open(src)) {
+            record = "archive/data/" + f.info("bool").storageKey();
+        }
+        Path patched = tmp.resolve("bools.bin");
+        try (ZipFile in = new ZipFile(src.toFile());
+                ZipOutputStream out = new ZipOutputStream(Files.newOutputStream(patched))) {
+            for (ZipEntry e : Collections.list(in.entries())) {
+                byte[] data = in.getInputStream(e).readAllBytes();
+                if (e.getName().equals(record)) {
+                    data = new byte[] {2, 0, (byte) 0xff, 1}; // torch wrote [True, False, True, True]
+                }
+                out.putNextEntry(new ZipEntry(e.getName()));
+                out.write(data);
+                out.closeEntry();
+            }
+        }
+        try (NDManager m = NDManager.newBaseManager(); TorchBinFile f = TorchBinFile.open(patched)) {
+            NDArray b = f.load("bool", m);
+            assertArrayEquals(new boolean[] {true, false, true, true}, b.toBooleanArray());
+            assertArrayEquals(new byte[] {1, 0, 1, 1}, b.toType(DataType.INT8, false).toByteArray());
         }
     }
 
