@@ -6,7 +6,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.io.AtomicFiles;
-import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.io.WeightFiles;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.ModelInput;
@@ -51,6 +51,7 @@ public final class PeftModel {
     public static final String DEFAULT = "default";
     private static final String CONFIG_FILE = "adapter_config.json";
     private static final String WEIGHTS_FILE = "adapter_model.safetensors";
+    private static final String LEGACY_WEIGHTS_FILE = "adapter_model.bin";
 
     private final TransformerModel model;
     private final AdapterState state = new AdapterState();
@@ -434,7 +435,8 @@ public final class PeftModel {
 
     /**
      * Loads an adapter saved by HF PEFT or peft4j from a directory holding {@code adapter_config.json} and
-     * {@code adapter_model.safetensors}, and makes it active.
+     * {@code adapter_model.safetensors} (or, if that is absent, HF PEFT's legacy {@code adapter_model.bin},
+     * read by {@link io.github.peft4j.io.TorchBinFile}), and makes it active.
      *
      * @param dir the adapter directory
      * @param name the name to give it
@@ -444,16 +446,16 @@ public final class PeftModel {
     public Adapter loadAdapter(Path dir, String name, boolean trainable) {
         PeftConfig config = PeftMethods.read(dir.resolve(CONFIG_FILE));
         Path weights = dir.resolve(WEIGHTS_FILE);
+        if (!Files.isRegularFile(weights) && Files.isRegularFile(dir.resolve(LEGACY_WEIGHTS_FILE))) {
+            weights = dir.resolve(LEGACY_WEIGHTS_FILE); // HF PEFT's torch.save format, read without running code
+        }
         if (!Files.isRegularFile(weights)) {
-            throw new PeftException(dir + ": no " + WEIGHTS_FILE + " next to " + CONFIG_FILE);
+            throw new PeftException(dir + ": no " + WEIGHTS_FILE + " (or legacy " + LEGACY_WEIGHTS_FILE
+                    + ") next to " + CONFIG_FILE);
         }
         Adapter a = attach(name, config, dir.resolve(CONFIG_FILE).toString(), trainable);
-        try (NDManager tmp = NDManager.newBaseManager(model.device());
-                SafeTensorsFile file = SafeTensorsFile.open(weights)) {
-            Map<String, NDArray> tensors = new LinkedHashMap<>();
-            for (String k : file.names()) {
-                tensors.put(k, file.load(k, tmp));
-            }
+        try (NDManager tmp = NDManager.newBaseManager(model.device())) {
+            Map<String, NDArray> tensors = WeightFiles.loadAll(weights, tmp, null);
             Entry e = entry(name);
             Map<String, NDArray> forSaved = new LinkedHashMap<>();
             if (e.saved() != null) {
