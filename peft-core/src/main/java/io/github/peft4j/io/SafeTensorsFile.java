@@ -347,7 +347,7 @@ public final class SafeTensorsFile implements AutoCloseable {
     NDArray load(String name, NDManager manager, DataType target, long chunkBytes) {
         Objects.requireNonNull(manager, "manager");
         TensorInfo info = info(name);
-        checkTarget(info, target);
+        info.dtype().checkLoadTarget(file, info.name(), target);
         if (!channel.isOpen()) {
             throw new IllegalStateException(file + " is closed");
         }
@@ -367,14 +367,6 @@ public final class SafeTensorsFile implements AutoCloseable {
         }
         array.setName(name);
         return array;
-    }
-
-    private void checkTarget(TensorInfo info, DataType target) {
-        if (target != null && info.dtype().isFloating() && target != DataType.FLOAT32
-                && target != DataType.FLOAT16 && target != DataType.FLOAT64) {
-            throw new PeftException(file + ": tensor '" + info.name() + "' is " + info.dtype()
-                    + " and can be loaded as FLOAT32, FLOAT16 or FLOAT64, not " + target);
-        }
     }
 
     private NDArray read(TensorInfo info, NDManager manager, long chunkBytes) throws IOException {

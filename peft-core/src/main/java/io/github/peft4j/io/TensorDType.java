@@ -115,4 +115,21 @@ public enum TensorDType {
             default: return Optional.empty();
         }
     }
+
+    /**
+     * Checks the dtype a reader is asked to convert a floating-point tensor to.
+     *
+     * @param file the file, for the message
+     * @param name the tensor, for the message
+     * @param target the wanted type, or null (keep the in-memory type)
+     * @throws io.github.peft4j.PeftException unless target is null, FLOAT32, FLOAT16 or FLOAT64 (or the tensor is not
+     *     floating-point)
+     */
+    void checkLoadTarget(Object file, String name, ai.djl.ndarray.types.DataType target) {
+        if (target != null && isFloating() && target != ai.djl.ndarray.types.DataType.FLOAT32
+                && target != ai.djl.ndarray.types.DataType.FLOAT16 && target != ai.djl.ndarray.types.DataType.FLOAT64) {
+            throw new io.github.peft4j.PeftException(file + ": tensor '" + name + "' is " + this
+                    + " and can be loaded as FLOAT32, FLOAT16 or FLOAT64, not " + target);
+        }
+    }
 }

@@ -357,11 +357,7 @@ public final class TorchBinFile implements AutoCloseable {
     NDArray load(String name, NDManager manager, DataType target, long chunkBytes) {
         Objects.requireNonNull(manager, "manager");
         TorchTensorInfo info = info(name);
-        if (target != null && info.dtype().isFloating() && target != DataType.FLOAT32
-                && target != DataType.FLOAT16 && target != DataType.FLOAT64) {
-            throw new PeftException(file + ": tensor '" + name + "' is " + info.dtype()
-                    + " and can be loaded as FLOAT32, FLOAT16 or FLOAT64, not " + target);
-        }
+        info.dtype().checkLoadTarget(file, name, target);
         if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
             throw new UnsupportedOperationException("loading torch.save files needs a little-endian host");
         }

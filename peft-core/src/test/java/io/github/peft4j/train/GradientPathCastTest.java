@@ -44,6 +44,7 @@ class GradientPathCastTest {
             Map.entry("Generator.java", List.of("toType(DataType.FLOAT32, false)", "a.toType(DataType.INT64")), // decoding
             Map.entry("Ops.java", List.of("detached.toType(dtype, true)")), // ownedCopy: a detached copy
             Map.entry("SafeTensorsFile.java", List.of("array.toType(target, false)")), // reading files
+            Map.entry("TorchBinFile.java", List.of("array.toType(target, false)")), // reading files
             Map.entry("LogitsCommand.java", List.of("logits.toType(DataType.FLOAT32, false)")), // writing logits out
             Map.entry("LoraLayer.java", List.of("d.toType(denseBase().weight().array().getDataType(), false)")), // merge delta
             Map.entry("TransformerLm.java", List.of("sel.toType(DataType.FLOAT32, false)")), // decoding: last-position logits
