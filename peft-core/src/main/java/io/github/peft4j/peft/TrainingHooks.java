@@ -33,7 +33,9 @@ public interface TrainingHooks {
 
     /**
      * Called after the optimizer updated the parameters and before gradients are zeroed (AdaLoRA's rank
-     * allocator reads the gradients here).
+     * allocator reads the gradients here). Also called on an fp16 step skipped for an overflow (as HF's loop calls
+     * AdaLoRA's {@code update_and_allocate} after every {@code optimizer.step()}), with the same step number and
+     * zeroed gradients.
      *
      * @param step the step that was just taken
      */
