@@ -126,7 +126,14 @@ public final class ReverseParity {
             new Case("llama_prefix_projection", "Llama (GQA)", "prefix tuning with projection",
                     "hf-peft/llama_prefix/base", 0,
                     "{\"peft_type\":\"PREFIX_TUNING\",\"task_type\":\"CAUSAL_LM\",\"num_virtual_tokens\":3,"
-                    + "\"prefix_projection\":true,\"encoder_hidden_size\":24}", null, false));
+                    + "\"prefix_projection\":true,\"encoder_hidden_size\":24}", null, false),
+            new Case("bert_prefix", "BERT sequence classification", "prefix tuning + classifier",
+                    "hf-peft/bert_lora/base", 0,
+                    "{\"peft_type\":\"PREFIX_TUNING\",\"task_type\":\"SEQ_CLS\",\"num_virtual_tokens\":4}", null, false),
+            new Case("bert_tokcls_prefix_projection", "BERT token classification", "prefix tuning with projection + classifier",
+                    "hf-peft/bert_tokcls_lora/base", 0,
+                    "{\"peft_type\":\"PREFIX_TUNING\",\"task_type\":\"TOKEN_CLS\",\"num_virtual_tokens\":3,"
+                    + "\"prefix_projection\":true,\"encoder_hidden_size\":16}", null, false));
 
     /**
      * Methods in peft4j's own format, which no reference library reads (HF PEFT has no BitFit): the harness writes
