@@ -10,6 +10,7 @@ import io.github.peft4j.nn.Param;
 import io.github.peft4j.prompt.PromptEmbeddingAdapter;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A P-tuning adapter (HF PEFT's {@code PromptEncoder}): the virtual-token embeddings {@code (n, token_dim)} are the
@@ -108,9 +109,27 @@ public final class PromptEncoderAdapter extends PromptEmbeddingAdapter {
         return embedding;
     }
 
-    /** @return {@code (n, token_dim)} fp32: the encoder applied to the embedding table (or the table itself) */
+    /**
+     * @return {@code (n, token_dim)} fp32: the encoder applied to the embedding table (or the table itself), with
+     *     the LSTM's dropout while the model is training
+     */
     @Override
     protected NDArray encoderOutput() {
+        return encode(model().isTraining());
+    }
+
+    /**
+     * The saved tensor is the encoder's output without dropout, whatever mode the model is in (HF PEFT computes it
+     * in the current mode, so a save during training with {@code encoder_dropout > 0} would store one random draw).
+     *
+     * @return {@code {"prompt_embeddings": (n, token_dim)}}
+     */
+    @Override
+    public Map<String, NDArray> stateDict() {
+        return Map.of(KEY, encode(false));
+    }
+
+    private NDArray encode(boolean training) {
         NDArray x = embedding.array();
         if (!encoder) {
             return x;
@@ -125,7 +144,7 @@ public final class PromptEncoderAdapter extends PromptEmbeddingAdapter {
                 }
                 layers.add(dirs);
             }
-            x = Lstm.forward(x, layers, (float) config.encoderDropout(), model().isTraining());
+            x = Lstm.forward(x, layers, (float) config.encoderDropout(), training);
         }
         for (int i = 0; i < mlp.size(); i += 2) {
             x = Linear.linear(x, mlp.get(i).array(), mlp.get(i + 1).array()).head();

@@ -38,7 +38,6 @@ import org.junit.jupiter.params.provider.ValueSource;
  * through the encoder give HF's losses and HF's trained prompt.
  */
 class PTuningParityTest {
-    static final String[] CASES = {"llama_ptuning_mlp", "llama_ptuning_lstm", "bert_ptuning_mlp", "bert_ptuning_lstm"};
     private static final double TOL = 1e-4;
     private static final ObjectMapper JSON = new ObjectMapper();
 

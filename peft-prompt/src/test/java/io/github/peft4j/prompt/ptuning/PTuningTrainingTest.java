@@ -137,6 +137,30 @@ class PTuningTrainingTest {
     }
 
     @Test
+    void lstmDropoutActsOnlyWhileTrainingAndNeverInTheSavedPrompt() {
+        try (TransformerModel model = TinyModels.llama()) {
+            PeftModel peft = PeftModel.wrap(model);
+            PromptEncoderAdapter a = (PromptEncoderAdapter) peft.addAdapter("default", new PromptEncoderConfig()
+                    .numVirtualTokens(4).encoderHiddenSize(8).encoderReparameterizationType(PromptEncoderConfig.LSTM)
+                    .encoderNumLayers(2).encoderDropout(0.5));
+            NDArray eval1 = a.inputEmbeddings(1);
+            NDArray eval2 = a.inputEmbeddings(1);
+            assertEquals(0.0, Fixtures.maxAbsDiff(eval1, eval2), "no dropout in eval mode");
+            NDArray saved = a.stateDict().get(PromptEncoderAdapter.KEY);
+            model.train(true);
+            try {
+                double drawn = Fixtures.maxAbsDiff(a.inputEmbeddings(1), a.inputEmbeddings(1));
+                assertTrue(drawn > 1e-4, "dropout between the LSTM layers while training: " + drawn);
+                assertEquals(0.0, Fixtures.maxAbsDiff(a.stateDict().get(PromptEncoderAdapter.KEY), saved),
+                        "the saved prompt is computed without dropout");
+            } finally {
+                model.train(false);
+            }
+            assertEquals(0.0, Fixtures.maxAbsDiff(eval1.get(0), saved), "the saved prompt is the eval-mode prompt");
+        }
+    }
+
+    @Test
     void badConfigsAreNamed() throws Exception {
         try (TransformerModel model = TinyModels.llama()) {
             PeftModel peft = PeftModel.wrap(model);
