@@ -159,4 +159,21 @@ public final class Fixtures {
         }
         return out;
     }
+
+    /**
+     * Asserts that every key of a peft4j-written {@code adapter_config.json} has HF's value, except
+     * {@code base_model_name_or_path}: HF's fixtures hold null there, while peft4j records the base's directory (as
+     * HF's own {@code save_pretrained} records the base's {@code name_or_path}).
+     *
+     * @param hf HF's config
+     * @param ours peft4j's config
+     * @param what the case, for messages
+     */
+    public static void assertConfigKeysAsHf(JsonNode hf, JsonNode ours, String what) {
+        ours.fieldNames().forEachRemaining(k -> {
+            if (!k.equals("base_model_name_or_path")) {
+                org.junit.jupiter.api.Assertions.assertEquals(hf.get(k), ours.get(k), what + " adapter_config " + k);
+            }
+        });
+    }
 }
