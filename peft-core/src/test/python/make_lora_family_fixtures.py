@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -255,12 +256,29 @@ def case_gpt2_lora_embedding():
                 extra=tied_facts)
 
 
+def padding_facts(model, ids, mask):
+    """HF's LoRA lookup passes the base embedding's padding_idx to F.embedding: that row of A^T gets no gradient."""
+    emb = model.get_input_embeddings()
+    a = emb.lora_embedding_A["default"]
+    a.grad = None
+    out = model(input_ids=torch.tensor([[5, 0, 7], [0, 9, 3]]), attention_mask=torch.ones(2, 3, dtype=torch.long))
+    out.logits.sum().backward()
+    g = a.grad.detach()
+    model.zero_grad()
+    return {"padding_idx": emb.base_layer.padding_idx,
+            "pad_id_as_real_token_grad_lora_embedding_A_column_pad": float(g[:, 0].abs().sum()),
+            "pad_id_as_real_token_grad_lora_embedding_A_column_5": float(g[:, 5].abs().sum())}
+
+
 def case_bert_lora_embedding():
     family_case("bert_lora_embedding", BertForSequenceClassification, "bert_lora", "bert",
                 LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["word_embeddings", "query"],
                            task_type="SEQ_CLS"),
                 mf.inputs_right_padded(2),
-                ["LoRA on bert.embeddings.word_embeddings and query; classifier in modules_to_save (automatic)."])
+                ["LoRA on bert.embeddings.word_embeddings and query; classifier in modules_to_save (automatic).",
+                 "padding_idx 0 (pad_token_id): the pad row of lora_embedding_A^T gets no gradient (see pad_id_as_real_"
+                 "token_*); the training records avoid id 0 as a real token."],
+                extra=padding_facts)
 
 
 def case_llama_dora_embedding():
@@ -308,4 +326,7 @@ def main():
 
 
 if __name__ == "__main__":
+    if os.environ.get("PYTHONHASHSEED") != "0":  # target_modules is a set in peft: fix its saved order
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+                  dict(os.environ, PYTHONHASHSEED="0"))
     sys.exit(main())

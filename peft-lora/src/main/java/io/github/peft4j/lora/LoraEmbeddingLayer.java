@@ -36,6 +36,9 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
     private final Layer base;
     private final Map<String, Entry> adapters = new LinkedHashMap<>();
     private final MergeOrder merges = new MergeOrder();
+    private final int paddingIdx;
+    /** {@code (vocab, 1)}: 1 except 0 at {@code padding_idx} (lazily made, per dtype of the first call). */
+    private NDArray keepRows;
 
     /** One adapter's state on this layer. */
     private static final class Entry {
@@ -56,8 +59,20 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
      * @param state the shared active-adapter state
      */
     public LoraEmbeddingLayer(Layer base, AdapterState state) {
+        this(base, state, -1);
+    }
+
+    /**
+     * @param base the embedding to adapt (an {@link Embedding}, or another method's wrapper around one)
+     * @param state the shared active-adapter state
+     * @param paddingIdx the base embedding's {@code padding_idx} (transformers sets it from {@code pad_token_id} on
+     *     Llama's and BERT's word embeddings), or -1: as {@code F.embedding(..., padding_idx)} in HF's LoRA lookup,
+     *     that row of {@code Aᵀ} gets no gradient
+     */
+    public LoraEmbeddingLayer(Layer base, AdapterState state, int paddingIdx) {
         super("base_layer", (Module) base, state);
         this.base = base;
+        this.paddingIdx = paddingIdx;
     }
 
     /** @return the wrapped embedding's weight {@code (vocab, dim)}; an error where another wrapper sits in between */
@@ -161,17 +176,41 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
         }
     }
 
-    /** {@code embedding(ids, Aᵀ) Bᵀ · s}. */
-    private static NDArray lookup(Entry e, NDArray ids, DataType dt) {
+    /** {@code embedding(ids, Aᵀ) Bᵀ · s}; the {@code padding_idx} row of {@code Aᵀ} is looked up without gradient. */
+    private NDArray lookup(Entry e, NDArray ids, DataType dt) {
         NDArray a = e.a.array();
         NDArray b = e.b.array();
         if (a.getDataType() != dt) {
             a = a.toType(dt, false);
             b = b.toType(dt, false);
         }
-        NDArray afterA = ai.djl.nn.core.Embedding.embedding(ids, a.transpose(), SparseFormat.DENSE).head();
+        NDArray table = a.transpose();
+        if (paddingIdx >= 0) { // same values (x·1 + x·0 = x), no gradient into the padding row
+            NDArray keep = keepRows(table);
+            NDArray drop = Ops.scalar(keep, 1.0).sub(keep);
+            table = table.mul(keep).add(table.stopGradient().mul(drop));
+        }
+        NDArray afterA = ai.djl.nn.core.Embedding.embedding(ids, table, SparseFormat.DENSE).head();
         NDArray out = afterA.matMul(b.transpose());
         return out.mul(Ops.scalar(out, e.scaling));
+    }
+
+    private NDArray keepRows(NDArray table) {
+        if (keepRows == null || keepRows.getDataType() != table.getDataType()) {
+            float[] v = new float[(int) table.getShape().get(0)];
+            java.util.Arrays.fill(v, 1f);
+            if (paddingIdx < v.length) {
+                v[paddingIdx] = 0f;
+            }
+            NDArray k = Ops.owned(embeddingWeightManager(), v, new Shape(v.length, 1)).toType(table.getDataType(), false);
+            ai.djl.ndarray.NDScope.unregister(k);
+            keepRows = k;
+        }
+        return keepRows;
+    }
+
+    private NDManager embeddingWeightManager() {
+        return ((Embedding) Targets.innermost((Module) base)).weight().array().getManager();
     }
 
     /**

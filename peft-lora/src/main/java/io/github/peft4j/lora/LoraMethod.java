@@ -1,5 +1,6 @@
 package io.github.peft4j.lora;
 
+import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Embedding;
 import io.github.peft4j.nn.Layer;
 import io.github.peft4j.nn.Module;
@@ -67,7 +68,7 @@ public final class LoraMethod implements PeftMethod {
         installed.putAll(LayerAdapter.install(context, embeddings, LoraEmbeddingLayer.class, new LayerAdapter.Installer<>() {
             @Override
             public LoraEmbeddingLayer wrap(String path, Module base, AdapterState state) {
-                return new LoraEmbeddingLayer((Layer) base, state);
+                return new LoraEmbeddingLayer((Layer) base, state, paddingIdx(context.model(), path));
             }
 
             @Override
@@ -78,5 +79,18 @@ public final class LoraMethod implements PeftMethod {
         Map<String, AdapterLayer> layers = new LinkedHashMap<>();
         paths.forEach(p -> layers.put(p, installed.get(p)));
         return new LoraAdapter(name, c, context.model(), layers);
+    }
+
+    /**
+     * The {@code padding_idx} transformers gives an embedding: {@code pad_token_id} on the word embeddings of Llama,
+     * Mistral, Qwen2 and BERT (BertConfig's default is 0, the others' none); none on GPT-2's {@code wte} or on
+     * position and token-type embeddings.
+     */
+    static int paddingIdx(TransformerModel model, String path) {
+        String type = model.config().modelType();
+        if (!path.equals(model.wordEmbeddingsPath()) || "gpt2".equals(type)) {
+            return -1;
+        }
+        return model.config().integer("pad_token_id", "bert".equals(type) ? 0 : -1);
     }
 }

@@ -260,6 +260,25 @@ class LoraFamilyTest {
     }
 
     @Test
+    void thePaddingRowOfTheEmbeddingGetsNoGradientAsHf() {
+        com.fasterxml.jackson.databind.JsonNode hf = Fixtures.json("bert_lora_embedding", "meta.json");
+        assertEquals(0, hf.get("padding_idx").asInt());
+        assertEquals(0.0, hf.get("pad_id_as_real_token_grad_lora_embedding_A_column_pad").asDouble(), "HF");
+        assertTrue(hf.get("pad_id_as_real_token_grad_lora_embedding_A_column_5").asDouble() > 0, "HF");
+        try (TransformerModel model = TinyModels.bert(TaskType.SEQ_CLS); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(model);
+            peft.addAdapter("default", new LoraConfig().r(2).initLoraWeights(false).targetModules("word_embeddings"));
+            NDArray ids = m.create(new long[] {5, 0, 7, 0, 9, 3}, new Shape(2, 3)); // pad id 0 as a real token
+            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                gc.backward(peft.forward(ModelInput.of(ids, null)).logits().sum());
+            }
+            NDArray grad = peft.trainableParameters().get("bert.embeddings.word_embeddings.lora_embedding_A.default").array().getGradient();
+            assertEquals(0f, grad.get(":, 0").abs().sum().getFloat(), "padding_idx 0 (BertConfig's pad_token_id)");
+            assertTrue(grad.get(":, 5").abs().sum().getFloat() > 0);
+        }
+    }
+
+    @Test
     void bertWordEmbeddingsTakeLoraWithTheClassifierSaved() throws java.io.IOException {
         try (TransformerModel model = TinyModels.bert(TaskType.SEQ_CLS)) {
             PeftModel peft = PeftModel.wrap(model);
