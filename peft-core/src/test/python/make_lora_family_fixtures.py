@@ -301,7 +301,52 @@ def case_llama_embedding_mixed_batch():
          "Row 2 LEFT padded: compare only attention_mask == 1."])
 
 
+def case_llama_lora_dora_two_adapters():
+    """A plain LoRA adapter and a DoRA adapter both active on one layer (q_proj): HF's DoRA term takes the running
+    output (base + the LoRA term) as its base; merge_and_unload merges them in turn (DoRA's norm from the clean W)."""
+    name = "llama_lora_dora_two_adapters"
+    case_dir = OUT / name
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    case_dir.mkdir(parents=True)
+    ids, mask, input_desc = mf.inputs_full()
+    _, base = mf.shared_base(OUT, "llama_lora", LlamaForCausalLM)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model.add_adapter("second", LoraConfig(r=2, lora_alpha=4, use_dora=True, target_modules=["q_proj", "down_proj"],
+                                           task_type="CAUSAL_LM"))
+    model.eval()
+    rand = randomize(model)
+    model.base_model.set_adapter(["default", "second"])
+    both = mf.run_model(model, ids, mask, "both")
+    model.set_adapter("default")
+    model.save_pretrained(str(case_dir / "adapter"), safe_serialization=True)
+    for d in (case_dir / "adapter", case_dir / "adapter" / "second"):
+        (d / "README.md").unlink(missing_ok=True)
+    m2 = copy.deepcopy(model)
+    m2.base_model.set_adapter(["default", "second"])
+    merged = m2.merge_and_unload()
+    merged.eval()
+    merged_logits = mf.run_model(merged, ids, mask, "merged")
+    mf.write_json(case_dir / "input_ids.json", {"input_ids": ids, "attention_mask": mask})
+    mf.write_json(case_dir / "logits.json", {
+        "case": name, "model_class": "LlamaForCausalLM", "peft_type": "LORA", "base_case": "llama_lora",
+        "both_logits_shape": list(both.shape), "both_logits": mf.f32_list(both)})
+    mf.write_json(case_dir / "merged_logits.json", {
+        "case": name, "merged_logits_shape": list(merged_logits.shape), "merged_logits": mf.f32_list(merged_logits)})
+    meta = {"case": name, "versions": mf.versions(), "base_case": "llama_lora", "inputs": input_desc,
+            "randomized_params": rand,
+            "adapter_keys": mf.saved_keys(case_dir / "adapter" / "adapter_model.safetensors"),
+            "second_adapter_keys": mf.saved_keys(case_dir / "adapter" / "second" / "adapter_model.safetensors"),
+            "max_abs_diff_merged_vs_both": mf.max_diff(merged_logits, both),
+            "notes": ["adapter/ holds 'default' (LoRA r4 a8 on q_proj, v_proj) and adapter/second/ (DoRA r2 a4 on "
+                      "q_proj, down_proj); both_logits with base_model.set_adapter(['default', 'second']); merged_logits "
+                      "of merge_and_unload() with both active (merged in that order)."]}
+    mf.write_json(case_dir / "meta.json", meta, indent=1)
+    print(f"   {name}: merged-vs-both={meta['max_abs_diff_merged_vs_both']:.3g}")
+
+
 CASES = {
+    "llama_lora_dora_two_adapters": case_llama_lora_dora_two_adapters,
     "llama_dora": case_llama_dora,
     "gpt2_dora": case_gpt2_dora,
     "bert_dora": case_bert_dora,

@@ -59,9 +59,8 @@ final class MergeOrder {
             return;
         }
         if (w.rescales(adapter) && !order.isEmpty()) {
+            List<String> again = new ArrayList<>(order);
             try (NDArray clean = takeOutAll(w)) {
-                List<String> again = new ArrayList<>(order);
-                order.clear();
                 again.forEach(n -> mergeOne(n, w, clean));
                 mergeOne(adapter, w, clean);
             }
@@ -90,7 +89,6 @@ final class MergeOrder {
         List<String> keep = new ArrayList<>(order);
         keep.remove(adapter);
         try (NDArray clean = takeOutAll(w)) {
-            order.clear();
             keep.forEach(n -> mergeOne(n, w, clean));
         }
     }

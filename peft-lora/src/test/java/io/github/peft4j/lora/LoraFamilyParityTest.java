@@ -208,6 +208,23 @@ class LoraFamilyParityTest {
     }
 
     @Test
+    void loraAndDoraActiveTogetherAndMergedInTurnAsHf() {
+        String name = "llama_lora_dora_two_adapters";
+        Path dir = fixture(name);
+        try (TransformerModel base = Models.load(baseOf(name)); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            assertEquals(List.of("default", "second"), peft.loadAdapters(dir.resolve("adapter")));
+            peft.setActive("default", "second");
+            double both = LoraParityTest.diff(LoraParityTest.logits(peft, m, name), m, name, "logits.json", "both_logits");
+            peft.merge("default", "second");
+            double merged = LoraParityTest.diff(LoraParityTest.logits(peft, m, name), m, name, "merged_logits.json", "merged_logits");
+            System.out.printf("parity %s both active max|diff| = %.3g, both merged max|diff| = %.3g%n", name, both, merged);
+            assertTrue(both < TOL, "both active: " + both);
+            assertTrue(merged < TOL, "merged: " + merged);
+        }
+    }
+
+    @Test
     void doraRowsInAMixedBatchAreRefusedAsHf() {
         String name = "llama_dora";
         Path dir = fixture(name);

@@ -159,13 +159,24 @@ class LoraFamilyTest {
             peft.addAdapter("a", new LoraConfig().r(2).initLoraWeights(false).targetModules("q_proj", "embed_tokens"));
             peft.addAdapter("b", dora().targetModules("q_proj", "embed_tokens"));
             peft.setActive("a", "b");
+            model.parameters().forEach((k, p) -> { // m away from the norm, so that g != 1
+                if (k.contains("lora_magnitude_vector.b")) {
+                    p.array().muli(m.randomUniform(0.8f, 1.2f, p.shape()));
+                }
+            });
             NDArray ids = TinyModels.ids(m, 2, 5, 3);
             NDArray unmerged = peft.forward(ModelInput.of(ids, null)).logits();
+            NDArray onlyBLogits;
+            peft.setActive("b");
+            onlyBLogits = peft.forward(ModelInput.of(ids, null)).logits();
+            peft.setActive("a", "b");
+            assertTrue(Fixtures.maxAbsDiff(onlyBLogits, unmerged) > 1e-2, "adapter a matters");
             Map<String, Param> all = model.parameters();
             float[] q0 = all.get(Q + ".base_layer.weight").array().toFloatArray();
             float[] e0 = all.get(EMB + ".base_layer.weight").array().toFloatArray();
             peft.merge("a");
             peft.merge("b"); // DoRA after LoRA: g_b (W + ΔA + ΔB), the norm from the clean W
+            assertTrue(((LoraLayer) model.modules().get(Q)).isMerged("a"), "a stays merged under b");
             double merged = Fixtures.maxAbsDiff(peft.forward(ModelInput.of(ids, null)).logits(), unmerged);
             assertTrue(merged < 1e-4, "merged a, b vs unmerged: " + merged);
             float[] onlyB;
