@@ -219,7 +219,8 @@ public final class LoraLayer extends AdapterLayer implements Projection {
 
     /**
      * The update an adapter makes to the stored weight: {@code B A * scaling}, as {@code (out, in)} or,
-     * for fan-in-fan-out layers, {@code (in, out)}.
+     * for fan-in-fan-out layers, {@code (in, out)}. For a DoRA adapter this is HF's {@code get_delta_weight} too:
+     * the low-rank part only, without the magnitude's rescaling (see {@link #merge}).
      *
      * @param name the adapter name
      * @return the delta in the base weight's dtype
