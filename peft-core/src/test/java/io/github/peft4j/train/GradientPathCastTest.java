@@ -46,7 +46,15 @@ class GradientPathCastTest {
             Map.entry("SafeTensorsFile.java", List.of("array.toType(target, false)")), // reading files
             Map.entry("TorchBinFile.java", List.of("array.toType(target, false)")), // reading files
             Map.entry("LogitsCommand.java", List.of("logits.toType(DataType.FLOAT32, false)")), // writing logits out
-            Map.entry("LoraLayer.java", List.of("d.toType(denseBase().weight().array().getDataType(), false)")), // merge delta
+            Map.entry("LoraLayer.java", List.of("d.toType(denseBase().weight().array().getDataType(), false)", // merge delta
+                    "w = w.toType(dt, false)", "a = a.toType(dt, false)", "b = b.toType(dt, false)")), // DoRA's detached norm
+            Map.entry("LoraEmbeddingLayer.java", List.of("w.toType(dt, false)", "a = a.toType(dt, false)", // DoRA's detached
+                    "b = b.toType(dt, false)", ".toType(table.getDataType(), false)", // norm; a constant row mask
+                    "d.toType(embeddingWeight().array().getDataType(), false)")), // merge delta
+            Map.entry("LoraAdapter.java", List.of("t.toType(w.getDataType(), false)")), // loading the saved base embedding
+            Map.entry("DoraMagnitude.java", List.of("weightOutIn.toType(DataType.FLOAT32, false)", // initial magnitude
+                    "magnitude.array().toType(norm.getDataType(), false).div(norm)")), // merge factor
+            Map.entry("MergeOrder.java", List.of("next.toType(target.getDataType(), false).copyTo(target)")), // merging
             Map.entry("TransformerLm.java", List.of("sel.toType(DataType.FLOAT32, false)")), // decoding: last-position logits
             Map.entry("PromptTuningAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // initial values
             Map.entry("PromptEmbeddingAdapter.java", List.of("toType(DataType.FLOAT32, true)"))); // loading saved values

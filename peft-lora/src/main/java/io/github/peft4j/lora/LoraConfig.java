@@ -10,7 +10,9 @@ import java.util.Map;
 /**
  * HF PEFT's {@code LoraConfig} ({@code peft_type} LORA): {@code y = base(x) + B(A(dropout(x))) * s} with
  * {@code s = lora_alpha / r}, or {@code lora_alpha / sqrt(r)} with {@code use_rslora}; per-module rank and
- * alpha through {@code rank_pattern} / {@code alpha_pattern} (keys matched as {@code (.*\.)?(key)$}).
+ * alpha through {@code rank_pattern} / {@code alpha_pattern} (keys matched as {@code (.*\.)?(key)$}). Targets may be
+ * linear and Conv1D layers and embeddings ({@link LoraEmbeddingLayer}); {@code use_dora} makes the adapter DoRA
+ * ({@link io.github.peft4j.lora.dora.DoraMagnitude}).
  *
  * <pre>{@code
  * LoraConfig c = new LoraConfig().r(8).loraAlpha(16).loraDropout(0.05);
@@ -120,6 +122,20 @@ public class LoraConfig extends TargetedConfig {
         return this;
     }
 
+    /** @return {@code use_dora}: whether the adapter is DoRA (a magnitude vector per adapted layer) */
+    public boolean useDora() {
+        return useDora;
+    }
+
+    /**
+     * @param on {@code use_dora}: weight-decomposed LoRA (HF PEFT's DoRA)
+     * @return this
+     */
+    public LoraConfig useDora(boolean on) {
+        this.useDora = on;
+        return this;
+    }
+
     /** @return per-module ranks */
     public Map<String, Integer> rankPattern() {
         return rankPattern;
@@ -199,9 +215,6 @@ public class LoraConfig extends TargetedConfig {
         }
         if (!"none".equals(bias)) {
             throw new PeftException(where + ": 'bias' = \"" + bias + "\" is not supported; use \"none\" (train biases with the BITFIT method)");
-        }
-        if (useDora) {
-            throw new PeftException(where + ": 'use_dora' = true is not supported yet");
         }
         if (!(Boolean.TRUE.equals(initLoraWeights) || Boolean.FALSE.equals(initLoraWeights) || "gaussian".equals(initLoraWeights))) {
             throw new PeftException(where + ": 'init_lora_weights' = " + initLoraWeights

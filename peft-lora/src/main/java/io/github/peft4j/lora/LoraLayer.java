@@ -5,13 +5,16 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.nn.DenseWeights;
 import io.github.peft4j.nn.Dropout;
+import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
 import io.github.peft4j.peft.ProjectionWrapper;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.RowGroups;
+import io.github.peft4j.lora.dora.DoraMagnitude;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -20,10 +23,16 @@ import java.util.Set;
  * LoRA on a dense projection (HF {@code tuners/lora/layer.py} {@code Linear}): for every active, unmerged
  * adapter, {@code y += B(A(dropout(x))) * scaling} with {@code A (r, in)}, {@code B (out, r)}. Merging adds
  * {@code B A * scaling} to the base weight, transposed for GPT-2's {@code (in, out)} Conv1D layout.
+ *
+ * <p>A DoRA adapter ({@code use_dora}) also holds a {@link DoraMagnitude} and adds
+ * {@code (g − 1)·base + g·B(A(x))·s} as HF PEFT 0.21 does: {@code base} is the running output without the bias
+ * (recomputed from {@code dropout(x)} without bias while dropout acts), {@code g = m / ‖W + s·BA‖_row} with the
+ * norm detached. DoRA adapters do not run per row in a mixed-adapter batch (HF refuses that too).
  */
 public final class LoraLayer extends ProjectionWrapper {
     private final Projection base;
     private final Map<String, Lora> adapters = new LinkedHashMap<>();
+    private final MergeOrder merges = new MergeOrder();
 
     /** One adapter's state on this layer. */
     private static final class Lora {
@@ -31,7 +40,7 @@ public final class LoraLayer extends ProjectionWrapper {
         final Param b;
         final double scaling;
         final Dropout dropout;
-        boolean merged;
+        DoraMagnitude dora;
 
         Lora(Param a, Param b, double scaling, Dropout dropout) {
             this.a = a;
@@ -62,6 +71,25 @@ public final class LoraLayer extends ProjectionWrapper {
      * @param init {@code init_lora_weights}
      */
     public void addAdapter(String name, int r, double scaling, double dropout, Object init) {
+        addAdapter(name, r, scaling, dropout, init, false);
+    }
+
+    /**
+     * Adds an adapter as {@link #addAdapter(String, int, double, double, Object)}; with {@code dora} it also gets
+     * a magnitude vector initialised, as HF PEFT, to the row norms of {@code W + scaling·BA}.
+     *
+     * @param name the adapter name
+     * @param r the rank
+     * @param scaling the update's scale
+     * @param dropout dropout probability on the adapter input
+     * @param init {@code init_lora_weights}
+     * @param dora {@code use_dora}
+     */
+    public void addAdapter(String name, int r, double scaling, double dropout, Object init, boolean dora) {
+        if (dora && base.dense() == null) {
+            throw new PeftException("DoRA needs the dense weight of the layer it adapts; a "
+                    + ((Module) base).getClass().getSimpleName() + " exposes none (a quantised projection or another method's wrapper)");
+        }
         if (adapters.containsKey(name)) {
             throw new PeftException("LoRA adapter '" + name + "' already on this layer");
         }
@@ -83,7 +111,36 @@ public final class LoraLayer extends ProjectionWrapper {
         Param pa = register("lora_A." + name + ".weight", new Param(a));
         Param pb = register("lora_B." + name + ".weight", new Param(b));
         Dropout d = add("lora_dropout." + name, new Dropout((float) dropout));
-        adapters.put(name, new Lora(pa, pb, scaling, d));
+        Lora l = new Lora(pa, pb, scaling, d);
+        if (dora) {
+            try (NDArray delta = scaledBa(l, DataType.FLOAT32)) {
+                NDArray m0 = DoraMagnitude.initial(weightOutIn(DataType.FLOAT32), delta);
+                l.dora = new DoraMagnitude(register(DoraMagnitude.PREFIX + "." + name + ".weight", new Param(m0)));
+            }
+        }
+        adapters.put(name, l);
+    }
+
+    /** @return the base weight as {@code (out, in)} in a dtype (a view or a cast copy; never on a gradient path) */
+    private NDArray weightOutIn(DataType dt) {
+        DenseWeights d = denseBase();
+        NDArray w = d.weight().array();
+        if (w.getDataType() != dt) {
+            w = w.toType(dt, false);
+        }
+        return d.fanInFanOut() ? w.transpose() : w;
+    }
+
+    /** {@code scaling · B A} as {@code (out, in)}, detached, in a dtype. */
+    private static NDArray scaledBa(Lora l, DataType dt) {
+        NDArray a = l.a.array().stopGradient();
+        NDArray b = l.b.array().stopGradient();
+        if (a.getDataType() != dt) {
+            a = a.toType(dt, false);
+            b = b.toType(dt, false);
+        }
+        NDArray ba = b.matMul(a);
+        return ba.mul(Ops.scalar(ba, l.scaling));
     }
 
     @Override
@@ -91,22 +148,60 @@ public final class LoraLayer extends ProjectionWrapper {
         NDArray y = base.forward(x);
         RowGroups groups = rowGroups(x);
         if (groups != null) { // a mixed-adapter batch: each adapter's term on its own rows
+            refuseDoraRows(groups.names());
             NDArray d = groups.map(x, (n, rows) -> adapters.containsKey(n) ? delta(adapters.get(n), rows) : null);
             return d == null ? y : y.add(d);
         }
         for (Map.Entry<String, Lora> e : adapters.entrySet()) {
             Lora l = e.getValue();
-            if (l.merged || !state.isActive(e.getKey())) {
+            if (merges.contains(e.getKey()) || !state.isActive(e.getKey())) {
                 continue;
             }
-            y = y.add(delta(l, x));
+            y = y.add(l.dora == null ? delta(l, x) : doraTerm(l, x, y));
         }
         return y;
     }
 
+    /** As HF PEFT 0.21 ({@code Cannot pass `adapter_names` when DoRA is enabled.}): DoRA adapters do not run per row. */
+    private void refuseDoraRows(java.util.List<String> rowAdapters) {
+        for (String n : rowAdapters) {
+            Lora l = adapters.get(n);
+            if (l != null && l.dora != null) {
+                throw new PeftException("mixed-adapter batch: LoRA adapter '" + n + "' uses DoRA (use_dora), which cannot"
+                        + " run per row (HF PEFT 0.21 refuses adapter_names= with DoRA too); run its rows in a batch of their own");
+            }
+        }
+    }
+
+    /**
+     * DoRA's term {@code (g − 1)·base + g·B(A(h))·s}: without dropout (or in eval mode) {@code h = x} and
+     * {@code base} is the running output less the bias; with dropout acting, {@code h = dropout(x)} and
+     * {@code base = h Wᵀ} (no bias), exactly as HF's {@code DoraLinearVariant.forward}.
+     */
+    private NDArray doraTerm(Lora l, NDArray x, NDArray running) {
+        DataType dt = x.getDataType();
+        NDArray w = weightOutIn(dt);
+        NDArray g = l.dora.scale(w, scaledBa(l, dt));
+        NDArray h;
+        NDArray baseOut;
+        if (l.dropout.p() == 0f || !l.dropout.isTraining()) {
+            h = x;
+            Param bias = denseBase().bias();
+            baseOut = bias == null ? running : running.sub(Ops.cast(bias.array(), running.getDataType()));
+        } else {
+            h = l.dropout.forward(x);
+            baseOut = ai.djl.nn.core.Linear.linear(h, w).head();
+        }
+        return DoraMagnitude.term(g, baseOut, loraBranch(l, h));
+    }
+
     /** {@code B(A(dropout(x))) * scaling}. */
     private static NDArray delta(Lora l, NDArray x) {
-        NDArray h = l.dropout.forward(x);
+        return loraBranch(l, l.dropout.forward(x));
+    }
+
+    /** {@code B(A(h)) * scaling}. */
+    private static NDArray loraBranch(Lora l, NDArray h) {
         NDArray a = Ops.cast(l.a.array(), h.getDataType()); // fp32 leaves, cast in forward (fp16 compute)
         NDArray b = Ops.cast(l.b.array(), h.getDataType());
         NDArray delta = ai.djl.nn.core.Linear.linear(ai.djl.nn.core.Linear.linear(h, a).head(), b).head();
@@ -120,7 +215,8 @@ public final class LoraLayer extends ProjectionWrapper {
 
     /**
      * The update an adapter makes to the stored weight: {@code B A * scaling}, as {@code (out, in)} or,
-     * for fan-in-fan-out layers, {@code (in, out)}.
+     * for fan-in-fan-out layers, {@code (in, out)}. For a DoRA adapter this is HF's {@code get_delta_weight} too:
+     * the low-rank part only, without the magnitude's rescaling (see {@link #merge}).
      *
      * @param name the adapter name
      * @return the delta in the base weight's dtype
@@ -145,32 +241,47 @@ public final class LoraLayer extends ProjectionWrapper {
 
     @Override
     public void merge(String name) {
-        Lora l = lora(name);
-        if (l.merged) {
-            return;
-        }
-        NDArray w = denseBase().weight().array();
-        try (NDArray delta = deltaWeight(name); NDArray merged = w.add(delta)) {
-            // safe merge: check the result before it replaces the base weight
-            if (merged.isNaN().logicalOr(merged.isInfinite()).any().getBoolean()) {
-                throw new PeftException("merging LoRA adapter '" + name + "' gives non-finite weights; the base weight is unchanged");
-            }
-            merged.copyTo(w);
-        }
-        l.merged = true;
+        lora(name);
+        merges.merge(name, weights);
     }
 
     @Override
     public void unmerge(String name) {
-        Lora l = lora(name);
-        if (!l.merged) {
-            return;
-        }
-        try (NDArray delta = deltaWeight(name)) {
-            denseBase().weight().array().subi(delta);
-        }
-        l.merged = false;
+        lora(name);
+        merges.unmerge(name, weights);
     }
+
+    /** The merge rules of this layer: {@code W + ΔW} for LoRA, {@code g ⊙ (W + ΔW)} for DoRA, in the stored layout. */
+    private final MergeOrder.Weights weights = new MergeOrder.Weights() {
+        @Override
+        public NDArray weight() {
+            return denseBase().weight().array();
+        }
+
+        @Override
+        public boolean rescales(String adapter) {
+            return adapters.get(adapter).dora != null;
+        }
+
+        @Override
+        public NDArray merged(String adapter, NDArray clean) {
+            Lora l = adapters.get(adapter);
+            NDArray w = weight();
+            NDArray delta = deltaWeight(adapter);
+            if (l.dora == null) {
+                return w.add(delta);
+            }
+            boolean inOut = denseBase().fanInFanOut();
+            return l.dora.merged(w, inOut ? clean.transpose() : clean, delta, inOut);
+        }
+
+        @Override
+        public NDArray unmerged(String adapter) {
+            Lora l = adapters.get(adapter);
+            NDArray delta = deltaWeight(adapter);
+            return l.dora == null ? weight().sub(delta) : l.dora.unmerged(weight(), delta, denseBase().fanInFanOut());
+        }
+    };
 
     /**
      * @param name an adapter name
@@ -178,7 +289,23 @@ public final class LoraLayer extends ProjectionWrapper {
      */
     @Override
     public boolean isMerged(String name) {
-        return lora(name).merged;
+        lora(name);
+        return merges.contains(name);
+    }
+
+    /**
+     * @param name an adapter name
+     * @return whether it is a DoRA adapter on this layer
+     */
+    public boolean isDora(String name) {
+        return lora(name).dora != null;
+    }
+
+    /** HF's key for the magnitude has no {@code .weight}: {@code lora_magnitude_vector.default.weight} -> {@code lora_magnitude_vector}. */
+    @Override
+    public String savedName(String local, String adapter) {
+        String saved = super.savedName(local, adapter);
+        return saved.equals(DoraMagnitude.PREFIX + ".weight") ? DoraMagnitude.PREFIX : saved;
     }
 
     @Override
@@ -194,8 +321,14 @@ public final class LoraLayer extends ProjectionWrapper {
             unregister("lora_A." + name + ".weight");
             unregister("lora_B." + name + ".weight");
             removeChild("lora_dropout." + name);
+            merges.forget(name);
             l.a.array().close();
             l.b.array().close();
+            if (l.dora != null) {
+                unregister(DoraMagnitude.PREFIX + "." + name + ".weight");
+                l.dora.magnitude().array().close();
+                l.dora.close();
+            }
         }
     }
 }

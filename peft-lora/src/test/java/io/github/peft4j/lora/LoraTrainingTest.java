@@ -178,7 +178,7 @@ class LoraTrainingTest {
             assertTrue(e.getMessage().contains("target_modules entry 'c_attn' matches no module of LlamaForCausalLM"), e.getMessage());
             assertFalse(peft.adapterNames().contains("bad"));
             e = assertThrows(PeftException.class, () -> peft.addAdapter("bad", new LoraConfig().targetModules("self_attn")));
-            assertTrue(e.getMessage().contains("is a Container; supported are linear and Conv1D layers"), e.getMessage());
+            assertTrue(e.getMessage().contains("is a Container; supported are linear, Conv1D and embedding layers"), e.getMessage());
             e = assertThrows(PeftException.class, () -> peft.addAdapter("bad", new LoraConfig().r(0).targetModules("q_proj")));
             assertTrue(e.getMessage().contains("'r' must be a positive integer"), e.getMessage());
             e = assertThrows(PeftException.class, () -> peft.addAdapter("all", new LoraConfig().targetModules("q_proj")));

@@ -46,7 +46,7 @@ class MixedBatchTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama_mixed_batch", "bert_mixed_batch"})
+    @ValueSource(strings = {"llama_mixed_batch", "bert_mixed_batch", "llama_embedding_mixed_batch"})
     void rowsRunWithTheirOwnAdapterAsHf(String name) {
         JsonNode meta = Fixtures.json(name, "logits.json");
         try (NDManager m = NDManager.newBaseManager();
