@@ -430,7 +430,8 @@ public final class PeftModel {
 
     /**
      * Loads an adapter saved by HF PEFT or peft4j from a directory holding {@code adapter_config.json} and
-     * {@code adapter_model.safetensors}, and makes it active.
+     * {@code adapter_model.safetensors}, or in another layout a registered {@link AdapterFormat} recognises
+     * (AdapterHub's {@code save_adapter} directories with peft-adapters on the classpath), and makes it active.
      *
      * @param dir the adapter directory
      * @param name the name to give it
@@ -438,17 +439,24 @@ public final class PeftModel {
      * @return the adapter
      */
     public Adapter loadAdapter(Path dir, String name, boolean trainable) {
-        PeftConfig config = PeftMethods.read(dir.resolve(CONFIG_FILE));
+        AdapterFormat format = AdapterFormat.find(dir); // another library's layout (AdapterHub), or null for HF PEFT's
+        PeftConfig config = format != null ? format.readConfig(dir, model) : PeftMethods.read(dir.resolve(CONFIG_FILE));
         Path weights = dir.resolve(WEIGHTS_FILE);
-        if (!Files.isRegularFile(weights)) {
+        if (format == null && !Files.isRegularFile(weights)) {
             throw new PeftException(dir + ": no " + WEIGHTS_FILE + " next to " + CONFIG_FILE);
         }
-        Adapter a = attach(name, config, dir.resolve(CONFIG_FILE).toString(), trainable);
-        try (NDManager tmp = NDManager.newBaseManager(model.device());
-                SafeTensorsFile file = SafeTensorsFile.open(weights)) {
+        String source = format != null ? dir.toString() : weights.toString();
+        Adapter a = attach(name, config, format != null ? dir.toString() : dir.resolve(CONFIG_FILE).toString(), trainable);
+        try (NDManager tmp = NDManager.newBaseManager(model.device())) {
             Map<String, NDArray> tensors = new LinkedHashMap<>();
-            for (String k : file.names()) {
-                tensors.put(k, file.load(k, tmp));
+            if (format != null) {
+                tensors.putAll(format.readTensors(dir, a, tmp));
+            } else {
+                try (SafeTensorsFile file = SafeTensorsFile.open(weights)) {
+                    for (String k : file.names()) {
+                        tensors.put(k, file.load(k, tmp));
+                    }
+                }
             }
             Entry e = entry(name);
             Map<String, NDArray> forSaved = new LinkedHashMap<>();
@@ -456,9 +464,11 @@ public final class PeftModel {
                 Set<String> keys = e.saved().stateDict().keySet();
                 tensors.keySet().stream().filter(keys::contains).collect(Collectors.toList())
                         .forEach(k -> forSaved.put(k, tensors.remove(k)));
-                e.saved().loadStateDict(forSaved, weights.toString());
+                if (format == null || !forSaved.isEmpty()) { // a foreign format may hold no head: copies keep the base's
+                    e.saved().loadStateDict(forSaved, source);
+                }
             }
-            a.loadStateDict(tensors, weights.toString());
+            a.loadStateDict(tensors, source);
         } catch (RuntimeException ex) {
             deleteAdapter(name);
             throw ex;

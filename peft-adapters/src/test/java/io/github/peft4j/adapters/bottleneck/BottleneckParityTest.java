@@ -1,0 +1,133 @@
+package io.github.peft4j.adapters.bottleneck;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.data.Example;
+import io.github.peft4j.model.Models;
+import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.testing.Fixtures;
+import io.github.peft4j.train.PeftTrainer;
+import io.github.peft4j.train.Sgd;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.TreeSet;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/** Bottleneck adapters against AdapterHub 1.2.0: logits of its saved adapters, and five SGD steps of training. */
+class BottleneckParityTest {
+    @ParameterizedTest
+    @ValueSource(strings = {"bert_seq_bn", "bert_double_seq_bn", "bert_par_bn", "bert_scaled_par_bn", "gpt2_seq_bn",
+        "gpt2_double_seq_bn", "gpt2_par_bn", "llama_seq_bn", "llama_double_seq_bn", "llama_par_bn"})
+    void adapterHubAdapterGivesAdapterHubLogits(String name) throws Exception {
+        try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
+            float[] plain = AdapterHubCases.forward(base, m, name).toFloatArray();
+            NDArray expectedBase = AdapterHubCases.logits(m, name, "logits.json", "base_logits");
+            NDArray expected = AdapterHubCases.logits(m, name, "logits.json", "adapter_logits");
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(AdapterHubCases.dir(name).resolve("adapter"), "bn", false); // AdapterHub's directory as is
+            double diff = Fixtures.maxAbsDiff(AdapterHubCases.forward(peft, m, name), expected);
+            double baseDiff = Fixtures.maxAbsDiff(m.create(plain, expected.getShape()), expectedBase);
+            System.out.printf("parity adapterhub %s adapter max|diff| = %.3g (base %.3g, adapter moves logits by %.3g)%n",
+                    name, diff, baseDiff, Fixtures.maxAbsDiff(expected, expectedBase));
+            assertTrue(baseDiff < 1e-4, name + ": base max |diff| " + baseDiff);
+            assertTrue(diff < 1e-4, name + ": adapter max |diff| " + diff);
+            assertTrue(Fixtures.maxAbsDiff(expected, expectedBase) > 1e-2, "the adapter must change the logits");
+            // disabled scope and inactive adapter: the base logits, bit for bit
+            try (AutoCloseable off = peft.disabled()) {
+                assertArrayEquals(plain, AdapterHubCases.forward(peft, m, name).toFloatArray());
+            }
+            peft.setActive();
+            assertArrayEquals(plain, AdapterHubCases.forward(peft, m, name).toFloatArray());
+            peft.setActive("bn");
+            assertTrue(Fixtures.maxAbsDiff(AdapterHubCases.forward(peft, m, name), expected) < 1e-4);
+            peft.deleteAdapter("bn");
+            assertArrayEquals(plain, AdapterHubCases.forward(peft, m, name).toFloatArray());
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"bert_seq_bn", "bert_scaled_par_bn", "gpt2_double_seq_bn", "llama_par_bn"})
+    void savedAndReloadedInBothLayoutsGivesTheSameLogits(String name, @TempDir Path tmp) {
+        try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            BottleneckAdapters.load(peft, AdapterHubCases.dir(name).resolve("adapter"), "bn", false);
+            float[] expected = AdapterHubCases.forward(peft, m, name).toFloatArray();
+            peft.saveAdapter("bn", tmp.resolve("peft4j"));
+            BottleneckAdapters.saveAdapterHub(peft, "bn", tmp.resolve("adapterhub"));
+            peft.deleteAdapter("bn");
+            peft.loadAdapter(tmp.resolve("peft4j"), "again", false);
+            assertArrayEquals(expected, AdapterHubCases.forward(peft, m, name).toFloatArray(), "peft4j layout");
+            assertEquals(BottleneckConfig.TYPE, peft.adapter("again").config().peftType());
+            peft.deleteAdapter("again");
+            BottleneckAdapters.load(peft, tmp.resolve("adapterhub"), "third", false);
+            assertArrayEquals(expected, AdapterHubCases.forward(peft, m, name).toFloatArray(), "AdapterHub layout");
+            // the AdapterHub files hold the same tensor names and the same config as AdapterHub's own
+            Path theirs = AdapterHubCases.dir(name).resolve("adapter");
+            try (SafeTensorsFile a = SafeTensorsFile.open(theirs.resolve(AdapterHubFormat.WEIGHTS_FILE));
+                    SafeTensorsFile b = SafeTensorsFile.open(tmp.resolve("adapterhub").resolve(AdapterHubFormat.WEIGHTS_FILE))) {
+                assertEquals(new TreeSet<>(a.names()), new TreeSet<>(b.names()));
+            }
+            ObjectMapper json = new ObjectMapper();
+            JsonNode theirConfig = json.readTree(theirs.resolve(AdapterHubFormat.CONFIG_FILE).toFile());
+            JsonNode ourConfig = json.readTree(tmp.resolve("adapterhub").resolve(AdapterHubFormat.CONFIG_FILE).toFile());
+            assertEquals(theirConfig.get("config"), ourConfig.get("config"));
+            for (String k : List.of("hidden_size", "model_class", "model_type", "name", "version")) {
+                assertEquals(theirConfig.get(k), ourConfig.get(k), k);
+            }
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    /** AdapterHub's train_adapter (adapter + classifier trainable), torch.optim.SGD lr 0.1, batches of 2, no clipping. */
+    @Test
+    void fiveSgdStepsOfPfeifferOnBertGiveAdapterHubsLosses() {
+        String name = "bert_seq_bn_train";
+        JsonNode expected = AdapterHubCases.json(name, "losses.json");
+        JsonNode data = AdapterHubCases.json(name, "data.json");
+        List<Example> examples = new ArrayList<>();
+        long[][] ids = Fixtures.matrix(data.get("input_ids"));
+        for (int i = 0; i < ids.length; i++) {
+            int[] row = java.util.Arrays.stream(ids[i]).mapToInt(v -> (int) v).toArray();
+            examples.add(Example.classified(row, data.get("labels").get(i).asInt()));
+        }
+        try (TransformerModel model = Models.load(AdapterHubCases.dir("bases/bert"), Device.cpu(), DataType.FLOAT32, null);
+                Sgd sgd = Sgd.builder().build(); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(model);
+            BottleneckAdapters.load(peft, AdapterHubCases.dir(name).resolve("initial"), "bn", true);
+            assertEquals(expected.get("trainable").size(), peft.trainableParameters().size(), "trainable tensors "
+                    + peft.trainableParameters().keySet() + " vs AdapterHub's " + expected.get("trainable"));
+            try (PeftTrainer t = PeftTrainer.builder().setModel(peft).setTrainData(examples).optOptimizer(sgd)
+                    .optLearningRate(expected.get("lr").asDouble()).optMaxSteps(5).optBatchSize(2).optShuffle(false)
+                    .optMaxGradNorm(0).build()) {
+                List<Double> losses = t.train().losses();
+                assertEquals(5, losses.size());
+                double worst = 0;
+                for (int i = 0; i < 5; i++) {
+                    worst = Math.max(worst, Math.abs(expected.get("losses").get(i).asDouble() - losses.get(i)));
+                }
+                System.out.printf("parity adapterhub train 5 SGD steps losses %s max|diff| = %.2e%n", losses, worst);
+                assertTrue(worst < 1e-4, "losses " + losses + " vs AdapterHub " + expected.get("losses"));
+            }
+            NDArray after = peft.forward(io.github.peft4j.model.ModelInput.of(
+                    m.create(new long[][] {ids[0], ids[1]}), null)).logits();
+            double diff = Fixtures.maxAbsDiff(after, AdapterHubCases.logits(m, name, "losses.json", "after_logits"));
+            System.out.printf("parity adapterhub train logits after 5 steps max|diff| = %.3g%n", diff);
+            assertTrue(diff < 1e-4, "logits after training: max |diff| " + diff);
+        }
+    }
+}
