@@ -130,4 +130,49 @@ class BottleneckParityTest {
             assertTrue(diff < 1e-4, "logits after training: max |diff| " + diff);
         }
     }
+
+    /**
+     * A peft4j-written AdapterHub directory loads in AdapterHub with the same logits. The directory under
+     * {@code roundtrip/CASE/} was written by this test (run by hand with {@code -Dpeft4j.adapterhub.write=true}), and
+     * {@code roundtrip/CASE.json} holds what AdapterHub computes after {@code load_adapter} of it
+     * ({@code make_adapterhub_fixtures.py --check roundtrip/CASE --arch ARCH}). Here the writer must reproduce those
+     * files exactly and the logits must match AdapterHub's.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"bert_seq_bn", "gpt2_double_seq_bn", "llama_par_bn"})
+    void peft4jWrittenAdapterLoadsInAdapterHubWithTheSameLogits(String name, @TempDir Path tmp) throws Exception {
+        Path committed = AdapterHubCases.dir("roundtrip/" + name);
+        boolean write = Boolean.getBoolean("peft4j.adapterhub.write");
+        Path out = write ? committed : tmp.resolve(name);
+        try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            BottleneckAdapters.load(peft, AdapterHubCases.dir(name).resolve("adapter"), "bn", true);
+            for (io.github.peft4j.nn.Param p : peft.trainableParameters().values()) { // new values, head copy included
+                p.array().muli(1.5f).addi(0.05f);
+            }
+            NDArray ours = AdapterHubCases.forward(peft, m, name);
+            BottleneckAdapters.saveAdapterHub(peft, "bn", out);
+            if (!write) {
+                for (String f : List.of(AdapterHubFormat.WEIGHTS_FILE, AdapterHubFormat.HEAD_WEIGHTS_FILE)) {
+                    if (!java.nio.file.Files.exists(committed.resolve(f))) {
+                        assertTrue(!java.nio.file.Files.exists(out.resolve(f)), "wrote " + f + " that AdapterHub's check lacks");
+                        continue;
+                    }
+                    try (SafeTensorsFile a = SafeTensorsFile.open(committed.resolve(f)); SafeTensorsFile b = SafeTensorsFile.open(out.resolve(f))) {
+                        assertEquals(new TreeSet<>(a.names()), new TreeSet<>(b.names()), f);
+                        for (String k : a.names()) {
+                            assertArrayEquals(a.load(k, m).toFloatArray(), b.load(k, m).toFloatArray(), f + ": " + k);
+                        }
+                    }
+                }
+                ObjectMapper json = new ObjectMapper();
+                assertEquals(json.readTree(committed.resolve(AdapterHubFormat.CONFIG_FILE).toFile()),
+                        json.readTree(out.resolve(AdapterHubFormat.CONFIG_FILE).toFile()));
+            }
+            NDArray theirs = AdapterHubCases.logits(m, "roundtrip", name + ".json", "adapter_logits");
+            double diff = Fixtures.maxAbsDiff(ours, theirs);
+            System.out.printf("parity adapterhub loads peft4j-written %s max|diff| = %.3g%n", name, diff);
+            assertTrue(diff < 1e-4, name + ": AdapterHub's logits of the peft4j-written adapter differ by " + diff);
+        }
+    }
 }
