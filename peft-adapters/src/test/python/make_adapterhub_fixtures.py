@@ -38,6 +38,17 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "resources
 IDS = [[5, 17, 42, 8, 99, 23, 61, 3], [11, 2, 77, 31, 50, 9, 0, 0]]
 MASK = [[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0]]
 PRESETS = ["seq_bn", "double_seq_bn", "par_bn"]
+# every other BnConfig option peft4j supports, on one adapter each (ln_before has AdapterHub's tied keys)
+CUSTOM = {
+    "bert": dict(mh_adapter=True, output_adapter=True, reduction_factor={"0": 8, "default": 16}, non_linearity="gelu",
+                 original_ln_before=True, ln_before=True, ln_after=True, residual_before_ln="post_add",
+                 use_gating=True, scaling="channel"),
+    "gpt2": dict(mh_adapter=True, output_adapter=False, reduction_factor=4, non_linearity="tanh",
+                 original_ln_before=True, ln_after=True, adapter_residual_before_ln=True, residual_before_ln=False,
+                 leave_out=[0], scaling=0.5),
+    "llama": dict(mh_adapter=True, output_adapter=True, reduction_factor=8, non_linearity="gelu_new", is_parallel=True,
+                  ln_before=True, ln_after=True, use_gating=True, init_weights="houlsby"),
+}
 
 
 def make_base(arch):
@@ -98,19 +109,20 @@ def save_adapterhub(m, out, name):
 
 
 def make_cases(arch):
-    for preset in PRESETS + (["scaled_par_bn"] if arch == "bert" else []):
+    for preset in PRESETS + (["scaled_par_bn"] if arch == "bert" else []) + ["custom"]:
         m = load_base(arch)
         base = logits(m)
         adapters.init(m)
         config = "par_bn" if preset == "scaled_par_bn" else preset
         kwargs = {"scaling": "learned"} if preset == "scaled_par_bn" else {}
-        cfg = adapters.AdapterConfig.load(config, **kwargs)
+        cfg = adapters.BnConfig(**CUSTOM[arch]) if preset == "custom" else adapters.AdapterConfig.load(config, **kwargs)
         m.add_adapter("bn", config=cfg)
         g = torch.Generator().manual_seed(7)
         with torch.no_grad():
             for n, p in m.named_parameters():
                 if ".adapters.bn." in n:
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if n.endswith("scaling") else 0.0))
+                    one = n.endswith("scaling") or ("norm" in n and n.endswith("weight")) or ".adapter_down.0.weight" in n and p.dim() == 1
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if one else 0.0))
         m.set_active_adapters("bn")
         m.eval()
         out = logits(m)

@@ -31,7 +31,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 class BottleneckParityTest {
     @ParameterizedTest
     @ValueSource(strings = {"bert_seq_bn", "bert_double_seq_bn", "bert_par_bn", "bert_scaled_par_bn", "gpt2_seq_bn",
-        "gpt2_double_seq_bn", "gpt2_par_bn", "llama_seq_bn", "llama_double_seq_bn", "llama_par_bn"})
+        "gpt2_double_seq_bn", "gpt2_par_bn", "llama_seq_bn", "llama_double_seq_bn", "llama_par_bn", "bert_custom", "gpt2_custom",
+        "llama_custom"})
     void adapterHubAdapterGivesAdapterHubLogits(String name) throws Exception {
         try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
             float[] plain = AdapterHubCases.forward(base, m, name).toFloatArray();
@@ -60,7 +61,8 @@ class BottleneckParityTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"bert_seq_bn", "bert_scaled_par_bn", "gpt2_double_seq_bn", "llama_par_bn"})
+    @ValueSource(strings = {"bert_seq_bn", "bert_scaled_par_bn", "gpt2_double_seq_bn", "llama_par_bn", "bert_custom", "gpt2_custom",
+        "llama_custom"})
     void savedAndReloadedInBothLayoutsGivesTheSameLogits(String name, @TempDir Path tmp) {
         try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
             PeftModel peft = PeftModel.wrap(base);
