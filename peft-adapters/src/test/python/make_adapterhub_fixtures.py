@@ -12,6 +12,7 @@ What it writes (all models tiny: 2 layers, hidden 32, vocab 100; attn_implementa
                                        adapter.safetensors, for bert also head_config.json + model_head.safetensors)
     <arch>_<preset>/logits.json        base_logits, adapter_logits (+ _shape) for input_ids.json's ids and mask
     <arch>_<preset>/input_ids.json     input_ids, attention_mask (row 1 right-padded)
+    bert_stack/                        a/ (seq_bn) and b/ (double_seq_bn), logits of AdapterHub's Stack("a", "b")
     bert_seq_bn_train/                 initial/ (AdapterHub dir, bert init, seed 3), data.json (ids, labels),
                                        losses.json: 5 SGD steps (lr 0.1, batch 2, no clipping) of train_adapter
                                        (adapter + classifier trainable, as AdapterHub's train_adapter leaves them)
@@ -136,6 +137,31 @@ def make_cases(arch):
         print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
 
 
+def make_stack():
+    """Two adapters active at once: AdapterHub's Stack("a", "b") of a seq_bn and a double_seq_bn on BERT."""
+    m = load_base("bert")
+    base = logits(m)
+    adapters.init(m)
+    m.add_adapter("a", config="seq_bn")
+    m.add_adapter("b", config="double_seq_bn")
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if ".adapters." in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    m.set_active_adapters(adapters.composition.Stack("a", "b"))
+    out = logits(m)
+    case = os.path.join(ROOT, "bert_stack")
+    os.makedirs(case, exist_ok=True)
+    for n in ["a", "b"]:
+        save_adapterhub(m, os.path.join(case, n), n)
+    dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+    dump(os.path.join(case, "logits.json"), {"case": "bert_stack", "base_logits": base.tolist(),
+                                             "base_logits_shape": list(base.shape), "adapter_logits": out.tolist(),
+                                             "adapter_logits_shape": list(out.shape)})
+    print(case, "max|stack - base| = %.3g" % (out - base).abs().max().item())
+
+
 def make_train():
     m = load_base("bert")
     adapters.init(m)
@@ -194,6 +220,7 @@ def main():
         d = os.path.join(ROOT, "bases", arch)
         make_base(arch).save_pretrained(d, safe_serialization=True)
         make_cases(arch)
+    make_stack()
     make_train()
 
 

@@ -177,4 +177,22 @@ class BottleneckParityTest {
             assertTrue(diff < 1e-4, name + ": AdapterHub's logits of the peft4j-written adapter differ by " + diff);
         }
     }
+
+    /** Two active adapters chain at each site in the order they were added: AdapterHub's {@code Stack("a", "b")}. */
+    @Test
+    void twoActiveAdaptersEqualAdapterHubsStack() {
+        String name = "bert_stack";
+        try (TransformerModel base = AdapterHubCases.base("bert"); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(AdapterHubCases.dir(name).resolve("a"), "a", false);
+            peft.loadAdapter(AdapterHubCases.dir(name).resolve("b"), "b", false);
+            peft.setActive("a", "b");
+            NDArray expected = AdapterHubCases.logits(m, name, "logits.json", "adapter_logits");
+            double diff = Fixtures.maxAbsDiff(AdapterHubCases.forward(peft, m, name), expected);
+            System.out.printf("parity adapterhub %s Stack(seq_bn, double_seq_bn) max|diff| = %.3g%n", name, diff);
+            assertTrue(diff < 1e-4, "Stack(a, b): max |diff| " + diff);
+            peft.setActive("a");
+            assertTrue(Fixtures.maxAbsDiff(AdapterHubCases.forward(peft, m, name), expected) > 1e-2, "b must matter");
+        }
+    }
 }
