@@ -193,4 +193,46 @@ class BottleneckAdapterTest {
                     peft.adapter("a").parameters().keySet().stream().limit(1).toArray(String[]::new));
         }
     }
+
+    /** AdapterHub's inits: bert N(0, 0.02) with zero biases, mam_adapter zero up-projection, houlsby N(0, 0.01) in ±0.02. */
+    @Test
+    void initsFollowAdapterHub() {
+        try (TransformerModel model = tiny("llama"); NDManager m = NDManager.newBaseManager()) {
+            NDArray ids = TinyModels.ids(m, 2, 5, 1);
+            float[] plain = model.forward(ModelInput.of(ids, null)).logits().toFloatArray();
+            PeftModel peft = PeftModel.wrap(model);
+            // hidden 64 / reduction 1 = 64 wide, so the statistics have 4096 draws per matrix
+            peft.addAdapter("bert", BottleneckConfig.seqBn().reductionFactor(1));
+            peft.addAdapter("mam", BottleneckConfig.parBn());
+            peft.addAdapter("houlsby", BottleneckConfig.doubleSeqBn().initWeights("houlsby").reductionFactor(1));
+            for (Map.Entry<String, Param> e : peft.adapter("bert").parameters().entrySet()) {
+                NDArray v = e.getValue().array();
+                if (e.getKey().endsWith("bias")) {
+                    assertEquals(0f, v.abs().max().getFloat(), e.getKey());
+                } else {
+                    double std = Math.sqrt(v.pow(2).mean().getFloat());
+                    assertEquals(0.02, std, 0.002, e.getKey() + " std");
+                }
+            }
+            for (Map.Entry<String, Param> e : peft.adapter("mam").parameters().entrySet()) {
+                NDArray v = e.getValue().array();
+                if (e.getKey().contains("adapter_up") || e.getKey().endsWith("bias")) {
+                    assertEquals(0f, v.abs().max().getFloat(), e.getKey());
+                } else { // kaiming_uniform(a=sqrt(5)): U(-1/sqrt(64), 1/sqrt(64))
+                    assertTrue(v.abs().max().getFloat() <= 0.125f && v.abs().max().getFloat() > 0.1f, e.getKey());
+                }
+            }
+            for (Map.Entry<String, Param> e : peft.adapter("houlsby").parameters().entrySet()) {
+                NDArray v = e.getValue().array();
+                if (e.getKey().endsWith("weight")) {
+                    assertTrue(v.abs().max().getFloat() <= 0.02f, e.getKey() + " exceeds the truncation");
+                    double std = Math.sqrt(v.pow(2).mean().getFloat());
+                    assertEquals(0.0088, std, 0.001, e.getKey() + " std (N(0, 0.01) truncated at 2 sigma)");
+                }
+            }
+            // a fresh parallel adapter (up-projection zero) leaves the logits exactly as they were
+            peft.setActive("mam");
+            assertArrayEquals(plain, peft.forward(ModelInput.of(ids, null)).logits().toFloatArray());
+        }
+    }
 }
