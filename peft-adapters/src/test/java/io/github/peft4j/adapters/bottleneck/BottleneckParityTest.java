@@ -195,4 +195,58 @@ class BottleneckParityTest {
             assertTrue(Fixtures.maxAbsDiff(AdapterHubCases.forward(peft, m, name), expected) > 1e-2, "b must matter");
         }
     }
+
+    private static Path copyOf(Path dir, Path to) throws java.io.IOException {
+        java.nio.file.Files.createDirectories(to);
+        try (java.util.stream.Stream<Path> files = java.nio.file.Files.list(dir)) {
+            for (Path f : files.toList()) {
+                java.nio.file.Files.copy(f, to.resolve(f.getFileName()));
+            }
+        }
+        return to;
+    }
+
+    private static void edit(Path configFile, java.util.function.Consumer<com.fasterxml.jackson.databind.node.ObjectNode> change)
+            throws java.io.IOException {
+        ObjectMapper json = new ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode n = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(configFile.toFile());
+        change.accept(n);
+        java.nio.file.Files.writeString(configFile, json.writeValueAsString(n));
+    }
+
+    @Test
+    void adapterHubDirectoriesAreCheckedAndAHeadlessOneKeepsTheBaseClassifier(@TempDir Path tmp) throws Exception {
+        Path fixture = AdapterHubCases.dir("bert_seq_bn").resolve("adapter");
+        try (TransformerModel base = AdapterHubCases.base("bert"); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            Path lora = copyOf(fixture, tmp.resolve("lora"));
+            edit(lora.resolve(AdapterHubFormat.CONFIG_FILE), n -> ((com.fasterxml.jackson.databind.node.ObjectNode) n.get("config"))
+                    .put("architecture", "lora"));
+            assertMessage(() -> peft.loadAdapter(lora, "x", false), "architecture 'lora'");
+            Path gpt = copyOf(fixture, tmp.resolve("gpt"));
+            edit(gpt.resolve(AdapterHubFormat.CONFIG_FILE), n -> n.put("model_type", "gpt2"));
+            assertMessage(() -> peft.loadAdapter(gpt, "x", false), "model_type 'gpt2'");
+            Path pickle = copyOf(fixture, tmp.resolve("pickle"));
+            java.nio.file.Files.move(pickle.resolve(AdapterHubFormat.WEIGHTS_FILE), pickle.resolve(AdapterHubFormat.PICKLE_FILE));
+            assertMessage(() -> peft.loadAdapter(pickle, "x", false), "use_safetensors=True");
+            Path renamed = copyOf(fixture, tmp.resolve("renamed"));
+            edit(renamed.resolve(AdapterHubFormat.CONFIG_FILE), n -> n.put("name", "other"));
+            assertMessage(() -> peft.loadAdapter(renamed, "x", false), "not an AdapterHub key of adapter 'other'");
+            assertMessage(() -> BottleneckAdapters.load(peft, AdapterHubCases.dir("bases/bert"), "x", false),
+                    "not an AdapterHub adapter directory");
+            assertTrue(peft.adapterNames().isEmpty(), "failed loads leave no adapter: " + peft.adapterNames());
+            // without head files the classifier copy keeps the base classifier (AdapterHub's head equals it here)
+            Path headless = copyOf(fixture, tmp.resolve("headless"));
+            java.nio.file.Files.delete(headless.resolve(AdapterHubFormat.HEAD_WEIGHTS_FILE));
+            java.nio.file.Files.delete(headless.resolve(AdapterHubFormat.HEAD_CONFIG_FILE));
+            peft.loadAdapter(headless, "bn", false);
+            NDArray expected = AdapterHubCases.logits(m, "bert_seq_bn", "logits.json", "adapter_logits");
+            assertTrue(Fixtures.maxAbsDiff(AdapterHubCases.forward(peft, m, "bert_seq_bn"), expected) < 1e-4);
+        }
+    }
+
+    private static void assertMessage(org.junit.jupiter.api.function.Executable call, String part) {
+        io.github.peft4j.PeftException e = org.junit.jupiter.api.Assertions.assertThrows(io.github.peft4j.PeftException.class, call);
+        assertTrue(e.getMessage().contains(part), "message '" + e.getMessage() + "' lacks '" + part + "'");
+    }
 }
