@@ -12,6 +12,8 @@ What it writes (all models tiny: 2 layers, hidden 32, vocab 100; attn_implementa
                                        adapter.safetensors, for bert also head_config.json + model_head.safetensors)
     <arch>_<preset>/logits.json        base_logits, adapter_logits (+ _shape) for input_ids.json's ids and mask
     <arch>_<preset>/input_ids.json     input_ids, attention_mask (row 1 right-padded)
+                                       presets: seq_bn, double_seq_bn, par_bn, bert_scaled_par_bn (learned scaling),
+                                       <arch>_custom (every other supported BnConfig option, see CUSTOM)
     bert_stack/                        a/ (seq_bn) and b/ (double_seq_bn), logits of AdapterHub's Stack("a", "b")
     bert_seq_bn_train/                 initial/ (AdapterHub dir, bert init, seed 3), data.json (ids, labels),
                                        losses.json: 5 SGD steps (lr 0.1, batch 2, no clipping) of train_adapter
@@ -21,7 +23,7 @@ What it writes (all models tiny: 2 layers, hidden 32, vocab 100; attn_implementa
 
 Adapter weights of the logits cases are drawn N(0, 0.3) after add_adapter (AdapterHub's inits are near zero or zero),
 so the comparison is meaningful. The safetensors files are AdapterHub's own save; where it cannot save safetensors
-(tied keys with ln_before) the pickle would be converted with torch, but no preset here needs that.
+(tied keys with ln_before: the *_custom cases) the pickle is converted with torch, keeping both tied keys.
 """
 import argparse
 import json

@@ -110,103 +110,154 @@ public final class BottleneckConfig extends PeftConfig {
         };
     }
 
-    /** @param on adapters after the attention block @return this */
+    /**
+     * @param on adapters after the attention block
+     * @return this
+     */
     public BottleneckConfig mhAdapter(boolean on) {
         mhAdapter = on;
         return this;
     }
 
-    /** @param on adapters after the feed-forward block @return this */
+    /**
+     * @param on adapters after the feed-forward block
+     * @return this
+     */
     public BottleneckConfig outputAdapter(boolean on) {
         outputAdapter = on;
         return this;
     }
 
-    /** @param factor hidden size / bottleneck size (> 0) @return this */
+    /**
+     * @param factor hidden size / bottleneck size (> 0)
+     * @return this
+     */
     public BottleneckConfig reductionFactor(double factor) {
         reductionFactor = factor == Math.rint(factor) ? (Object) (int) factor : (Object) factor;
         return this;
     }
 
-    /** @param perLayer layer index (as a string) or {@code "default"} to reduction factor @return this */
+    /**
+     * @param perLayer layer index (as a string) or {@code "default"} to reduction factor
+     * @return this
+     */
     public BottleneckConfig reductionFactor(Map<String, ? extends Number> perLayer) {
         reductionFactor = new java.util.LinkedHashMap<>(perLayer);
         return this;
     }
 
-    /** @param name the bottleneck activation (relu, swish, silu, gelu, gelu_new, tanh) @return this */
+    /**
+     * @param name the bottleneck activation (relu, swish, silu, gelu, gelu_new, tanh)
+     * @return this
+     */
     public BottleneckConfig nonLinearity(String name) {
         nonLinearity = name;
         return this;
     }
 
-    /** @param on apply the pretrained residual (and LayerNorm in BERT) before the adapter @return this */
+    /**
+     * @param on apply the pretrained residual (and LayerNorm in BERT) before the adapter
+     * @return this
+     */
     public BottleneckConfig originalLnBefore(boolean on) {
         originalLnBefore = on;
         return this;
     }
 
-    /** @param on a new LayerNorm on the adapter input @return this */
+    /**
+     * @param on a new LayerNorm on the adapter input
+     * @return this
+     */
     public BottleneckConfig lnBefore(boolean on) {
         lnBefore = on;
         return this;
     }
 
-    /** @param on a new LayerNorm on the adapter output @return this */
+    /**
+     * @param on a new LayerNorm on the adapter output
+     * @return this
+     */
     public BottleneckConfig lnAfter(boolean on) {
         lnAfter = on;
         return this;
     }
 
-    /** @param kind {@code bert}, {@code mam_adapter} or {@code houlsby} @return this */
+    /**
+     * @param kind {@code bert}, {@code mam_adapter} or {@code houlsby}
+     * @return this
+     */
     public BottleneckConfig initWeights(String kind) {
         initWeights = kind;
         return this;
     }
 
-    /** @param on parallel to the sub-block instead of after it @return this */
+    /**
+     * @param on parallel to the sub-block instead of after it
+     * @return this
+     */
     public BottleneckConfig isParallel(boolean on) {
         isParallel = on;
         return this;
     }
 
-    /** @param value a fixed factor on the adapter output @return this */
+    /**
+     * @param value a fixed factor on the adapter output
+     * @return this
+     */
     public BottleneckConfig scaling(double value) {
         scaling = value;
         return this;
     }
 
-    /** @param kind {@code learned} (one trained factor) or {@code channel} (one per hidden unit) @return this */
+    /**
+     * @param kind {@code learned} (one trained factor) or {@code channel} (one per hidden unit)
+     * @return this
+     */
     public BottleneckConfig scaling(String kind) {
         scaling = kind;
         return this;
     }
 
-    /** @param on a learned gate {@code mean_seq(sigmoid(Linear(z)))} on the adapter output (UniPELT) @return this */
+    /**
+     * @param on a learned gate {@code mean_seq(sigmoid(Linear(z)))} on the adapter output (UniPELT)
+     * @return this
+     */
     public BottleneckConfig useGating(boolean on) {
         useGating = on;
         return this;
     }
 
-    /** @param value true, false or {@code "post_add"} (see AdapterHub) @return this */
+    /**
+     * @param value true, false or {@code "post_add"} (see AdapterHub)
+     * @return this
+     */
     public BottleneckConfig residualBeforeLn(Object value) {
         residualBeforeLn = value;
         return this;
     }
 
-    /** @param on add the adapter residual before the new output LayerNorm @return this */
+    /**
+     * @param on add the adapter residual before the new output LayerNorm
+     * @return this
+     */
     public BottleneckConfig adapterResidualBeforeLn(boolean on) {
         adapterResidualBeforeLn = on;
         return this;
     }
 
-    /** @param layers layers without adapters @return this */
+    /**
+     * @param layers layers without adapters
+     * @return this
+     */
     public BottleneckConfig leaveOut(List<Integer> layers) {
         leaveOut = new ArrayList<>(layers);
         return this;
     }
 
-    /** @param p dropout on the adapter output in training @return this */
+    /**
+     * @param p dropout on the adapter output in training
+     * @return this
+     */
     public BottleneckConfig dropout(double p) {
         dropout = p;
         return this;

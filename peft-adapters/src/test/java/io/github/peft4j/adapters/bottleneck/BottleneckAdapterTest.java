@@ -235,4 +235,22 @@ class BottleneckAdapterTest {
             assertArrayEquals(plain, peft.forward(ModelInput.of(ids, null)).logits().toFloatArray());
         }
     }
+
+    /** The post-residual LayerNorm that {@code original_ln_before} needs exists at BERT's sites only. */
+    @Test
+    void onlyPostLnModelsOfferTheSitesNorm() {
+        try (TransformerModel bert = tiny("bert"); TransformerModel gpt2 = tiny("gpt2"); NDManager m = NDManager.newBaseManager()) {
+            for (io.github.peft4j.model.SiteRole role : List.of(io.github.peft4j.model.SiteRole.ATTENTION_OUTPUT,
+                    io.github.peft4j.model.SiteRole.FFN_OUTPUT, io.github.peft4j.model.SiteRole.ATTENTION_PARALLEL,
+                    io.github.peft4j.model.SiteRole.FFN_PARALLEL)) {
+                assertTrue(bert.site(role, 1).hasPostNorm(), role.name());
+                assertTrue(!gpt2.site(role, 1).hasPostNorm(), role.name());
+            }
+            NDArray x = m.randomNormal(new ai.djl.ndarray.types.Shape(1, 3, 64));
+            NDArray viaSite = bert.site(io.github.peft4j.model.SiteRole.FFN_OUTPUT, 1).postNorm(x);
+            NDArray direct = bert.layer("bert.encoder.layer.1.output.LayerNorm").forward(x);
+            assertArrayEquals(direct.toFloatArray(), viaSite.toFloatArray());
+            assertThrows(PeftException.class, () -> gpt2.site(io.github.peft4j.model.SiteRole.FFN_OUTPUT, 0).postNorm(x));
+        }
+    }
 }
