@@ -100,6 +100,15 @@ public final class BertModel extends TransformerModel {
             out.put("LayerNorm", ln(weights, q + "output.LayerNorm.", eps));
             out.put("dropout", new Dropout(hDrop));
         }
+        for (int i = 0; i < layers; i++) { // the LayerNorm after each site's residual add (post-LN), read by slot
+            Module l = layerList.child(Integer.toString(i));
+            java.util.function.UnaryOperator<NDArray> attnNorm = x -> l.layer("attention.output.LayerNorm").forward(x);
+            java.util.function.UnaryOperator<NDArray> ffnNorm = x -> l.layer("output.LayerNorm").forward(x);
+            site(SiteRole.ATTENTION_OUTPUT, i).setPostNorm(attnNorm);
+            site(SiteRole.ATTENTION_PARALLEL, i).setPostNorm(attnNorm);
+            site(SiteRole.FFN_OUTPUT, i).setPostNorm(ffnNorm);
+            site(SiteRole.FFN_PARALLEL, i).setPostNorm(ffnNorm);
+        }
         if (task != TaskType.TOKEN_CLS) {
             // Sentence-transformers exports (e.g. all-MiniLM-L6-v2) have no pooler; transformers then initialises
             // it with a warning, and so do we (it is unused for feature extraction, trained with a new head).

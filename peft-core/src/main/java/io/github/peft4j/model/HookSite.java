@@ -19,6 +19,8 @@ public final class HookSite {
     private final int layer;
     private final Map<String, SiteHook> hooks = new LinkedHashMap<>();
     private final Map<String, KvPrefixHook> prefixes = new LinkedHashMap<>();
+    /** The normalisation the model applies after the residual add of this site (post-LN models), or null. */
+    private java.util.function.UnaryOperator<NDArray> postNorm;
 
     HookSite(SiteRole role, int layer) {
         this.role = role;
@@ -33,6 +35,38 @@ public final class HookSite {
     /** @return the transformer layer (0-based), or -1 for {@link SiteRole#EMBEDDING_OUTPUT} */
     public int layer() {
         return layer;
+    }
+
+    /**
+     * Set by a post-LN model (BERT): the LayerNorm it applies to {@code output + residual} right after this site.
+     *
+     * @param norm the normalisation, read through the model's slot on every call
+     */
+    void setPostNorm(java.util.function.UnaryOperator<NDArray> norm) {
+        this.postNorm = norm;
+    }
+
+    /**
+     * @return whether the model applies its own normalisation to {@code output + residual} after this site (BERT's
+     *     {@code attention.output.LayerNorm} and {@code output.LayerNorm}); false in pre-LN models (GPT-2, Llama)
+     */
+    public boolean hasPostNorm() {
+        return postNorm != null;
+    }
+
+    /**
+     * Applies the normalisation that follows this site's residual add (AdapterHub's {@code original_ln_before}
+     * needs it inside the adapter).
+     *
+     * @param x {@code [B, S, hidden]}
+     * @return the normalised array
+     * @throws PeftException where the model has none ({@link #hasPostNorm()} false)
+     */
+    public NDArray postNorm(NDArray x) {
+        if (postNorm == null) {
+            throw new PeftException("site " + name() + " has no post-residual normalisation (a pre-LN model)");
+        }
+        return postNorm.apply(x);
     }
 
     /** @return a readable name, e.g. {@code layers.3.attention_output} */

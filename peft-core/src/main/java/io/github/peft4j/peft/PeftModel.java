@@ -435,8 +435,9 @@ public final class PeftModel {
 
     /**
      * Loads an adapter saved by HF PEFT or peft4j from a directory holding {@code adapter_config.json} and
-     * {@code adapter_model.safetensors} (or, if that is absent, HF PEFT's legacy {@code adapter_model.bin},
-     * read by {@link io.github.peft4j.io.TorchBinFile}), and makes it active.
+     * {@code adapter_model.safetensors} (or, if that is absent, HF PEFT's legacy {@code adapter_model.bin}, read by
+     * {@link io.github.peft4j.io.TorchBinFile}), or in another layout a registered {@link AdapterFormat} recognises
+     * (AdapterHub's {@code save_adapter} directories with peft-adapters on the classpath), and makes it active.
      *
      * @param dir the adapter directory
      * @param name the name to give it
@@ -444,27 +445,36 @@ public final class PeftModel {
      * @return the adapter
      */
     public Adapter loadAdapter(Path dir, String name, boolean trainable) {
-        PeftConfig config = PeftMethods.read(dir.resolve(CONFIG_FILE));
+        AdapterFormat format = AdapterFormat.find(dir); // another library's layout (AdapterHub), or null for HF PEFT's
+        PeftConfig config = format != null ? format.readConfig(dir, model) : PeftMethods.read(dir.resolve(CONFIG_FILE));
         Path weights = dir.resolve(WEIGHTS_FILE);
-        if (!Files.isRegularFile(weights) && Files.isRegularFile(dir.resolve(LEGACY_WEIGHTS_FILE))) {
+        if (format == null && !Files.isRegularFile(weights) && Files.isRegularFile(dir.resolve(LEGACY_WEIGHTS_FILE))) {
             weights = dir.resolve(LEGACY_WEIGHTS_FILE); // HF PEFT's torch.save format, read without running code
         }
-        if (!Files.isRegularFile(weights)) {
+        if (format == null && !Files.isRegularFile(weights)) {
             throw new PeftException(dir + ": no " + WEIGHTS_FILE + " (or legacy " + LEGACY_WEIGHTS_FILE
                     + ") next to " + CONFIG_FILE);
         }
-        Adapter a = attach(name, config, dir.resolve(CONFIG_FILE).toString(), trainable);
+        String source = format != null ? dir.toString() : weights.toString();
+        Adapter a = attach(name, config, format != null ? dir.toString() : dir.resolve(CONFIG_FILE).toString(), trainable);
         try (NDManager tmp = NDManager.newBaseManager(model.device())) {
-            Map<String, NDArray> tensors = WeightFiles.loadAll(weights, tmp, null);
+            Map<String, NDArray> tensors = new LinkedHashMap<>();
+            if (format != null) {
+                tensors.putAll(format.readTensors(dir, a, tmp));
+            } else {
+                tensors.putAll(WeightFiles.loadAll(weights, tmp, null));
+            }
             Entry e = entry(name);
             Map<String, NDArray> forSaved = new LinkedHashMap<>();
             if (e.saved() != null) {
                 Set<String> keys = e.saved().stateDict().keySet();
                 tensors.keySet().stream().filter(keys::contains).collect(Collectors.toList())
                         .forEach(k -> forSaved.put(k, tensors.remove(k)));
-                e.saved().loadStateDict(forSaved, weights.toString());
+                if (format == null || !forSaved.isEmpty()) { // a foreign format may hold no head: copies keep the base's
+                    e.saved().loadStateDict(forSaved, source);
+                }
             }
-            a.loadStateDict(tensors, weights.toString());
+            a.loadStateDict(tensors, source);
         } catch (RuntimeException ex) {
             deleteAdapter(name);
             throw ex;

@@ -1,0 +1,65 @@
+package io.github.peft4j.adapters.bottleneck;
+
+import io.github.peft4j.PeftException;
+import io.github.peft4j.model.SiteRole;
+import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.peft.Adapter;
+import io.github.peft4j.peft.AdapterContext;
+import io.github.peft4j.peft.PeftConfig;
+import io.github.peft4j.peft.PeftMethod;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Bottleneck adapters ({@code BOTTLENECK}, AdapterHub's {@code BnConfig}) at the model's hook sites: a sequential
+ * adapter at {@link SiteRole#ATTENTION_OUTPUT} ({@code mh_adapter}) and {@link SiteRole#FFN_OUTPUT}
+ * ({@code output_adapter}), a parallel one ({@code is_parallel}) at {@link SiteRole#ATTENTION_PARALLEL} /
+ * {@link SiteRole#FFN_PARALLEL}, in every layer not in {@code leave_out}.
+ */
+public final class BottleneckMethod implements PeftMethod {
+    @Override
+    public String peftType() {
+        return BottleneckConfig.TYPE;
+    }
+
+    @Override
+    public Class<? extends PeftConfig> configType() {
+        return BottleneckConfig.class;
+    }
+
+    @Override
+    public Adapter attach(AdapterContext context, String name, PeftConfig config) {
+        BottleneckConfig c = (BottleneckConfig) config;
+        TransformerModel model = context.model();
+        int layers = model.dims().layers();
+        for (int l : c.leaveOut()) {
+            if (l < 0 || l >= layers) {
+                throw new PeftException(context.source() + ": leave_out has layer " + l + ", the model has layers 0.."
+                        + (layers - 1));
+            }
+        }
+        AdapterHubLayout layout = AdapterHubLayout.of(model);
+        int hidden = model.hiddenSize();
+        List<BottleneckAdapter.Placed> placed = new ArrayList<>();
+        for (int i = 0; i < layers; i++) {
+            if (c.leaveOut().contains(i)) {
+                continue;
+            }
+            int r = c.bottleneck(hidden, i, context.source());
+            if (c.mhAdapter()) {
+                SiteRole role = c.isParallel() ? SiteRole.ATTENTION_PARALLEL : SiteRole.ATTENTION_OUTPUT;
+                placed.add(new BottleneckAdapter.Placed(layout.holder(true, i), new BottleneckBlock(c, model.site(role, i),
+                        hidden, r, model.manager(), model::isTraining)));
+            }
+            if (c.outputAdapter()) {
+                SiteRole role = c.isParallel() ? SiteRole.FFN_PARALLEL : SiteRole.FFN_OUTPUT;
+                placed.add(new BottleneckAdapter.Placed(layout.holder(false, i), new BottleneckBlock(c, model.site(role, i),
+                        hidden, r, model.manager(), model::isTraining)));
+            }
+        }
+        if (placed.isEmpty()) {
+            throw new PeftException(context.source() + ": leave_out " + c.leaveOut() + " leaves no layer for an adapter");
+        }
+        return new BottleneckAdapter(name, c, context.state(), placed);
+    }
+}

@@ -1,0 +1,230 @@
+"""Makes the AdapterHub bottleneck-adapter fixtures under peft-adapters/src/test/resources/fixtures/adapterhub/.
+
+Run with the AdapterHub venv (AdapterHub `adapters` 1.2.0 + transformers 4.57.6; see shared/pyref/README.md):
+
+    /work/A/bin/python peft-adapters/src/test/python/make_adapterhub_fixtures.py
+
+What it writes (all models tiny: 2 layers, hidden 32, vocab 100; attn_implementation="eager"):
+
+    bases/<arch>/                      config.json + model.safetensors of a random base (bert seq-cls 3 labels,
+                                       gpt2 and llama causal LM); all dropouts 0 so training steps are deterministic
+    <arch>_<preset>/adapter/           AdapterHub's save_adapter directory (adapter_config.json,
+                                       adapter.safetensors, for bert also head_config.json + model_head.safetensors)
+    <arch>_<preset>/logits.json        base_logits, adapter_logits (+ _shape) for input_ids.json's ids and mask
+    <arch>_<preset>/input_ids.json     input_ids, attention_mask (row 1 right-padded)
+                                       presets: seq_bn, double_seq_bn, par_bn, bert_scaled_par_bn (learned scaling),
+                                       <arch>_custom (every other supported BnConfig option, see CUSTOM)
+    bert_stack/                        a/ (seq_bn) and b/ (double_seq_bn), logits of AdapterHub's Stack("a", "b")
+    bert_seq_bn_train/                 initial/ (AdapterHub dir, bert init, seed 3), data.json (ids, labels),
+                                       losses.json: 5 SGD steps (lr 0.1, batch 2, no clipping) of train_adapter
+                                       (adapter + classifier trainable, as AdapterHub's train_adapter leaves them)
+    roundtrip/                         with --check DIR: AdapterHub loads a peft4j-written AdapterHub directory and
+                                       writes the logits it computes (see BottleneckParityTest)
+
+Adapter weights of the logits cases are drawn N(0, 0.3) after add_adapter (AdapterHub's inits are near zero or zero),
+so the comparison is meaningful. The safetensors files are AdapterHub's own save; where it cannot save safetensors
+(tied keys with ln_before: the *_custom cases) the pickle is converted with torch, keeping both tied keys.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import torch
+
+import adapters
+from transformers import (BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                          LlamaForCausalLM)
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "resources", "fixtures", "adapterhub")
+IDS = [[5, 17, 42, 8, 99, 23, 61, 3], [11, 2, 77, 31, 50, 9, 0, 0]]
+MASK = [[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0]]
+PRESETS = ["seq_bn", "double_seq_bn", "par_bn"]
+# every other BnConfig option peft4j supports, on one adapter each (ln_before has AdapterHub's tied keys)
+CUSTOM = {
+    "bert": dict(mh_adapter=True, output_adapter=True, reduction_factor={"0": 8, "default": 16}, non_linearity="gelu",
+                 original_ln_before=True, ln_before=True, ln_after=True, residual_before_ln="post_add",
+                 use_gating=True, scaling="channel"),
+    "gpt2": dict(mh_adapter=True, output_adapter=False, reduction_factor=4, non_linearity="tanh",
+                 original_ln_before=True, ln_after=True, adapter_residual_before_ln=True, residual_before_ln=False,
+                 leave_out=[0], scaling=0.5),
+    "llama": dict(mh_adapter=True, output_adapter=True, reduction_factor=8, non_linearity="gelu_new", is_parallel=True,
+                  ln_before=True, ln_after=True, use_gating=True, init_weights="houlsby"),
+}
+
+
+def make_base(arch):
+    torch.manual_seed({"bert": 1, "gpt2": 2, "llama": 3}[arch])
+    if arch == "bert":
+        cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=32, num_labels=3, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, initializer_range=0.2)
+        cfg._attn_implementation = "eager"
+        m = BertForSequenceClassification(cfg)
+    elif arch == "gpt2":
+        cfg = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=32, resid_pdrop=0.0,
+                         embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.2)
+        cfg._attn_implementation = "eager"
+        m = GPT2LMHeadModel(cfg)
+    else:
+        cfg = LlamaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, intermediate_size=64, max_position_embeddings=32,
+                          initializer_range=0.2)
+        cfg._attn_implementation = "eager"
+        m = LlamaForCausalLM(cfg)
+    return m.eval()
+
+
+def load_base(arch):
+    cls = {"bert": BertForSequenceClassification, "gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM}[arch]
+    m = cls.from_pretrained(os.path.join(ROOT, "bases", arch), attn_implementation="eager").eval()
+    m.config._name_or_path = "tiny-" + arch  # written as model_name (not this machine's path)
+    return m
+
+
+def logits(m, ids=IDS, mask=MASK):
+    with torch.no_grad():
+        return m(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
+
+
+def dump(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+def save_adapterhub(m, out, name):
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    try:
+        m.save_adapter(out, name, use_safetensors=True)
+    except Exception as e:  # tied keys (ln_before): save the pickle, convert it with torch
+        print("safetensors save failed (%s); converting the pickle" % e, file=sys.stderr)
+        shutil.rmtree(out, ignore_errors=True)
+        m.save_adapter(out, name)
+        from safetensors.torch import save_file
+        for pt, st in [("pytorch_adapter.bin", "adapter.safetensors"), ("pytorch_model_head.bin", "model_head.safetensors")]:
+            p = os.path.join(out, pt)
+            if os.path.exists(p):
+                sd = torch.load(p, weights_only=True)
+                save_file({k: v.clone().contiguous() for k, v in sd.items()}, os.path.join(out, st), {"format": "pt"})
+                os.remove(p)
+
+
+def make_cases(arch):
+    for preset in PRESETS + (["scaled_par_bn"] if arch == "bert" else []) + ["custom"]:
+        m = load_base(arch)
+        base = logits(m)
+        adapters.init(m)
+        config = "par_bn" if preset == "scaled_par_bn" else preset
+        kwargs = {"scaling": "learned"} if preset == "scaled_par_bn" else {}
+        cfg = adapters.BnConfig(**CUSTOM[arch]) if preset == "custom" else adapters.AdapterConfig.load(config, **kwargs)
+        m.add_adapter("bn", config=cfg)
+        g = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if ".adapters.bn." in n:
+                    one = n.endswith("scaling") or ("norm" in n and n.endswith("weight")) or ".adapter_down.0.weight" in n and p.dim() == 1
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if one else 0.0))
+        m.set_active_adapters("bn")
+        m.eval()
+        out = logits(m)
+        case = os.path.join(ROOT, "%s_%s" % (arch, preset))
+        os.makedirs(case, exist_ok=True)
+        save_adapterhub(m, os.path.join(case, "adapter"), "bn")
+        dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+        dump(os.path.join(case, "logits.json"), {"case": os.path.basename(case), "base": arch, "preset": preset,
+                                                 "base_logits": base.tolist(), "base_logits_shape": list(base.shape),
+                                                 "adapter_logits": out.tolist(), "adapter_logits_shape": list(out.shape)})
+        print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
+
+
+def make_stack():
+    """Two adapters active at once: AdapterHub's Stack("a", "b") of a seq_bn and a double_seq_bn on BERT."""
+    m = load_base("bert")
+    base = logits(m)
+    adapters.init(m)
+    m.add_adapter("a", config="seq_bn")
+    m.add_adapter("b", config="double_seq_bn")
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if ".adapters." in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    m.set_active_adapters(adapters.composition.Stack("a", "b"))
+    out = logits(m)
+    case = os.path.join(ROOT, "bert_stack")
+    os.makedirs(case, exist_ok=True)
+    for n in ["a", "b"]:
+        save_adapterhub(m, os.path.join(case, n), n)
+    dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+    dump(os.path.join(case, "logits.json"), {"case": "bert_stack", "base_logits": base.tolist(),
+                                             "base_logits_shape": list(base.shape), "adapter_logits": out.tolist(),
+                                             "adapter_logits_shape": list(out.shape)})
+    print(case, "max|stack - base| = %.3g" % (out - base).abs().max().item())
+
+
+def make_train():
+    m = load_base("bert")
+    adapters.init(m)
+    torch.manual_seed(3)
+    m.add_adapter("bn", config="seq_bn")
+    case = os.path.join(ROOT, "bert_seq_bn_train")
+    os.makedirs(case, exist_ok=True)
+    save_adapterhub(m, os.path.join(case, "initial"), "bn")
+    m.train_adapter("bn")
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(1, 100, (10, 6), generator=g)
+    labels = torch.randint(0, 3, (10,), generator=g)
+    params = [p for p in m.parameters() if p.requires_grad]
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.1)
+    losses = []
+    for step in range(5):
+        b = slice(2 * step, 2 * step + 2)
+        out = m(input_ids=ids[b], attention_mask=torch.ones_like(ids[b]), labels=labels[b])
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(out.loss.item())
+    m.eval()
+    after = logits(m, ids[:2].tolist(), [[1] * 6] * 2)
+    dump(os.path.join(case, "data.json"), {"input_ids": ids.tolist(), "labels": labels.tolist()})
+    dump(os.path.join(case, "losses.json"), {"losses": losses, "lr": 0.1, "batch_size": 2, "steps": 5,
+                                             "trainable": names, "after_logits": after.tolist(),
+                                             "after_logits_shape": list(after.shape)})
+    print(case, "losses", losses)
+
+
+def check(dir_, arch, name):
+    """AdapterHub loads a directory peft4j wrote; its logits go to roundtrip/<case>.json."""
+    m = load_base(arch)
+    adapters.init(m)
+    loaded = m.load_adapter(dir_, load_as=name, set_active=True, use_safetensors=True)
+    m.eval()
+    out = logits(m)
+    os.makedirs(os.path.join(ROOT, "roundtrip"), exist_ok=True)
+    case = os.path.basename(os.path.normpath(dir_))
+    dump(os.path.join(ROOT, "roundtrip", case + ".json"), {"loaded": loaded, "adapter_logits": out.tolist(),
+                                                           "adapter_logits_shape": list(out.shape)})
+    print("AdapterHub loaded", dir_, "as", loaded)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", help="a peft4j-written AdapterHub directory to load in AdapterHub")
+    ap.add_argument("--arch", default="bert")
+    args = ap.parse_args()
+    if args.check:
+        check(args.check, args.arch, "bn")
+        return
+    for arch in ["bert", "gpt2", "llama"]:
+        d = os.path.join(ROOT, "bases", arch)
+        make_base(arch).save_pretrained(d, safe_serialization=True)
+        make_cases(arch)
+    make_stack()
+    make_train()
+
+
+if __name__ == "__main__":
+    main()
