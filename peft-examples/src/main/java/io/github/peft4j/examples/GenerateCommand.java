@@ -7,6 +7,7 @@ import io.github.peft4j.data.Tokenizer;
 import io.github.peft4j.generate.GenerationConfig;
 import io.github.peft4j.generate.GenerationResult;
 import io.github.peft4j.generate.Generator;
+import io.github.peft4j.generate.LanguageModel;
 import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.TransformerModel;
@@ -82,6 +83,26 @@ final class GenerateCommand implements Callable<Integer> {
                     + " for the base model), as HF PEFT's adapter_names=; every row decodes with its own adapter.")
     List<String> rowAdapters;
 
+    @Option(names = "--expert", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Proxy-tuning: the tuned small model M+ (a model directory; with --expert-adapter its adapter)."
+                    + " Each step decodes s_M + alpha (s_M+ - s_M-); needs --anti-expert; all three share the vocabulary.")
+    Path expert;
+
+    @Option(names = "--expert-adapter", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Proxy-tuning: an adapter loaded on --expert (usually the small model's fine-tuned adapter).")
+    Path expertAdapter;
+
+    @Option(names = "--anti-expert", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Proxy-tuning: the untuned small model M- (usually the same directory as --expert).")
+    Path antiExpert;
+
+    @Option(names = "--anti-expert-adapter", paramLabel = "DIR", converter = Converters.ExistingDir.class,
+            description = "Proxy-tuning: an adapter loaded on --anti-expert (default: none).")
+    Path antiExpertAdapter;
+
+    @Option(names = "--alpha", paramLabel = "A", description = "Proxy-tuning: the steering strength (number; default: ${DEFAULT-VALUE}).")
+    double alpha = 1.0;
+
     @Option(names = "--prompt", paramLabel = "TEXT", description = "A text prompt (give this or --input).")
     String prompt;
 
@@ -138,6 +159,12 @@ final class GenerateCommand implements Callable<Integer> {
         }
         AdapterSpec.names("generate", adapters);
         AdapterSpec.checkRows("generate", rowAdapters, adapters);
+        if ((expert == null) != (antiExpert == null)) {
+            throw new CliException("generate: proxy-tuning needs both --expert and --anti-expert");
+        }
+        if (expert == null && (expertAdapter != null || antiExpertAdapter != null)) {
+            throw new CliException("generate: --expert-adapter / --anti-expert-adapter need --expert and --anti-expert");
+        }
         GenerationConfig config = config();
         if (prompt != null) {
             if (rowAdapters != null) {
@@ -150,11 +177,69 @@ final class GenerateCommand implements Callable<Integer> {
             InputFile in = InputFile.read(input, m.vocabSize());
             AdapterSpec.checkRowCount("generate", rowAdapters, in, input);
             PeftModel peft = AdapterSpec.open(m, adapters);
-            GenerationResult r = Generator.of(peft).generate(in.inputIds, in.attentionMask, config,
-                    rowAdapters == null ? CallContext.NONE : CallContext.rowAdapters(rowAdapters));
-            write(r, root.out);
+            try (Experts experts = Experts.open(expert, expertAdapter, antiExpert, antiExpertAdapter)) {
+                GenerationResult r = experts.generator(peft, alpha).generate(in.inputIds, in.attentionMask, config,
+                        rowAdapters == null ? CallContext.NONE : CallContext.rowAdapters(rowAdapters));
+                write(r, root.out);
+            }
         }
         return 0;
+    }
+
+    /**
+     * The small models of proxy-tuning (none without --expert): M+ and M-, each its own model instance with its own
+     * adapter, so any method works on either (two views of one instance would share its active adapter).
+     */
+    private static final class Experts implements AutoCloseable {
+        private final TransformerModel plus;
+        private final TransformerModel minus;
+        private final PeftModel plusPeft;
+        private final PeftModel minusPeft;
+
+        private Experts(TransformerModel plus, PeftModel plusPeft, TransformerModel minus, PeftModel minusPeft) {
+            this.plus = plus;
+            this.plusPeft = plusPeft;
+            this.minus = minus;
+            this.minusPeft = minusPeft;
+        }
+
+        static Experts open(Path expert, Path expertAdapter, Path anti, Path antiAdapter) {
+            if (expert == null) {
+                return new Experts(null, null, null, null);
+            }
+            List<AdapterSpec> plusSpecs = expertAdapter == null ? List.of() : List.of(new AdapterSpec(PeftModel.DEFAULT, expertAdapter));
+            List<AdapterSpec> minusSpecs = antiAdapter == null ? List.of() : List.of(new AdapterSpec(PeftModel.DEFAULT, antiAdapter));
+            TransformerModel p = AdapterSpec.loadBase(expert, plusSpecs);
+            try {
+                TransformerModel n = AdapterSpec.loadBase(anti, minusSpecs);
+                try {
+                    return new Experts(p, AdapterSpec.open(p, plusSpecs), n, AdapterSpec.open(n, minusSpecs));
+                } catch (RuntimeException e) {
+                    n.close();
+                    throw e;
+                }
+            } catch (RuntimeException e) {
+                p.close();
+                throw e;
+            }
+        }
+
+        /** Generator over M alone, or over proxy-tuning's {@code s_M + alpha (s_M+ - s_M-)}. */
+        Generator generator(PeftModel base, double alpha) {
+            if (plus == null) {
+                return Generator.of(base);
+            }
+            return Generator.of(io.github.peft4j.prompt.proxy.ProxyTuningLm.of(LanguageModel.of(base),
+                    LanguageModel.of(plusPeft), LanguageModel.of(minusPeft), alpha));
+        }
+
+        @Override
+        public void close() {
+            if (plus != null) {
+                plus.close();
+                minus.close();
+            }
+        }
     }
 
     /** Tokenizes the prompt, generates, prints the decoded new text (special tokens skipped). */
@@ -177,11 +262,13 @@ final class GenerateCommand implements Callable<Integer> {
                 config = config.toBuilder().stopTokenIds(stops).build();
             }
             PeftModel peft = AdapterSpec.open(m, adapters);
-            GenerationResult r = Generator.of(peft).generate(new int[][] {ids}, config);
-            if (output != null) {
-                write(r, root.out);
+            try (Experts experts = Experts.open(expert, expertAdapter, antiExpert, antiExpertAdapter)) {
+                GenerationResult r = experts.generator(peft, alpha).generate(new int[][] {ids}, config);
+                if (output != null) {
+                    write(r, root.out);
+                }
+                root.out.println(tok.decode(r.tokens(0), true));
             }
-            root.out.println(tok.decode(r.tokens(0), true));
         }
     }
 
