@@ -47,7 +47,7 @@ import java.util.function.IntUnaryOperator;
  * <p>Instances are safe for concurrent {@code load} calls. Closing the file closes its channel; arrays
  * loaded earlier are unaffected.
  */
-public final class SafeTensorsFile implements AutoCloseable {
+public final class SafeTensorsFile extends TensorFile<TensorInfo> {
     /** The largest header accepted, in bytes. */
     public static final long MAX_HEADER_BYTES = 100L * 1024 * 1024;
 
@@ -61,18 +61,15 @@ public final class SafeTensorsFile implements AutoCloseable {
 
     private static final String METADATA_KEY = "__metadata__";
 
-    private final Path file;
     private final FileChannel channel;
     private final long dataStart;
-    private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
 
     private SafeTensorsFile(Path file, FileChannel channel, long dataStart, Map<String, TensorInfo> tensors,
             Map<String, String> metadata) {
-        this.file = file;
+        super(file, tensors);
         this.channel = channel;
         this.dataStart = dataStart;
-        this.tensors = tensors;
         this.metadata = metadata;
     }
 
@@ -239,15 +236,6 @@ public final class SafeTensorsFile implements AutoCloseable {
     }
 
     /**
-     * Returns the path this file was opened from.
-     *
-     * @return the file path
-     */
-    public Path path() {
-        return file;
-    }
-
-    /**
      * Returns the {@code __metadata__} map of the header (empty if absent).
      *
      * @return an unmodifiable map in header order
@@ -256,94 +244,12 @@ public final class SafeTensorsFile implements AutoCloseable {
         return metadata;
     }
 
-    /**
-     * Returns the tensor names in the order the header lists them.
-     *
-     * @return an unmodifiable list
-     */
-    public List<String> names() {
-        return List.copyOf(tensors.keySet());
+    @Override
+    long defaultChunkBytes() {
+        return DEFAULT_CHUNK_BYTES;
     }
 
-    /**
-     * Returns whether the file has a tensor of this name.
-     *
-     * @param name the tensor name
-     * @return true if present
-     */
-    public boolean contains(String name) {
-        return tensors.containsKey(name);
-    }
-
-    /**
-     * Returns the header entry of a tensor.
-     *
-     * @param name the tensor name
-     * @return its dtype, shape and offsets
-     * @throws PeftException if there is no such tensor
-     */
-    public TensorInfo info(String name) {
-        TensorInfo info = tensors.get(name);
-        if (info == null) {
-            throw new PeftException(file + ": no tensor '" + name + "' (file has " + tensors.size() + " tensors)");
-        }
-        return info;
-    }
-
-    /**
-     * Loads a tensor into a new libtorch-owned array in its in-memory type ({@link TensorDType#memoryType()}):
-     * BF16 becomes FLOAT32 and I16 becomes INT32 (both exact), every other dtype keeps its natural DJL type. The shape is the file's shape
-     * ({@code new Shape()} for a 0-d tensor).
-     *
-     * @param name the tensor name
-     * @param manager the manager that will own the array
-     * @return the array; the caller (or the manager) closes it
-     * @throws PeftException if there is no such tensor
-     * @throws UncheckedIOException if reading fails
-     */
-    public NDArray load(String name, NDManager manager) {
-        return load(name, manager, null, DEFAULT_CHUNK_BYTES);
-    }
-
-    /**
-     * Loads a tensor and, if it is floating-point, converts it to {@code target}.
-     *
-     * <p>{@code target} applies only to floating-point tensors (F64, F32, F16, BF16) and must then be
-     * {@code FLOAT32}, {@code FLOAT16} or {@code FLOAT64}. Integer and boolean tensors (for example
-     * {@code position_ids}) are always returned in their natural type. A {@code null} target keeps the
-     * in-memory type.
-     *
-     * @param name the tensor name
-     * @param manager the manager that will own the array
-     * @param target the floating-point type wanted, or null
-     * @return the array; the caller (or the manager) closes it
-     * @throws PeftException if there is no such tensor or the target is not FLOAT32, FLOAT16 or FLOAT64
-     */
-    public NDArray load(String name, NDManager manager, DataType target) {
-        return load(name, manager, target, DEFAULT_CHUNK_BYTES);
-    }
-
-    /**
-     * Loads every tensor, as {@link #load(String, NDManager, DataType)} does.
-     *
-     * @param manager the manager that will own the arrays
-     * @param target the floating-point type wanted, or null
-     * @return a map from name to array, in header order
-     */
-    public Map<String, NDArray> loadAll(NDManager manager, DataType target) {
-        Map<String, NDArray> out = new LinkedHashMap<>();
-        try {
-            for (String name : tensors.keySet()) {
-                out.put(name, load(name, manager, target));
-            }
-        } catch (RuntimeException e) {
-            out.values().forEach(NDArray::close);
-            throw e;
-        }
-        return out;
-    }
-
-    /** Loads with an explicit chunk size; package-private so tests can exercise the chunked path. */
+    @Override
     NDArray load(String name, NDManager manager, DataType target, long chunkBytes) {
         Objects.requireNonNull(manager, "manager");
         TensorInfo info = info(name);

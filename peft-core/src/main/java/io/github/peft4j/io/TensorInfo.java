@@ -1,6 +1,5 @@
 package io.github.peft4j.io;
 
-import ai.djl.ndarray.types.Shape;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -13,7 +12,7 @@ import java.util.Objects;
  * @param begin offset of the first byte, relative to the start of the data section (as in the file)
  * @param end offset one past the last byte, relative to the start of the data section
  */
-public record TensorInfo(String name, TensorDType dtype, long[] shape, long begin, long end) {
+public record TensorInfo(String name, TensorDType dtype, long[] shape, long begin, long end) implements TensorEntry {
 
     /**
      * Creates an entry, copying {@code shape}.
@@ -38,29 +37,6 @@ public record TensorInfo(String name, TensorDType dtype, long[] shape, long begi
     @Override
     public long[] shape() {
         return shape.clone();
-    }
-
-    /**
-     * Returns the shape as a DJL {@link Shape}.
-     *
-     * @return the shape ({@code new Shape()} for a scalar)
-     */
-    public Shape djlShape() {
-        return new Shape(shape);
-    }
-
-    /**
-     * Returns the number of elements: the product of the dimensions, 1 for a scalar.
-     *
-     * @return the element count
-     * @throws ArithmeticException if the product overflows a long
-     */
-    public long numel() {
-        long n = 1;
-        for (long d : shape) {
-            n = Math.multiplyExact(n, d);
-        }
-        return n;
     }
 
     /**

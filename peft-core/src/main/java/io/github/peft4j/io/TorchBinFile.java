@@ -56,7 +56,7 @@ import java.util.zip.ZipFile;
  * <p>The legacy pre-1.6 format (a bare pickle stream) and big-endian files are refused. Instances are safe for
  * concurrent {@code load} calls; arrays loaded stay valid after {@link #close()}.
  */
-public final class TorchBinFile implements AutoCloseable {
+public final class TorchBinFile extends TensorFile<TorchTensorInfo> {
     /** The largest data.pkl accepted, in bytes (a state dict of 100,000 tensors takes about 20 MB). */
     public static final long MAX_PICKLE_BYTES = 64L * 1024 * 1024;
 
@@ -66,16 +66,13 @@ public final class TorchBinFile implements AutoCloseable {
     /** The largest storage span a non-contiguous view may cover (it is read whole, into one Java array). */
     static final long MAX_STRIDED_SPAN_BYTES = Integer.MAX_VALUE - 64;
 
-    private final Path file;
     private final ZipFile zip;
     private final String prefix;
-    private final Map<String, TorchTensorInfo> tensors;
 
     private TorchBinFile(Path file, ZipFile zip, String prefix, Map<String, TorchTensorInfo> tensors) {
-        this.file = file;
+        super(file, tensors);
         this.zip = zip;
         this.prefix = prefix;
-        this.tensors = tensors;
     }
 
     /**
@@ -262,98 +259,12 @@ public final class TorchBinFile implements AutoCloseable {
         }
     }
 
-    /**
-     * Returns the path this file was opened from.
-     *
-     * @return the file path
-     */
-    public Path path() {
-        return file;
+    @Override
+    long defaultChunkBytes() {
+        return DEFAULT_CHUNK_BYTES;
     }
 
-    /**
-     * Returns the tensor names in the state dict's order.
-     *
-     * @return an unmodifiable list
-     */
-    public List<String> names() {
-        return List.copyOf(tensors.keySet());
-    }
-
-    /**
-     * Returns whether the state dict has a tensor of this name.
-     *
-     * @param name the key
-     * @return true if present
-     */
-    public boolean contains(String name) {
-        return tensors.containsKey(name);
-    }
-
-    /**
-     * Returns the description of a tensor.
-     *
-     * @param name the key
-     * @return its dtype, shape, strides and storage
-     * @throws PeftException if there is no such tensor
-     */
-    public TorchTensorInfo info(String name) {
-        TorchTensorInfo info = tensors.get(name);
-        if (info == null) {
-            throw new PeftException(file + ": no tensor '" + name + "' (file has " + tensors.size() + " tensors)");
-        }
-        return info;
-    }
-
-    /**
-     * Loads a tensor, as a contiguous libtorch-owned array of its logical contents, in its in-memory type
-     * ({@link TensorDType#memoryType()}: BF16 becomes FLOAT32, I16 becomes INT32).
-     *
-     * @param name the key
-     * @param manager the manager that will own the array
-     * @return the array; the caller (or the manager) closes it
-     * @throws PeftException if there is no such tensor or its record is shorter than the zip directory says
-     * @throws UncheckedIOException if reading fails
-     */
-    public NDArray load(String name, NDManager manager) {
-        return load(name, manager, null, DEFAULT_CHUNK_BYTES);
-    }
-
-    /**
-     * Loads a tensor and, if it is floating-point, converts it to {@code target} (FLOAT32, FLOAT16 or
-     * FLOAT64); integer and boolean tensors keep their type. A {@code null} target keeps the in-memory type.
-     *
-     * @param name the key
-     * @param manager the manager that will own the array
-     * @param target the floating-point type wanted, or null
-     * @return the array; the caller (or the manager) closes it
-     * @throws PeftException if there is no such tensor or the target is not FLOAT32, FLOAT16 or FLOAT64
-     */
-    public NDArray load(String name, NDManager manager, DataType target) {
-        return load(name, manager, target, DEFAULT_CHUNK_BYTES);
-    }
-
-    /**
-     * Loads every tensor, as {@link #load(String, NDManager, DataType)} does.
-     *
-     * @param manager the manager that will own the arrays
-     * @param target the floating-point type wanted, or null
-     * @return a mutable map from key to array, in state-dict order
-     */
-    public Map<String, NDArray> loadAll(NDManager manager, DataType target) {
-        Map<String, NDArray> out = new LinkedHashMap<>();
-        try {
-            for (String name : tensors.keySet()) {
-                out.put(name, load(name, manager, target));
-            }
-        } catch (RuntimeException e) {
-            out.values().forEach(NDArray::close);
-            throw e;
-        }
-        return out;
-    }
-
-    /** Loads with an explicit chunk size; package-private so tests can exercise the chunked paths. */
+    @Override
     NDArray load(String name, NDManager manager, DataType target, long chunkBytes) {
         Objects.requireNonNull(manager, "manager");
         TorchTensorInfo info = info(name);

@@ -1,6 +1,5 @@
 package io.github.peft4j.io;
 
-import ai.djl.ndarray.types.Shape;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -16,7 +15,7 @@ import java.util.Objects;
  * @param storageOffset the element index in the storage of the tensor's first element
  */
 public record TorchTensorInfo(String name, TensorDType dtype, long[] shape, long[] stride, String storageKey,
-        long storageOffset) {
+        long storageOffset) implements TensorEntry {
 
     /**
      * Creates an entry, copying {@code shape} and {@code stride}.
@@ -58,29 +57,6 @@ public record TorchTensorInfo(String name, TensorDType dtype, long[] shape, long
     @Override
     public long[] stride() {
         return stride.clone();
-    }
-
-    /**
-     * Returns the shape as a DJL {@link Shape}.
-     *
-     * @return the shape ({@code new Shape()} for a scalar)
-     */
-    public Shape djlShape() {
-        return new Shape(shape);
-    }
-
-    /**
-     * Returns the number of elements, 1 for a scalar.
-     *
-     * @return the product of the dimensions
-     * @throws ArithmeticException if it overflows a long
-     */
-    public long numel() {
-        long n = 1;
-        for (long d : shape) {
-            n = Math.multiplyExact(n, d);
-        }
-        return n;
     }
 
     /**

@@ -5,7 +5,6 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.PeftException;
 import java.nio.file.Path;
-import java.util.Locale;
 import java.util.Map;
 
 /** Reads a whole weights file, safetensors or a {@code torch.save} state dict, chosen by the file name. */
@@ -23,18 +22,8 @@ public final class WeightFiles {
      * @throws PeftException if the file name has another extension or the file is invalid
      */
     public static Map<String, NDArray> loadAll(Path file, NDManager manager, DataType target) {
-        String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
-        if (name.endsWith(".safetensors")) {
-            try (SafeTensorsFile f = SafeTensorsFile.open(file)) {
-                return f.loadAll(manager, target);
-            }
+        try (TensorFile<?> f = TensorFile.open(file)) {
+            return f.loadAll(manager, target);
         }
-        if (name.endsWith(".bin") || name.endsWith(".pt") || name.endsWith(".pth")) {
-            try (TorchBinFile f = TorchBinFile.open(file)) {
-                return f.loadAll(manager, target);
-            }
-        }
-        throw new PeftException(file + ": unknown weights file type, expected *.safetensors or a torch.save "
-                + "*.bin, *.pt or *.pth");
     }
 }
