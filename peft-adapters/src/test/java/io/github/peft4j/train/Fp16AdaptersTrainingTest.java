@@ -23,6 +23,12 @@ class Fp16AdaptersTrainingTest {
     }
 
     @Test
+    void bottleneckAdapterTrainsInFp16() {
+        io.github.peft4j.testing.Fp16Tracking.tracks("bottleneck seq_bn", TinyModels::gpt2,
+                io.github.peft4j.adapters.bottleneck.BottleneckConfig::seqBn);
+    }
+
+    @Test
     void bitFitTrainsInFp16AndGivesTheModelItsDtypeBack() {
         io.github.peft4j.testing.Fp16Tracking.tracks("BitFit", TinyModels::gpt2, BitFitConfig::new);
     }

@@ -178,8 +178,10 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
 
     /** {@code embedding(ids, Aᵀ) Bᵀ · s}; the {@code padding_idx} row of {@code Aᵀ} is looked up without gradient. */
     private NDArray lookup(Entry e, NDArray ids, DataType dt) {
-        NDArray a = Ops.cast(e.a.array(), dt); // fp32 leaves, cast in forward (fp16 compute)
-        NDArray b = Ops.cast(e.b.array(), dt);
+        // computed in fp32 and cast to the compute dtype at the end, as autocast keeps embedding lookups in fp32: in
+        // fp16 the scaled gradient of the looked-up table (a sum over every position using a row) overflows
+        NDArray a = e.a.array();
+        NDArray b = e.b.array();
         NDArray table = a.transpose();
         if (paddingIdx >= 0) { // same values (x·1 + x·0 = x), no gradient into the padding row
             NDArray keep = keepRows(table);
@@ -188,7 +190,7 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
         }
         NDArray afterA = ai.djl.nn.core.Embedding.embedding(ids, table, SparseFormat.DENSE).head();
         NDArray out = afterA.matMul(b.transpose());
-        return out.mul(Ops.scalar(out, e.scaling));
+        return Ops.cast(out.mul(Ops.scalar(out, e.scaling)), dt);
     }
 
     private NDArray keepRows(NDArray table) {

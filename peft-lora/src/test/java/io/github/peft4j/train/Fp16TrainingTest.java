@@ -19,6 +19,7 @@ import io.github.peft4j.data.Example;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.lora.LoraConfig;
 import io.github.peft4j.testing.TinyModels;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -240,5 +241,17 @@ class Fp16TrainingTest {
                 return steps;
             }
         }
+    }
+
+    @Test
+    void doraTrainsInFp16() {
+        io.github.peft4j.testing.Fp16Tracking.tracks("DoRA", TinyModels::llama,
+                () -> new LoraConfig().r(4).targetModules("q_proj", "v_proj").useDora(true).initLoraWeights(false));
+    }
+
+    @Test
+    void loraOnEmbeddingsTrainsInFp16() {
+        io.github.peft4j.testing.Fp16Tracking.tracks("LoRA on embed_tokens", TinyModels::llama,
+                () -> new LoraConfig().r(4).targetModules("embed_tokens", "q_proj"));
     }
 }

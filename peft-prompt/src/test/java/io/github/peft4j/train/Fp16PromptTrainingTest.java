@@ -20,6 +20,13 @@ class Fp16PromptTrainingTest {
     }
 
     @Test
+    void pTuningWithAnMlpEncoderTrainsInFp16() {
+        io.github.peft4j.testing.Fp16Tracking.tracks("P-tuning MLP", TinyModels::llama,
+                () -> new io.github.peft4j.prompt.ptuning.PromptEncoderConfig().encoderReparameterizationType("MLP")
+                        .encoderHiddenSize(16).numVirtualTokens(3));
+    }
+
+    @Test
     void prefixTuningWithProjectionTrainsInFp16() {
         io.github.peft4j.testing.Fp16Tracking.tracks("prefix tuning", TinyModels::llama, () -> new PrefixTuningConfig().numVirtualTokens(3).prefixProjection(true).encoderHiddenSize(16));
     }

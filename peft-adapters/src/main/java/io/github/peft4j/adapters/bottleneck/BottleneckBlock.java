@@ -87,8 +87,9 @@ final class BottleneckBlock {
         return v;
     }
 
-    private NDArray p(String name) {
-        return params.get(name).array();
+    /** A parameter in the compute dtype: fp32 leaves are cast in forward (fp16 compute) by a cast autograd sees. */
+    private NDArray p(String name, DataType dt) {
+        return Ops.cast(params.get(name).array(), dt);
     }
 
     /** @return the site this block is installed at */
@@ -134,17 +135,18 @@ final class BottleneckBlock {
 
     /** up(act(down(ln_before(z)))) * scaling, dropout, gate; for the parallel adapter also ln_after. */
     private NDArray adapter(NDArray z) {
+        DataType dt = z.getDataType();
         NDArray in = c.lnBeforeOn() ? norm(z, "adapter_norm_before") : z;
-        NDArray down = ai.djl.nn.core.Linear.linear(in, p(downName + ".weight"), p(downName + ".bias")).head();
+        NDArray down = ai.djl.nn.core.Linear.linear(in, p(downName + ".weight", dt), p(downName + ".bias", dt)).head();
         String act = c.nonLinearityName();
         down = "tanh".equals(act) ? down.tanh() : Ops.activation(act, down);
-        NDArray up = ai.djl.nn.core.Linear.linear(down, p("adapter_up.weight"), p("adapter_up.bias")).head();
-        up = c.learnedScaling() != null ? up.mul(p("scaling")) : up.mul(Ops.scalar(up, c.fixedScaling()));
+        NDArray up = ai.djl.nn.core.Linear.linear(down, p("adapter_up.weight", dt), p("adapter_up.bias", dt)).head();
+        up = c.learnedScaling() != null ? up.mul(p("scaling", dt)) : up.mul(Ops.scalar(up, c.fixedScaling()));
         if (c.dropoutP() > 0 && training.getAsBoolean()) {
             up = ai.djl.nn.norm.Dropout.dropout(up, (float) c.dropoutP(), true).head();
         }
         if (c.gated()) { // mean over the sequence of sigmoid(gate(z)): [B, 1, 1]
-            NDArray g = ai.djl.nn.core.Linear.linear(z, p("gate.weight"), p("gate.bias")).head();
+            NDArray g = ai.djl.nn.core.Linear.linear(z, p("gate.weight", dt), p("gate.bias", dt)).head();
             up = up.mul(ai.djl.nn.Activation.sigmoid(g).mean(new int[] {1}, true));
         }
         if (parallel && c.lnAfterOn()) {
@@ -155,6 +157,6 @@ final class BottleneckBlock {
 
     private NDArray norm(NDArray x, String name) {
         return ai.djl.nn.norm.LayerNorm.layerNorm(x, new Shape(x.getShape().get(x.getShape().dimension() - 1)),
-                p(name + ".weight"), p(name + ".bias"), ADAPTER_LN_EPS).head();
+                p(name + ".weight", x.getDataType()), p(name + ".bias", x.getDataType()), ADAPTER_LN_EPS).head();
     }
 }
