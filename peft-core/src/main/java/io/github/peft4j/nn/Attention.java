@@ -7,7 +7,9 @@ import ai.djl.ndarray.types.DataType;
 /**
  * Scaled dot-product attention and the masks transformers builds for it. Masks are additive: 0 where a
  * query may attend to a key, the dtype's most negative finite value elsewhere; a row with nothing to attend
- * to (a padding query) then attends uniformly, as in transformers.
+ * to (a padding query) then attends uniformly, as in transformers. With peft4j's fused library loaded
+ * ({@link FusedOps#enabled()}) and no active attention dropout, {@link #attend} is one ATen
+ * {@code scaled_dot_product_attention}.
  */
 public final class Attention {
     private Attention() {}
@@ -24,6 +26,10 @@ public final class Attention {
      * @return the context {@code [B, Q, H * D]}
      */
     public static NDArray attend(NDArray q, NDArray k, NDArray v, NDArray mask, NDArray scale, Dropout dropout) {
+        if (FusedOps.enabled() && (dropout == null || !dropout.isTraining() || dropout.p() == 0f)) {
+            // ATen's scaled_dot_product_attention (the scale is a constant: no gradient flows through it)
+            return FusedOps.attention(q, k, v, mask, scale.toType(DataType.FLOAT32, false).getFloat(), false);
+        }
         long heads = q.getShape().get(1);
         long kvHeads = k.getShape().get(1);
         if (heads != kvHeads) {

@@ -24,6 +24,9 @@ public class RMSNorm extends Module implements Layer {
 
     @Override
     public NDArray forward(NDArray x) {
+        if (FusedOps.enabled()) {
+            return FusedOps.rmsNorm(x, weight.array(), eps);
+        }
         DataType in = x.getDataType();
         NDArray h = in == DataType.FLOAT32 ? x : x.toType(DataType.FLOAT32, false);
         NDArray variance = h.square().mean(new int[] {-1}, true);

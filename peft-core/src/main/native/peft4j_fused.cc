@@ -1,0 +1,132 @@
+// peft4j's fused ops: JNI functions over DJL's PyTorch tensor handles (a handle is a `torch::Tensor*` that DJL
+// owns; every result is a new `torch::Tensor*` that Java wraps in a PtNDArray, which then owns it). Each function
+// calls ATen ops that DJL 0.36 does not expose, with autograd recording as for any other op on the calling
+// thread. Built by scripts/with-torch.sh against the libtorch DJL runs on; loaded by io.github.peft4j.nn.FusedOps.
+#include <jni.h>
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+#ifndef PEFT4J_TORCH_VERSION
+#define PEFT4J_TORCH_VERSION "unknown"
+#endif
+
+namespace {
+
+inline const at::Tensor& T(jlong h) { return *reinterpret_cast<const at::Tensor*>(h); }
+
+inline jlong wrap(at::Tensor t) { return static_cast<jlong>(reinterpret_cast<uintptr_t>(new at::Tensor(std::move(t)))); }
+
+void throwEngine(JNIEnv* env, const char* what) {
+  jclass c = env->FindClass("ai/djl/engine/EngineException");
+  if (c == nullptr) {  // FindClass left a NoClassDefFoundError pending
+    return;
+  }
+  env->ThrowNew(c, what);
+}
+
+}  // namespace
+
+#define FUSED_BEGIN try {
+#define FUSED_END                                  \
+  }                                                \
+  catch (const c10::Error& e) {                    \
+    throwEngine(env, e.what_without_backtrace());  \
+  }                                                \
+  catch (const std::exception& e) {                \
+    throwEngine(env, e.what());                    \
+  }                                                \
+  return 0;
+
+extern "C" {
+
+JNIEXPORT jstring JNICALL Java_io_github_peft4j_nn_FusedOps_nativeTorchVersion(JNIEnv* env, jclass) {
+  return env->NewStringUTF(PEFT4J_TORCH_VERSION);
+}
+
+// a 0-d BF16 zero on like's device: reads back as BFLOAT16 in Java only under the BF16-patched DJL JNI
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nBf16Probe(JNIEnv* env, jclass, jlong like) {
+  FUSED_BEGIN
+  return wrap(at::zeros({}, T(like).options().dtype(at::kBFloat16)));
+  FUSED_END
+}
+
+// silu(x) = x * sigmoid(x), one kernel forward and backward
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nSilu(JNIEnv* env, jclass, jlong x) {
+  FUSED_BEGIN
+  return wrap(at::silu(T(x)));
+  FUSED_END
+}
+
+// silu(gate) * up (SwiGLU)
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nSiluMul(JNIEnv* env, jclass, jlong gate, jlong up) {
+  FUSED_BEGIN
+  return wrap(at::silu(T(gate)) * T(up));
+  FUSED_END
+}
+
+// GELU, tanh approximation (GPT-2's gelu_new)
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nGeluTanh(JNIEnv* env, jclass, jlong x) {
+  FUSED_BEGIN
+  return wrap(at::gelu(T(x), "tanh"));
+  FUSED_END
+}
+
+// Llama RMSNorm: normalised in fp32, cast back to x's dtype, then times the weight (transformers' LlamaRMSNorm).
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nRmsNorm(JNIEnv* env, jclass, jlong x, jlong w, jdouble eps) {
+  FUSED_BEGIN
+  const at::Tensor& in = T(x);
+  const at::Tensor& weight = T(w);
+  int64_t d = in.size(-1);
+  if (in.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat) {
+    return wrap(at::rms_norm(in, {d}, weight, static_cast<double>(eps)));
+  }
+  at::Tensor normed = at::rms_norm(in.to(at::kFloat), {d}, std::nullopt, static_cast<double>(eps)).to(in.scalar_type());
+  return wrap(weight * normed);
+  FUSED_END
+}
+
+// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1) over the last axis (transformers' RoPE)
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nRope(JNIEnv* env, jclass, jlong x, jlong cos, jlong sin) {
+  FUSED_BEGIN
+  const at::Tensor& in = T(x);
+  int64_t half = in.size(-1) / 2;
+  at::Tensor x1 = in.narrow(-1, 0, half);
+  at::Tensor x2 = in.narrow(-1, half, half);
+  at::Tensor rotated = at::cat({x2.neg(), x1}, -1);
+  return wrap(at::addcmul(in * T(cos), rotated, T(sin)));
+  FUSED_END
+}
+
+// scaled_dot_product_attention of q [B, H, Q, D] over k, v [B, Hkv, K, D] (grouped-query when Hkv < H) with an
+// optional additive mask broadcastable to [B, H, Q, K]; returns the context [B, Q, H * D].
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nAttention(JNIEnv* env, jclass, jlong q, jlong k, jlong v,
+                                                                    jlong mask, jdouble scale, jboolean causal) {
+  FUSED_BEGIN
+  const at::Tensor& query = T(q);
+  std::optional<at::Tensor> m;
+  if (mask != 0) {
+    m = T(mask);
+  }
+  bool gqa = query.size(1) != T(k).size(1);
+  at::Tensor ctx = at::scaled_dot_product_attention(query, T(k), T(v), m, 0.0, causal == JNI_TRUE,
+                                                    static_cast<double>(scale), gqa);
+  return wrap(ctx.transpose(1, 2).reshape({query.size(0), query.size(2), -1}));
+  FUSED_END
+}
+
+// Mean cross-entropy over the labels that are not -100 (0 with a zero gradient when all are): logits [N, C],
+// labels [N] int64. In fp32 for fp16/bf16 logits (as transformers), the cast kept on the gradient path.
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nCrossEntropy(JNIEnv* env, jclass, jlong logits, jlong labels) {
+  FUSED_BEGIN
+  const at::Tensor& lg = T(logits);
+  const at::Tensor& target = T(labels);
+  at::Tensor x = lg.scalar_type() == at::kFloat || lg.scalar_type() == at::kDouble ? lg : lg.to(at::kFloat);
+  at::Tensor sum = at::cross_entropy_loss(x, target, std::nullopt, at::Reduction::Sum, -100, 0.0);
+  at::Tensor count = target.ne(-100).sum().clamp_min(1).to(sum.scalar_type());
+  return wrap(sum / count);
+  FUSED_END
+}
+
+}  // extern "C"
