@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #ifndef PEFT4J_TORCH_VERSION
 #define PEFT4J_TORCH_VERSION "unknown"
@@ -63,6 +64,24 @@ JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nSilu(JNIEnv* env, jcl
 JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nSiluMul(JNIEnv* env, jclass, jlong gate, jlong up) {
   FUSED_BEGIN
   return wrap(at::silu(T(gate)) * T(up));
+  FUSED_END
+}
+
+// x W^T + b (ATen linear: addmm/matmul with the bias fused); with fan_in_fan_out the weight is stored (in, out) and
+// used as is (GPT-2's Conv1D: addmm(b, x, W) as transformers computes it, no transposed copy)
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nLinear(JNIEnv* env, jclass, jlong x, jlong w, jlong b,
+                                                                 jboolean fanInFanOut) {
+  FUSED_BEGIN
+  const at::Tensor& in = T(x);
+  const at::Tensor& weight = T(w);
+  if (fanInFanOut != JNI_TRUE) {
+    return wrap(b == 0 ? at::linear(in, weight) : at::linear(in, weight, T(b)));
+  }
+  std::vector<int64_t> shape = in.sizes().vec();
+  shape.back() = weight.size(1);
+  at::Tensor flat = in.reshape({-1, in.size(-1)});
+  at::Tensor y = b == 0 ? at::mm(flat, weight) : at::addmm(T(b), flat, weight);
+  return wrap(y.view(shape));
   FUSED_END
 }
 

@@ -28,7 +28,8 @@ public final class Attention {
     public static NDArray attend(NDArray q, NDArray k, NDArray v, NDArray mask, NDArray scale, Dropout dropout) {
         if (FusedOps.enabled() && (dropout == null || !dropout.isTraining() || dropout.p() == 0f)) {
             // ATen's scaled_dot_product_attention (the scale is a constant: no gradient flows through it)
-            return FusedOps.attention(q, k, v, mask, scale.toType(DataType.FLOAT32, false).getFloat(), false);
+            double s = scale.getDataType() == DataType.FLOAT32 ? scale.getFloat() : scale.toType(DataType.FLOAT32, false).getFloat();
+            return FusedOps.attention(q, k, v, mask, s, false);
         }
         long heads = q.getShape().get(1);
         long kvHeads = k.getShape().get(1);

@@ -30,6 +30,9 @@ abstract class Dense extends Module implements Projection, DenseWeights {
 
     @Override
     public NDArray forward(NDArray x) {
+        if (FusedOps.enabled()) {
+            return FusedOps.linear(x, weight.array(), bias == null ? null : bias.array(), fanInFanOut);
+        }
         return ai.djl.nn.core.Linear.linear(x, outIn(), bias == null ? null : bias.array()).head();
     }
 

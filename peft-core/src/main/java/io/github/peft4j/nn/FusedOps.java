@@ -11,7 +11,7 @@ import java.nio.file.Path;
 
 /**
  * ATen's fused operators that DJL 0.36 does not expose ({@code scaled_dot_product_attention}, {@code silu},
- * {@code rms_norm}, tanh-GELU, {@code cross_entropy_loss}, RoPE in one call), through peft4j's own small native
+ * {@code rms_norm}, tanh-GELU, {@code cross_entropy_loss}, {@code linear}/{@code addmm}, RoPE in one call), through peft4j's own small native
  * library ({@code libpeft4j_fused.so}, source in {@code peft-core/src/main/native/}) that works on DJL's tensor
  * handles and keeps autograd intact. {@code scripts/with-torch.sh} compiles it against the same libtorch DJL
  * runs on and sets {@code PEFT4J_FUSED_LIB}.
@@ -153,6 +153,20 @@ public final class FusedOps {
     }
 
     /**
+     * A dense projection {@code x W^T + b} in one call (ATen {@code linear}, or {@code addmm} for a weight
+     * stored {@code (in, out)}).
+     *
+     * @param x {@code [..., in]}
+     * @param weight {@code (out, in)}, or {@code (in, out)} with {@code fanInFanOut}
+     * @param bias {@code (out)} or null
+     * @param fanInFanOut whether the weight is stored {@code (in, out)} (GPT-2's Conv1D)
+     * @return {@code [..., out]}
+     */
+    public static NDArray linear(NDArray x, NDArray weight, NDArray bias, boolean fanInFanOut) {
+        return wrap(x, nLinear(handle(x), handle(weight), bias == null ? 0L : handle(bias), fanInFanOut));
+    }
+
+    /**
      * GELU with the tanh approximation (GPT-2's {@code gelu_new}), ATen {@code gelu(approximate='tanh')}.
      *
      * @param x the input
@@ -234,6 +248,8 @@ public final class FusedOps {
     private static native long nSiluMul(long gate, long up);
 
     private static native long nGeluTanh(long x);
+
+    private static native long nLinear(long x, long weight, long bias, boolean fanInFanOut);
 
     private static native long nRmsNorm(long x, long weight, double eps);
 

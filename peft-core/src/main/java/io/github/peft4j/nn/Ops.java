@@ -122,6 +122,21 @@ public final class Ops {
     }
 
     /**
+     * {@code x W^T + b}: libtorch's {@code linear}, as one fused call when {@link FusedOps#enabled()}.
+     *
+     * @param x {@code [..., in]}
+     * @param weight {@code (out, in)}
+     * @param bias {@code (out)} or null
+     * @return {@code [..., out]}
+     */
+    public static NDArray linear(NDArray x, NDArray weight, NDArray bias) {
+        if (FusedOps.enabled()) {
+            return FusedOps.linear(x, weight, bias, false);
+        }
+        return ai.djl.nn.core.Linear.linear(x, weight, bias).head();
+    }
+
+    /**
      * A gated activation {@code act(gate) * up} (Llama's SwiGLU MLP); SiLU's runs as one fused call when
      * {@link FusedOps#enabled()}.
      *

@@ -166,6 +166,23 @@ class FusedOpsTest {
     }
 
     @Test
+    @DisplayName("fused linear / Conv1D (addmm) == composite, with and without bias (runs only with the fused library loaded)")
+    void linearWhenLoaded() {
+        requireLibrary();
+        try (NDManager m = NDManager.newBaseManager()) {
+            Engine.getInstance().setRandomSeed(5);
+            NDArray x = rnd(m, 3, 5, 16);
+            NDArray w = rnd(m, 24, 16);
+            NDArray wt = rnd(m, 16, 24);
+            NDArray b = rnd(m, 24);
+            compare("linear + bias", 1e-5, a -> new Linear(a[1], a[2]).forward(a[0]), x, w, b);
+            compare("linear", 1e-5, a -> new Linear(a[1], null).forward(a[0]), x, w);
+            compare("Conv1D (in, out) + bias", 1e-5, a -> new Conv1D(a[1], a[2]).forward(a[0]), x, wt, b);
+            compare("Ops.linear", 1e-5, a -> Ops.linear(a[0], a[1], null), x, w);
+        }
+    }
+
+    @Test
     @DisplayName("fused RMSNorm and RoPE == composite (runs only with the fused library loaded)")
     void normAndRopeWhenLoaded() {
         requireLibrary();

@@ -115,7 +115,7 @@ public final class LoraLayer extends AdapterLayer implements Projection {
             a = a.toType(h.getDataType(), false);
             b = b.toType(h.getDataType(), false);
         }
-        NDArray delta = ai.djl.nn.core.Linear.linear(ai.djl.nn.core.Linear.linear(h, a).head(), b).head();
+        NDArray delta = Ops.linear(Ops.linear(h, a, null), b, null);
         return delta.mul(Ops.scalar(delta, l.scaling));
     }
 
