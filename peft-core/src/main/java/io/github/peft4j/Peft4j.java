@@ -1,8 +1,6 @@
 package io.github.peft4j;
 
 import ai.djl.engine.Engine;
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.jni.LibUtils;
 import ai.djl.util.Platform;
 import ai.djl.util.Utils;
@@ -33,11 +31,7 @@ public final class Peft4j {
         if (flavour == null || flavour.isEmpty()) {
             flavour = Platform.detectPlatform("pytorch").getFlavor();
         }
-        boolean bf16;
-        try (NDManager m = NDManager.newBaseManager(engine.defaultDevice(), "PyTorch")) {
-            NDArray like = m.zeros(new ai.djl.ndarray.types.Shape());
-            bf16 = FusedOps.bf16(like);
-        }
+        boolean bf16 = FusedOps.bf16Supported();
         return new EngineInfo(VERSION, Engine.getDjlVersion(), version, flavour, LibUtils.getLibtorchPath(),
                 override != null && !override.isEmpty() ? "PYTORCH_LIBRARY_PATH" : "DJL's pytorch-native jar",
                 loadedLibrary("djl_torch"), FusedOps.status(), FusedOps.enabled(), bf16, engine.getGpuCount());

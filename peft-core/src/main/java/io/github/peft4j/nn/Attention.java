@@ -90,7 +90,8 @@ public final class Attention {
     }
 
     private static NDArray toAdditive(NDArray allowed, DataType dtype) {
-        double min = dtype == DataType.FLOAT16 ? -65504.0 : -Float.MAX_VALUE;
+        // the dtype's most negative finite value (-FLT_MAX would round to -inf in bf16, and 0 * inf is NaN)
+        double min = dtype == DataType.FLOAT16 ? -65504.0 : dtype == DataType.BFLOAT16 ? -3.3895313892515355e38 : -Float.MAX_VALUE;
         NDArray a = allowed.toType(dtype, false);
         // (1 - allowed) * min  ==  (allowed - 1) * (-min)
         return a.sub(Ops.scalar(a, 1)).mul(Ops.scalar(a, -min));

@@ -132,6 +132,28 @@ public final class FusedOps {
     }
 
     /**
+     * Whether BFLOAT16 compute is available in this process ({@link #bf16(NDArray)} probed once on the CPU).
+     *
+     * @return whether BF16 arrays are usable
+     */
+    public static boolean bf16Supported() {
+        return Bf16.SUPPORTED;
+    }
+
+    private static final class Bf16 {
+        static final boolean SUPPORTED = probe();
+
+        private static boolean probe() {
+            if (!LOADED) {
+                return false;
+            }
+            try (ai.djl.ndarray.NDManager m = ai.djl.ndarray.NDManager.newBaseManager(ai.djl.Device.cpu(), "PyTorch")) {
+                return bf16(m.zeros(new ai.djl.ndarray.types.Shape()));
+            }
+        }
+    }
+
+    /**
      * {@code x * sigmoid(x)}, one kernel (ATen {@code silu}).
      *
      * @param x the input
