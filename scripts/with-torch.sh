@@ -193,9 +193,12 @@ need_tools() {
 }
 exec 9> "$CACHE/.lock"
 flock 9 # one build at a time per cache folder
-if [ $rebuild = 1 ] || [ ! -f "$jni" ]; then
+# what the JNI was built for: a different ABI or patch under the same version/flavour rebuilds it
+stamp="torch $FULLVER abi $ABI djl $DJL_VERSION patch $(sha256sum < "$root/scripts/djl-bf16.patch" | cut -c1-16)"
+if [ $rebuild = 1 ] || [ ! -f "$jni" ] || [ "$(cat "$CACHE/jni.stamp" 2>/dev/null)" != "$stamp" ]; then
   need_tools
   run_logged "DJL $DJL_VERSION JNI (BF16 patch)" "$CACHE/build.log" build_djl_jni "$T" "$jni"
+  echo "$stamp" > "$CACHE/jni.stamp"
   echo "$T" > "$CACHE/torch-dir"
 fi
 if [ "${PEFT4J_NO_FUSED:-0}" != 1 ]; then

@@ -92,16 +92,19 @@ JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nGeluTanh(JNIEnv* env,
   FUSED_END
 }
 
-// Llama RMSNorm: normalised in fp32, cast back to x's dtype, then times the weight (transformers' LlamaRMSNorm).
+// Llama RMSNorm: normalised in fp32, cast back to x's dtype, then times the weight (transformers' LlamaRMSNorm,
+// op for op: pow, mean, add, rsqrt, mul, mul). ATen's rms_norm computes the same in one call, but its CPU
+// backward measured 10x slower here (a PowBackward0 of 180 us per [4, 32, 64] call against 11 us).
 JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nRmsNorm(JNIEnv* env, jclass, jlong x, jlong w, jdouble eps) {
   FUSED_BEGIN
   const at::Tensor& in = T(x);
   const at::Tensor& weight = T(w);
-  int64_t d = in.size(-1);
-  if (in.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat) {
-    return wrap(at::rms_norm(in, {d}, weight, static_cast<double>(eps)));
+  at::Tensor h = in.scalar_type() == at::kFloat ? in : in.to(at::kFloat);
+  at::Tensor variance = h.pow(2).mean({-1}, true);
+  at::Tensor normed = h * at::rsqrt(variance + static_cast<double>(eps));
+  if (in.scalar_type() != at::kFloat) {
+    normed = normed.to(in.scalar_type());
   }
-  at::Tensor normed = at::rms_norm(in.to(at::kFloat), {d}, std::nullopt, static_cast<double>(eps)).to(in.scalar_type());
   return wrap(weight * normed);
   FUSED_END
 }
@@ -146,6 +149,23 @@ JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nCrossEntropy(JNIEnv* 
   at::Tensor count = target.ne(-100).sum().clamp_min(1).to(sum.scalar_type());
   return wrap(sum / count);
   FUSED_END
+}
+
+// One AdamW step on one parameter, in place (ATen's _fused_adamw_, torch.optim.AdamW(fused=True)): p *= 1 - lr*wd;
+// m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). The caller has gradient
+// recording off.
+JNIEXPORT void JNICALL Java_io_github_peft4j_nn_FusedOps_nAdamW(JNIEnv* env, jclass, jlong p, jlong g, jlong m,
+                                                               jlong v, jdouble lr, jdouble beta1, jdouble beta2,
+                                                               jdouble wd, jdouble eps, jlong step) {
+  try {
+    at::Tensor param = T(p);
+    at::Tensor steps = at::full({}, static_cast<double>(step), param.options().dtype(at::kFloat));
+    at::_fused_adamw_({param}, {T(g)}, {T(m)}, {T(v)}, {}, {steps}, lr, beta1, beta2, wd, eps, false, false);
+  } catch (const c10::Error& e) {
+    throwEngine(env, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throwEngine(env, e.what());
+  }
 }
 
 }  // extern "C"

@@ -250,6 +250,26 @@ public final class FusedOps {
         return wrap(logits, nCrossEntropy(handle(logits), handle(labels)));
     }
 
+    /**
+     * One AdamW step on one parameter, in place (ATen {@code _fused_adamw_}, as {@code torch.optim.AdamW(fused=True)}):
+     * decoupled weight decay, moments, bias-corrected update. Call with gradient recording off.
+     *
+     * @param p the parameter
+     * @param grad its gradient
+     * @param m the first moment (updated)
+     * @param v the second moment (updated)
+     * @param lr the learning rate
+     * @param beta1 the first-moment decay
+     * @param beta2 the second-moment decay
+     * @param weightDecay the decoupled weight decay (0 for none)
+     * @param eps the denominator term
+     * @param step the 1-based step number
+     */
+    public static void adamw(NDArray p, NDArray grad, NDArray m, NDArray v, double lr, double beta1, double beta2,
+            double weightDecay, double eps, long step) {
+        nAdamW(handle(p), handle(grad), handle(m), handle(v), lr, beta1, beta2, weightDecay, eps, step);
+    }
+
     private static long handle(NDArray a) {
         if (!LOADED) {
             throw new IllegalStateException("peft4j fused ops unavailable: " + STATUS);
@@ -280,4 +300,7 @@ public final class FusedOps {
     private static native long nAttention(long q, long k, long v, long mask, double scale, boolean causal);
 
     private static native long nCrossEntropy(long logits, long labels);
+
+    private static native void nAdamW(long p, long g, long m, long v, double lr, double beta1, double beta2, double wd,
+            double eps, long step);
 }

@@ -34,7 +34,7 @@ import org.junit.jupiter.api.Test;
  * {@code scripts/with-torch.sh} builds and loads, so those tests state in their names that they run only when
  * it is loaded (an assumption, not a parity skip: there is no fixture to miss). Tolerances: 2e-6 absolute for
  * single element-wise ops, 1e-5 for attention, RMSNorm and the loss (other reduction orders), 2e-5 for
- * whole-model logits and 5e-5 for whole-model gradients (fp32). Outputs of padding queries (rows with no key to
+ * whole-model logits, 5e-5 for whole-model gradients, 4e-6 for parameters after 5 AdamW steps (fp32). Outputs of padding queries (rows with no key to
  * attend to) are left out of the comparison: both paths give them the same values, but their gradients differ
  * (ATen's SDPA and the composite softmax handle a fully masked row differently). With left padding and the
  * causal-LM shift, the last padding position predicts the first real token, so gradients through that position
@@ -253,6 +253,49 @@ class FusedOpsTest {
                     () -> Losses.tokenClassification(logits.get("0:1"), bad));
             assertTrue(e.getMessage().contains("label out of range [0, 11)") && e.getMessage().contains("max 11"), e.getMessage());
         }
+    }
+
+    /** Parameters after 5 AdamW steps (weight decay on "w", excluded for "bias") on fixed gradients. */
+    private static List<float[]> adamwRun(boolean fused) {
+        FusedOps.setEnabled(fused);
+        try (NDManager m = NDManager.newBaseManager()) {
+            Engine.getInstance().setRandomSeed(9);
+            Map<String, Param> params = new java.util.LinkedHashMap<>();
+            params.put("w", new Param(rnd(m, 6, 5)));
+            params.put("bias", new Param(rnd(m, 5)));
+            params.values().forEach(p -> p.setTrainable(true));
+            NDArray c1 = rnd(m, 6, 5);
+            NDArray c2 = rnd(m, 5);
+            try (io.github.peft4j.train.Optimizer opt = io.github.peft4j.train.AdamW.builder().weightDecay(0.1).build()) {
+                for (int step = 0; step < 5; step++) {
+                    try (NDScope scope = new NDScope(); GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                        NDArray w = params.get("w").array();
+                        NDArray b = params.get("bias").array();
+                        gc.backward(w.mul(c1).mul(w).sum().add(b.mul(c2).sum()));
+                    }
+                    opt.step(params, 1e-2 * (step + 1));
+                }
+            }
+            List<float[]> out = new ArrayList<>();
+            for (Param p : params.values()) {
+                out.add(p.array().toFloatArray());
+            }
+            return out;
+        }
+    }
+
+    @Test
+    @DisplayName("fused AdamW (_fused_adamw_) == DJL's adamUpdate over 5 steps, decay and exclusion (runs only with the fused library loaded)")
+    void adamwWhenLoaded() {
+        requireLibrary();
+        List<float[]> c = adamwRun(false);
+        List<float[]> u = adamwRun(true);
+        double worst = 0;
+        for (int i = 0; i < c.size(); i++) {
+            worst = Math.max(worst, maxDiff(c.get(i), u.get(i)));
+        }
+        System.out.printf("fused vs composite %-28s max|diff| %.3g (parameters after 5 steps)%n", "AdamW", worst);
+        assertTrue(worst <= 4e-6, "AdamW max|diff| " + worst); // float rounding of the folded bias corrections
     }
 
     /** Logits and the gradient of every parameter for a causal-LM loss. */
