@@ -138,6 +138,40 @@ JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nAttention(JNIEnv* env
   FUSED_END
 }
 
+// The additive causal mask [B|1, 1, Q, K] (K = past + Q) with optional key padding keyMask [B, K]: 0 where a query
+// may attend, `min` elsewhere (Attention.causalMask's definition, built in one call).
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nCausalMask(JNIEnv* env, jclass, jlong keyMask, jlong batch,
+                                                                     jlong queryLen, jlong pastLen, jint deviceType,
+                                                                     jint deviceId, jint dtype, jdouble min) {
+  FUSED_BEGIN
+  at::Device dev = deviceType == 1 ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(deviceId)) : at::Device(at::kCPU);
+  at::ScalarType st = dtype == 1 ? at::kHalf : dtype == 2 ? at::kBFloat16 : dtype == 3 ? at::kDouble : at::kFloat;
+  int64_t k = pastLen + queryLen;
+  at::TensorOptions lo = at::TensorOptions().device(dev).dtype(at::kLong);
+  at::Tensor allowed = at::arange(k, lo).le(at::arange(pastLen, k, lo).view({queryLen, 1})).view({1, 1, queryLen, k});
+  if (keyMask != 0) {
+    allowed = allowed.logical_and(T(keyMask).to(at::kBool).view({batch, 1, 1, k}));
+  }
+  at::Tensor out = at::zeros(allowed.sizes(), at::TensorOptions().device(dev).dtype(st));
+  return wrap(out.masked_fill_(allowed.logical_not(), min));
+  FUSED_END
+}
+
+// Causal-LM loss: labels [B, T] move left by one with -100 appended (transformers' ForCausalLMLoss), then the
+// mean cross-entropy of logits [B, T, V] over the labels that are not -100 (0 when none), as nCrossEntropy.
+JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nCausalLmLoss(JNIEnv* env, jclass, jlong logits, jlong labels) {
+  FUSED_BEGIN
+  const at::Tensor& lg = T(logits);
+  const at::Tensor& lab = T(labels);
+  int64_t b = lab.size(0), t = lab.size(1);
+  at::Tensor target = at::cat({lab.narrow(1, 1, t - 1), at::full({b, 1}, -100, lab.options())}, 1).view({-1});
+  at::Tensor x = (lg.scalar_type() == at::kFloat || lg.scalar_type() == at::kDouble ? lg : lg.to(at::kFloat)).view({b * t, -1});
+  at::Tensor sum = at::cross_entropy_loss(x, target, std::nullopt, at::Reduction::Sum, -100, 0.0);
+  at::Tensor count = target.ne(-100).sum().clamp_min(1).to(sum.scalar_type());
+  return wrap(sum / count);
+  FUSED_END
+}
+
 // Mean cross-entropy over the labels that are not -100 (0 with a zero gradient when all are): logits [N, C],
 // labels [N] int64. In fp32 for fp16/bf16 logits (as transformers), the cast kept on the gradient path.
 JNIEXPORT jlong JNICALL Java_io_github_peft4j_nn_FusedOps_nCrossEntropy(JNIEnv* env, jclass, jlong logits, jlong labels) {

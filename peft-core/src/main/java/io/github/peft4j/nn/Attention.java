@@ -66,6 +66,9 @@ public final class Attention {
      */
     public static NDArray causalMask(NDManager manager, long batch, long queryLen, long pastLen, NDArray keyMask,
             DataType dtype) {
+        if (FusedOps.enabled()) {
+            return FusedOps.causalMask(manager, batch, queryLen, pastLen, keyMask, dtype, minimum(dtype));
+        }
         long keyLen = pastLen + queryLen;
         NDArray kIdx = manager.arange(0, keyLen, 1, DataType.INT64); // [K]
         NDArray qIdx = manager.arange(pastLen, keyLen, 1, DataType.INT64).reshape(queryLen, 1); // [Q, 1]
@@ -89,9 +92,13 @@ public final class Attention {
         return toAdditive(keyMask.toType(DataType.BOOLEAN, false).reshape(b, 1, 1, k), dtype);
     }
 
+    /** The dtype's most negative finite value (-FLT_MAX would round to -inf in bf16, and 0 * inf is NaN). */
+    private static double minimum(DataType dtype) {
+        return dtype == DataType.FLOAT16 ? -65504.0 : dtype == DataType.BFLOAT16 ? -3.3895313892515355e38 : -Float.MAX_VALUE;
+    }
+
     private static NDArray toAdditive(NDArray allowed, DataType dtype) {
-        // the dtype's most negative finite value (-FLT_MAX would round to -inf in bf16, and 0 * inf is NaN)
-        double min = dtype == DataType.FLOAT16 ? -65504.0 : dtype == DataType.BFLOAT16 ? -3.3895313892515355e38 : -Float.MAX_VALUE;
+        double min = minimum(dtype);
         NDArray a = allowed.toType(dtype, false);
         // (1 - allowed) * min  ==  (allowed - 1) * (-min)
         return a.sub(Ops.scalar(a, 1)).mul(Ops.scalar(a, -min));

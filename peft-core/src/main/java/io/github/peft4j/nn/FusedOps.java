@@ -251,6 +251,46 @@ public final class FusedOps {
     }
 
     /**
+     * The additive causal mask with optional key padding, as {@link Attention#causalMask} defines it, in one call.
+     *
+     * @param manager where to create it (its device)
+     * @param batch batch size
+     * @param queryLen number of query positions
+     * @param pastLen number of cached positions before the queries
+     * @param keyMask {@code [B, past + queryLen]} 1 for real tokens, 0 for padding; or null
+     * @param dtype FLOAT32, FLOAT16, BFLOAT16 or FLOAT64
+     * @param min the value for masked positions
+     * @return {@code [B or 1, 1, Q, K]}
+     */
+    public static NDArray causalMask(ai.djl.ndarray.NDManager manager, long batch, long queryLen, long pastLen,
+            NDArray keyMask, DataType dtype, double min) {
+        int code = switch (dtype) {
+            case FLOAT32 -> 0;
+            case FLOAT16 -> 1;
+            case BFLOAT16 -> 2;
+            case FLOAT64 -> 3;
+            default -> throw new IllegalArgumentException("causal mask dtype must be floating point, got " + dtype);
+        };
+        ai.djl.Device d = manager.getDevice();
+        int type = ai.djl.Device.Type.GPU.equals(d.getDeviceType()) ? 1 : 0;
+        long h = nCausalMask(keyMask == null ? 0L : handle(keyMask), batch, queryLen, pastLen, type,
+                Math.max(0, d.getDeviceId()), code, min);
+        return new PtNDArray((PtNDManager) manager, h);
+    }
+
+    /**
+     * Causal-LM loss in one call: labels shifted left by one with -100 appended, then {@link #crossEntropy}'s
+     * mean over the non-ignored labels.
+     *
+     * @param logits {@code [B, T, V]}
+     * @param labels {@code [B, T]} int64
+     * @return the 0-d loss
+     */
+    public static NDArray causalLmLoss(NDArray logits, NDArray labels) {
+        return wrap(logits, nCausalLmLoss(handle(logits), handle(labels)));
+    }
+
+    /**
      * One AdamW step on one parameter, in place (ATen {@code _fused_adamw_}, as {@code torch.optim.AdamW(fused=True)}):
      * decoupled weight decay, moments, bias-corrected update. Call with gradient recording off.
      *
@@ -300,6 +340,11 @@ public final class FusedOps {
     private static native long nAttention(long q, long k, long v, long mask, double scale, boolean causal);
 
     private static native long nCrossEntropy(long logits, long labels);
+
+    private static native long nCausalMask(long keyMask, long batch, long queryLen, long pastLen, int deviceType,
+            int deviceId, int dtype, double min);
+
+    private static native long nCausalLmLoss(long logits, long labels);
 
     private static native void nAdamW(long p, long g, long m, long v, double lr, double beta1, double beta2, double wd,
             double eps, long step);

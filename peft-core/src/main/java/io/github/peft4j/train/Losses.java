@@ -41,6 +41,13 @@ public final class Losses {
         // Shift the labels, not the logits (as transformers does): slicing [B, T-1, V] out of the logits would cost
         // a copy of the largest tensor of the step forward and a zero-filled scatter of it in backward.
         NDArray target = labels.getDataType() == DataType.INT64 ? labels : labels.toType(DataType.INT64, false);
+        if (FusedOps.enabled()) { // shift + cross_entropy_loss in one call
+            try {
+                return FusedOps.causalLmLoss(logits, target);
+            } catch (EngineException e) {
+                throw outOfRange(target.mul(target.neq(Example.IGNORE).toType(DataType.INT64, false)), ls.get(2), e);
+            }
+        }
         NDArray shifted = target.get(new NDIndex().addAllDim().addSliceDim(1, ls.get(1)))
                 .concat(target.getManager().full(new Shape(ls.get(0), 1), Example.IGNORE, DataType.INT64), 1);
         return masked(logits, shifted);

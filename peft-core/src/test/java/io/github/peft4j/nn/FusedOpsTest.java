@@ -232,6 +232,31 @@ class FusedOpsTest {
     }
 
     @Test
+    @DisplayName("fused causal mask == composite, bit for bit: padding, cache, fp32/fp16/bf16 (runs only with the fused library loaded)")
+    void causalMaskWhenLoaded() {
+        requireLibrary();
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray keyMask = m.create(new long[] {0, 1, 1, 1, 1, 1, 1, 1, 1, 0}, new Shape(2, 5));
+            for (DataType dt : new DataType[] {DataType.FLOAT32, DataType.FLOAT16, DataType.BFLOAT16}) {
+                for (int past : new int[] {0, 2}) {
+                    NDArray km = past == 0 ? keyMask.get(":, 2:") : keyMask;
+                    for (NDArray k : new NDArray[] {null, km}) {
+                        FusedOps.setEnabled(false);
+                        NDArray c = Attention.causalMask(m, 2, 3, past, k, dt);
+                        FusedOps.setEnabled(true);
+                        NDArray u = Attention.causalMask(m, 2, 3, past, k, dt);
+                        assertEquals(c.getShape(), u.getShape(), dt + " past " + past);
+                        assertEquals(dt, u.getDataType());
+                        assertArrayEquals(c.toType(DataType.FLOAT32, false).toFloatArray(),
+                                u.toType(DataType.FLOAT32, false).toFloatArray(), 0f, dt + " past " + past + " mask " + (k != null));
+                    }
+                }
+            }
+            System.out.println("fused vs composite causal masks (fp32, fp16, bf16; past 0/2; with/without padding): identical");
+        }
+    }
+
+    @Test
     @DisplayName("fused cross-entropy == composite, -100 ignored, all-ignored gives 0, bad label named (runs only with the fused library loaded)")
     void crossEntropyWhenLoaded() {
         requireLibrary();
