@@ -260,9 +260,11 @@ public final class SafeTensorsFile extends TensorFile<TensorInfo> {
         if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
             throw new UnsupportedOperationException("loading safetensors needs a little-endian host");
         }
+        // BF16 into BF16 (only where the engine holds BF16, see TensorDType.checkLoadTarget): the file's bits as they are
+        boolean raw = target == DataType.BFLOAT16 && info.dtype() == TensorDType.BF16;
         NDArray array;
         try {
-            array = read(info, manager, chunkBytes);
+            array = read(info, manager, chunkBytes, raw);
         } catch (IOException e) {
             throw new UncheckedIOException(file + ": cannot read tensor '" + name + "': " + e.getMessage(), e);
         }
@@ -275,19 +277,20 @@ public final class SafeTensorsFile extends TensorFile<TensorInfo> {
         return array;
     }
 
-    private NDArray read(TensorInfo info, NDManager manager, long chunkBytes) throws IOException {
+    private NDArray read(TensorInfo info, NDManager manager, long chunkBytes, boolean raw) throws IOException {
         TensorDType dtype = info.dtype();
+        DataType memoryType = raw ? DataType.BFLOAT16 : dtype.memoryType();
         Shape shape = info.djlShape();
         long numel = info.numel();
         if (numel == 0) {
-            return manager.zeros(shape, dtype.memoryType());
+            return manager.zeros(shape, memoryType);
         }
         long position = dataStart + info.begin();
         // bound both the mapping (file bytes) and the Java buffer (BF16 and I16 widen to 4 bytes an element)
-        int elementBytes = Math.max(dtype.byteSize(), dtype.memoryType().getNumOfBytes());
+        int elementBytes = Math.max(dtype.byteSize(), memoryType.getNumOfBytes());
         long chunkElements = Math.max(1, chunkBytes / elementBytes);
         if (numel <= chunkElements) {
-            NDArray view = wrap(position, numel, dtype, shape, manager);
+            NDArray view = wrap(position, numel, dtype, shape, manager, raw);
             try {
                 return view.duplicate(); // torch clone: copies out of the mapping into libtorch memory
             } finally {
@@ -295,12 +298,12 @@ public final class SafeTensorsFile extends TensorFile<TensorInfo> {
             }
         }
         // Too large for one mapping or one DJL buffer: fill a flat libtorch array chunk by chunk.
-        NDArray flat = manager.zeros(new Shape(numel), dtype.memoryType());
+        NDArray flat = manager.zeros(new Shape(numel), memoryType);
         try {
             for (long start = 0; start < numel; start += chunkElements) {
                 long count = Math.min(chunkElements, numel - start);
                 try (NDArray part = wrap(position + start * dtype.byteSize(), count, dtype, new Shape(count),
-                        manager)) {
+                        manager, raw)) {
                     flat.set(new NDIndex("{}:{}", start, start + count), part);
                 }
             }
@@ -314,10 +317,13 @@ public final class SafeTensorsFile extends TensorFile<TensorInfo> {
      * Maps {@code count} elements at {@code position} and wraps them in a temporary DJL array that may alias
      * the mapping (or a Java direct buffer for BF16); the caller must copy and close it.
      */
-    private NDArray wrap(long position, long count, TensorDType dtype, Shape shape, NDManager manager)
+    private NDArray wrap(long position, long count, TensorDType dtype, Shape shape, NDManager manager, boolean raw)
             throws IOException {
         ByteBuffer bytes = channel.map(FileChannel.MapMode.READ_ONLY, position, count * dtype.byteSize())
                 .order(ByteOrder.LITTLE_ENDIAN);
+        if (raw) {
+            return manager.create(bytes, shape, DataType.BFLOAT16);
+        }
         if (dtype == TensorDType.BF16) {
             bytes = widen(bytes, (int) count, v -> (v & 0xFFFF) << 16); // bf16 bits are a float's upper half
         } else if (dtype == TensorDType.I16) {

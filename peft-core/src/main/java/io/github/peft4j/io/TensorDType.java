@@ -123,9 +123,16 @@ public enum TensorDType {
      * @param name the tensor, for the message
      * @param target the wanted type, or null (keep the in-memory type)
      * @throws io.github.peft4j.PeftException unless target is null, FLOAT32, FLOAT16 or FLOAT64 (or the tensor is not
-     *     floating-point)
+     *     floating-point), or BFLOAT16 on an engine whose JNI supports it
      */
     void checkLoadTarget(Object file, String name, ai.djl.ndarray.types.DataType target) {
+        if (target == ai.djl.ndarray.types.DataType.BFLOAT16 && isFloating()) {
+            if (!io.github.peft4j.nn.FusedOps.bf16Supported()) {
+                throw new io.github.peft4j.PeftException(file + ": tensor '" + name + "' cannot be loaded as BFLOAT16: this"
+                        + " engine's DJL JNI has no BF16 (scripts/with-torch.sh builds one that has)");
+            }
+            return;
+        }
         if (target != null && isFloating() && target != ai.djl.ndarray.types.DataType.FLOAT32
                 && target != ai.djl.ndarray.types.DataType.FLOAT16 && target != ai.djl.ndarray.types.DataType.FLOAT64) {
             throw new io.github.peft4j.PeftException(file + ": tensor '" + name + "' is " + this

@@ -127,8 +127,8 @@ public final class LlamaModel extends TransformerModel {
             a = site(SiteRole.ATTENTION_PARALLEL, i).apply(h, a, x);
             x = x.add(site(SiteRole.ATTENTION_OUTPUT, i).apply(h, a, x));
             h = layer("post_attention_layernorm").forward(x);
-            NDArray gate = Ops.activation(act, layer("mlp.gate_proj").forward(h));
-            NDArray f = layer("mlp.down_proj").forward(gate.mul(layer("mlp.up_proj").forward(h)));
+            NDArray gated = Ops.gated(act, layer("mlp.gate_proj").forward(h), layer("mlp.up_proj").forward(h));
+            NDArray f = layer("mlp.down_proj").forward(gated);
             f = site(SiteRole.FFN_PARALLEL, i).apply(h, f, x);
             return x.add(site(SiteRole.FFN_OUTPUT, i).apply(h, f, x));
         }
@@ -136,6 +136,9 @@ public final class LlamaModel extends TransformerModel {
 
     /** {@code x cos + rotate_half(x) sin}, rotate_half(x) = cat(-x2, x1) over the last axis. */
     private static NDArray rotate(NDArray x, NDArray cos, NDArray sin) {
+        if (io.github.peft4j.nn.FusedOps.enabled()) {
+            return io.github.peft4j.nn.FusedOps.rope(x, cos, sin);
+        }
         long half = x.getShape().get(3) / 2;
         NDArray x1 = x.get(new NDIndex("..., :{}", half));
         NDArray x2 = x.get(new NDIndex("..., {}:", half));

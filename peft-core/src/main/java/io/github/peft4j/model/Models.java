@@ -42,7 +42,8 @@ public final class Models {
      *
      * @param dir the directory holding config.json and model.safetensors (or a sharded index)
      * @param device where the weights go
-     * @param dtype FLOAT32, or FLOAT16 for GPU inference (weights are converted while loading)
+     * @param dtype FLOAT32, FLOAT16 for GPU inference, or BFLOAT16 where {@link io.github.peft4j.nn.FusedOps#bf16Supported()}
+     *     (weights are converted while loading; BF16 checkpoint tensors load as BF16 without conversion)
      * @param task the head to build, or null to take it from the config's {@code architectures}
      * @return the model; close it to free its weights
      */
@@ -132,9 +133,16 @@ public final class Models {
     }
 
     private static void checkDtype(DataType dtype) {
+        if (dtype == DataType.BFLOAT16) {
+            if (!io.github.peft4j.nn.FusedOps.bf16Supported()) {
+                throw new PeftException("compute dtype BFLOAT16 needs DJL's JNI with the BF16 patch and peft4j's fused"
+                        + " library (scripts/with-torch.sh builds both); this engine: " + io.github.peft4j.nn.FusedOps.status());
+            }
+            return;
+        }
         if (dtype != DataType.FLOAT32 && dtype != DataType.FLOAT16) {
-            throw new PeftException("compute dtype must be FLOAT32 or FLOAT16, got " + dtype
-                    + " (BF16 checkpoints are converted while loading; DJL cannot hold BF16)");
+            throw new PeftException("compute dtype must be FLOAT32, FLOAT16 or (scripts/with-torch.sh) BFLOAT16, got " + dtype
+                    + " (BF16 checkpoints are converted while loading on the stock engine; its DJL cannot hold BF16)");
         }
     }
 

@@ -7,7 +7,9 @@ import ai.djl.ndarray.types.DataType;
 /**
  * Scaled dot-product attention and the masks transformers builds for it. Masks are additive: 0 where a
  * query may attend to a key, the dtype's most negative finite value elsewhere; a row with nothing to attend
- * to (a padding query) then attends uniformly, as in transformers.
+ * to (a padding query) then attends uniformly, as in transformers. With peft4j's fused library loaded
+ * ({@link FusedOps#enabled()}) and no active attention dropout, {@link #attend} is one ATen
+ * {@code scaled_dot_product_attention}.
  */
 public final class Attention {
     private Attention() {}
@@ -24,6 +26,11 @@ public final class Attention {
      * @return the context {@code [B, Q, H * D]}
      */
     public static NDArray attend(NDArray q, NDArray k, NDArray v, NDArray mask, NDArray scale, Dropout dropout) {
+        if (FusedOps.enabled() && (dropout == null || !dropout.isTraining() || dropout.p() == 0f)) {
+            // ATen's scaled_dot_product_attention (the scale is a constant: no gradient flows through it)
+            double s = scale.getDataType() == DataType.FLOAT32 ? scale.getFloat() : scale.toType(DataType.FLOAT32, false).getFloat();
+            return FusedOps.attention(q, k, v, mask, s, false);
+        }
         long heads = q.getShape().get(1);
         long kvHeads = k.getShape().get(1);
         if (heads != kvHeads) {
@@ -59,6 +66,9 @@ public final class Attention {
      */
     public static NDArray causalMask(NDManager manager, long batch, long queryLen, long pastLen, NDArray keyMask,
             DataType dtype) {
+        if (FusedOps.enabled()) {
+            return FusedOps.causalMask(manager, batch, queryLen, pastLen, keyMask, dtype, minimum(dtype));
+        }
         long keyLen = pastLen + queryLen;
         NDArray kIdx = manager.arange(0, keyLen, 1, DataType.INT64); // [K]
         NDArray qIdx = manager.arange(pastLen, keyLen, 1, DataType.INT64).reshape(queryLen, 1); // [Q, 1]
@@ -82,8 +92,13 @@ public final class Attention {
         return toAdditive(keyMask.toType(DataType.BOOLEAN, false).reshape(b, 1, 1, k), dtype);
     }
 
+    /** The dtype's most negative finite value (-FLT_MAX would round to -inf in bf16, and 0 * inf is NaN). */
+    private static double minimum(DataType dtype) {
+        return dtype == DataType.FLOAT16 ? -65504.0 : dtype == DataType.BFLOAT16 ? -3.3895313892515355e38 : -Float.MAX_VALUE;
+    }
+
     private static NDArray toAdditive(NDArray allowed, DataType dtype) {
-        double min = dtype == DataType.FLOAT16 ? -65504.0 : -Float.MAX_VALUE;
+        double min = minimum(dtype);
         NDArray a = allowed.toType(dtype, false);
         // (1 - allowed) * min  ==  (allowed - 1) * (-min)
         return a.sub(Ops.scalar(a, 1)).mul(Ops.scalar(a, -min));

@@ -24,11 +24,6 @@ abstract class Dense extends Module implements Projection, DenseWeights {
         this.fanInFanOut = fanInFanOut;
     }
 
-    /** @return the weight as {@code (out, in)}: the stored array or a transposed view of it */
-    private NDArray outIn() {
-        return fanInFanOut ? weight.array().transpose() : weight.array();
-    }
-
     /**
      * {@inheritDoc} The weight and bias are cast to the input's dtype on the gradient path (a no-op when they match;
      * an fp32 trainable bias or modules_to_save copy in an fp16 model).
@@ -36,8 +31,12 @@ abstract class Dense extends Module implements Projection, DenseWeights {
     @Override
     public NDArray forward(NDArray x) {
         DataType dt = x.getDataType();
-        return ai.djl.nn.core.Linear.linear(x, Ops.cast(outIn(), dt), bias == null ? null : Ops.cast(bias.array(), dt))
-                .head();
+        NDArray w = Ops.cast(weight.array(), dt); // fp32 trainable leaves (BitFit, modules_to_save) cast in forward
+        NDArray b = bias == null ? null : Ops.cast(bias.array(), dt);
+        if (FusedOps.enabled()) {
+            return FusedOps.linear(x, w, b, fanInFanOut);
+        }
+        return ai.djl.nn.core.Linear.linear(x, fanInFanOut ? w.transpose() : w, b).head();
     }
 
     @Override

@@ -13,7 +13,8 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * Tensor operations DJL lacks, written so that no Java number ever reaches an op on a gradient path: DJL
  * wraps such numbers in tensors over Java buffers that are freed before backward reads them. Every constant
- * here is a libtorch-owned 0-d array, cached per (device, dtype, value) and never closed.
+ * here is a libtorch-owned 0-d array, cached per (device, dtype, value) and never closed. Where peft4j's fused
+ * library is loaded ({@link FusedOps#enabled()}), the activations run as single ATen ops.
  */
 public final class Ops {
     private static final Map<String, NDManager> MANAGERS = new ConcurrentHashMap<>();
@@ -83,6 +84,9 @@ public final class Ops {
      * @return the activation
      */
     public static NDArray geluTanh(NDArray x) {
+        if (FusedOps.enabled()) {
+            return FusedOps.geluTanh(x);
+        }
         NDArray inner = x.add(x.pow(scalar(x, 3)).mul(scalar(x, 0.044715))).mul(scalar(x, SQRT_2_OVER_PI));
         return x.mul(scalar(x, 0.5)).mul(inner.tanh().add(scalar(x, 1)));
     }
@@ -104,6 +108,9 @@ public final class Ops {
      * @return the activation
      */
     public static NDArray silu(NDArray x) {
+        if (FusedOps.enabled()) {
+            return FusedOps.silu(x);
+        }
         return x.mul(Activation.sigmoid(x));
     }
 
@@ -130,6 +137,37 @@ public final class Ops {
             default:
                 throw new IllegalArgumentException("unsupported activation '" + name + "'");
         }
+    }
+
+    /**
+     * {@code x W^T + b}: libtorch's {@code linear}, as one fused call when {@link FusedOps#enabled()}.
+     *
+     * @param x {@code [..., in]}
+     * @param weight {@code (out, in)}
+     * @param bias {@code (out)} or null
+     * @return {@code [..., out]}
+     */
+    public static NDArray linear(NDArray x, NDArray weight, NDArray bias) {
+        if (FusedOps.enabled()) {
+            return FusedOps.linear(x, weight, bias, false);
+        }
+        return ai.djl.nn.core.Linear.linear(x, weight, bias).head();
+    }
+
+    /**
+     * A gated activation {@code act(gate) * up} (Llama's SwiGLU MLP); SiLU's runs as one fused call when
+     * {@link FusedOps#enabled()}.
+     *
+     * @param name the activation's config name (see {@link #activation})
+     * @param gate the gate projection's output
+     * @param up the up projection's output, same shape
+     * @return the product
+     */
+    public static NDArray gated(String name, NDArray gate, NDArray up) {
+        if (FusedOps.enabled() && ("silu".equals(name) || "swish".equals(name))) {
+            return FusedOps.siluMul(gate, up);
+        }
+        return activation(name, gate).mul(up);
     }
 
     /**

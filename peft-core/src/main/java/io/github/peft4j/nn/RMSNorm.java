@@ -24,6 +24,9 @@ public class RMSNorm extends Module implements Layer {
 
     @Override
     public NDArray forward(NDArray x) {
+        if (FusedOps.enabled()) {
+            return FusedOps.rmsNorm(x, weight.array(), eps);
+        }
         DataType in = x.getDataType();
         NDArray h = Ops.cast(x, DataType.FLOAT32); // differentiable: toType would cut the gradient in fp16
         NDArray variance = h.square().mean(new int[] {-1}, true);

@@ -34,14 +34,14 @@ public final class AdamW extends BaseOptimizer {
     }
 
     /** This step's bias-corrected factors (the same for every parameter). */
-    private record Scalars(float lr, float stepSize, float epsHat) implements StepScalars {}
+    private record Scalars(float lr, float stepSize, float epsHat, double lrExact, long step) implements StepScalars {}
 
     @Override
     StepScalars scalars(NDArray like, double lr, long step) {
         double bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
         // torch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); multiplied through by sqrt(bc2):
         //        p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2))  -- the same value, one fused call
-        return new Scalars((float) lr, (float) (lr * bc2Sqrt / (1 - Math.pow(beta1, step))), (float) (eps * bc2Sqrt));
+        return new Scalars((float) lr, (float) (lr * bc2Sqrt / (1 - Math.pow(beta1, step))), (float) (eps * bc2Sqrt), lr, step);
     }
 
     @Override
@@ -50,6 +50,10 @@ public final class AdamW extends BaseOptimizer {
         NDArray m = buffer("exp_avg", name, p, true);
         NDArray v = buffer("exp_avg_sq", name, p, true);
         boolean decoupled = decay && weightDecay != 0;
+        if (io.github.peft4j.nn.FusedOps.enabled()) { // ATen's fused AdamW: one kernel per parameter
+            io.github.peft4j.nn.FusedOps.adamw(p, grad, m, v, s.lrExact, beta1, beta2, decoupled ? weightDecay : 0, eps, s.step);
+            return;
+        }
         // One native call (DJL's fused kernel, no gradient recording): p -= lr*wd*p when decoupled;
         // m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g*g; p -= stepSize * m / (sqrt(v) + epsHat).
         // Rescale 1 and clip -1 switch off DJL's gradient rescaling and clipping.

@@ -6,6 +6,7 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.data.Example;
+import io.github.peft4j.nn.FusedOps;
 import io.github.peft4j.nn.Ops;
 
 /**
@@ -13,7 +14,8 @@ import io.github.peft4j.nn.Ops;
  * mean reduction: the mean of {@code -log softmax(logits)[label]} over the labels that are not {@link
  * Example#IGNORE}. Ignored positions get exactly zero weight (and zero gradient). When every label is ignored
  * the loss is 0 with a zero gradient (torch returns NaN there, which would poison a training run). Only
- * libtorch-owned constants reach the gradient path.
+ * libtorch-owned constants reach the gradient path. With peft4j's fused library loaded ({@link FusedOps#enabled()})
+ * the loss is one ATen {@code cross_entropy_loss} (same definition).
  */
 public final class Losses {
     private Losses() {}
@@ -39,6 +41,13 @@ public final class Losses {
         // Shift the labels, not the logits (as transformers does): slicing [B, T-1, V] out of the logits would cost
         // a copy of the largest tensor of the step forward and a zero-filled scatter of it in backward.
         NDArray target = labels.getDataType() == DataType.INT64 ? labels : labels.toType(DataType.INT64, false);
+        if (FusedOps.enabled()) { // shift + cross_entropy_loss in one call
+            try {
+                return FusedOps.causalLmLoss(logits, target);
+            } catch (EngineException e) {
+                throw outOfRange(target.mul(target.neq(Example.IGNORE).toType(DataType.INT64, false)), ls.get(2), e);
+            }
+        }
         NDArray shifted = target.get(new NDIndex().addAllDim().addSliceDim(1, ls.get(1)))
                 .concat(target.getManager().full(new Shape(ls.get(0), 1), Example.IGNORE, DataType.INT64), 1);
         return masked(logits, shifted);
@@ -87,6 +96,14 @@ public final class Losses {
     private static NDArray masked(NDArray logits, NDArray labels) {
         long classes = logits.getShape().get(logits.getShape().dimension() - 1);
         NDArray target = labels.getDataType() == DataType.INT64 ? labels : labels.toType(DataType.INT64, false);
+        if (FusedOps.enabled()) { // one ATen cross_entropy_loss (log-softmax + NLL fused, fwd and bwd)
+            try {
+                return FusedOps.crossEntropy(logits.reshape(-1, classes), target.reshape(-1));
+            } catch (EngineException e) {
+                NDArray safe = target.mul(target.neq(Example.IGNORE).toType(DataType.INT64, false));
+                throw outOfRange(safe, classes, e);
+            }
+        }
         // label-side arithmetic never touches the gradient path: Java numbers are safe here
         NDArray keep = target.neq(Example.IGNORE);
         NDArray safe = target.mul(keep.toType(DataType.INT64, false)); // ignored -> class 0 (weight 0 below)
@@ -96,11 +113,15 @@ public final class Losses {
         try {
             picked = logp.gather(safe.expandDims(-1), -1).squeeze(-1); // [...]
         } catch (EngineException e) { // libtorch checks the range; say which labels are wrong
-            throw new IllegalArgumentException("label out of range [0, " + classes + ") (or -100 to ignore): min "
-                    + safe.min().getLong() + ", max " + safe.max().getLong(), e);
+            throw outOfRange(safe, classes, e);
         }
         NDArray weight = keep.toType(logp.getDataType(), false);
         NDArray count = weight.sum().maximum(Ops.scalar(weight, 1)); // no gradient; >= 1 so 0/1 when none
         return picked.mul(weight).sum().div(count).neg();
+    }
+
+    private static IllegalArgumentException outOfRange(NDArray safe, long classes, EngineException e) {
+        return new IllegalArgumentException("label out of range [0, " + classes + ") (or -100 to ignore): min "
+                + safe.min().getLong() + ", max " + safe.max().getLong(), e);
     }
 }

@@ -35,8 +35,10 @@ class GradientPathCastTest {
             Map.entry("SentenceEmbeddings.java", List.of(".toType(hiddenStates.getDataType(), false)")), // the mask
             Map.entry("RandomWeights.java", List.of("toType(dtype, false)")), // initial weights
             Map.entry("LlamaModel.java", List.of("emb.cos().toType", "emb.sin().toType")), // RoPE tables (constants)
-            Map.entry("Attention.java", List.of("keyMask.toType(DataType.BOOLEAN", "allowed.toType(dtype")), // masks
-            Map.entry("Losses.java", List.of("labels.toType(DataType.INT64", "keep.toType(")), // labels and their mask
+            Map.entry("Attention.java", List.of("keyMask.toType(DataType.BOOLEAN", "allowed.toType(dtype", // masks
+                    "scale.toType(DataType.FLOAT32, false).getFloat()")), // reading the constant scale
+            Map.entry("Losses.java", List.of("labels.toType(DataType.INT64", "keep.toType(", // labels and their mask
+                    "target.neq(Example.IGNORE).toType(DataType.INT64")), // label mask
             Map.entry("Checkpoints.java", List.of("v.toType(w.getDataType(), false).copyTo(w)")), // resume: a value copy
             Map.entry("Gradients.java", List.of("g.toType(DataType.FLOAT64, false)")), // reading gradients
             Map.entry("BaseOptimizer.java", List.of("step.toType(DataType.INT64")), // optimizer state

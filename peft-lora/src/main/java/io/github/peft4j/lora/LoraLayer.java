@@ -204,7 +204,7 @@ public final class LoraLayer extends ProjectionWrapper {
     private static NDArray loraBranch(Lora l, NDArray h) {
         NDArray a = Ops.cast(l.a.array(), h.getDataType()); // fp32 leaves, cast in forward (fp16 compute)
         NDArray b = Ops.cast(l.b.array(), h.getDataType());
-        NDArray delta = ai.djl.nn.core.Linear.linear(ai.djl.nn.core.Linear.linear(h, a).head(), b).head();
+        NDArray delta = Ops.linear(Ops.linear(h, a, null), b, null);
         return delta.mul(Ops.scalar(delta, l.scaling));
     }
 
