@@ -46,6 +46,10 @@ public final class AdaLoraAdapter extends LayerAdapter implements TrainingHooks 
         layers.forEach((p, l) -> svdLayers.put(p, (AdaLoraLayer) l));
         this.manager = model.manager().newSubManager();
         this.allocator = new RankAllocator(config, name, Collections.unmodifiableMap(svdLayers), manager);
+        if (config.rankPattern() != null) { // a pattern in the config is the adapter's mask from the start
+            rankPattern = parsePattern(config.rankPattern(), svdLayers.keySet(), config.initR(), name, "config of adapter '" + name + "'");
+            allocator.apply(rankPattern);
+        }
     }
 
     /**
@@ -177,33 +181,49 @@ public final class AdaLoraAdapter extends LayerAdapter implements TrainingHooks 
     }
 
     /**
-     * Cuts the modules by the file config's {@code rank_pattern} (keys {@code <path>.lora_E} or
-     * {@code <path>.lora_E.<adapter>}) and then copies the tensors, which must have the cut shapes.
+     * Reads {@code rank_pattern}: keys {@code <path>.lora_E} or {@code <path>.lora_E.<adapter>}, one flag per
+     * {@code init_r} rank.
+     *
+     * @param pattern the config's pattern
+     * @param paths the adapter's module paths
+     * @param initR {@code init_r}
+     * @param adapter the adapter name
+     * @param source for messages
+     * @return module path to flags
+     */
+    static Map<String, boolean[]> parsePattern(Map<String, List<Boolean>> pattern, java.util.Set<String> paths, int initR,
+            String adapter, String source) {
+        Map<String, boolean[]> byPath = new LinkedHashMap<>();
+        for (Map.Entry<String, List<Boolean>> e : pattern.entrySet()) {
+            String key = e.getKey();
+            String withName = ".lora_E." + adapter;
+            String path = key.endsWith(withName) ? key.substring(0, key.length() - withName.length())
+                    : key.endsWith(".lora_E") ? key.substring(0, key.length() - ".lora_E".length()) : null;
+            if (path == null || !paths.contains(path)) {
+                throw new PeftException(source + ": rank_pattern key '" + key + "' names no AdaLoRA module of this adapter;"
+                        + " expected '<module path>.lora_E' for one of " + paths);
+            }
+            boolean[] keep = new boolean[e.getValue().size()];
+            for (int i = 0; i < keep.length; i++) {
+                keep[i] = e.getValue().get(i);
+            }
+            if (keep.length != initR) {
+                throw new PeftException(source + ": rank_pattern['" + key + "'] has " + keep.length
+                        + " entries; the module is built at init_r = " + initR);
+            }
+            byPath.put(path, keep);
+        }
+        return byPath;
+    }
+
+    /**
+     * Cuts the modules by the file config's {@code rank_pattern} (HF's {@code resize_modules_by_rank_pattern}) and
+     * then copies the tensors, which must have the cut shapes.
      */
     @Override
     public void loadStateDict(Map<String, NDArray> tensors, String source) {
-        Map<String, List<Boolean>> pattern = config.rankPattern();
-        if (pattern != null) {
-            Map<String, boolean[]> byPath = new LinkedHashMap<>();
-            for (Map.Entry<String, List<Boolean>> e : pattern.entrySet()) {
-                String key = e.getKey();
-                String path = key.endsWith(".lora_E." + name()) ? key.substring(0, key.length() - (".lora_E." + name()).length())
-                        : key.endsWith(".lora_E") ? key.substring(0, key.length() - ".lora_E".length()) : null;
-                if (path == null || !svdLayers.containsKey(path)) {
-                    throw new PeftException(source + ": rank_pattern key '" + key + "' names no AdaLoRA module of this adapter;"
-                            + " expected '<module path>.lora_E' for one of " + svdLayers.keySet());
-                }
-                boolean[] keep = new boolean[e.getValue().size()];
-                for (int i = 0; i < keep.length; i++) {
-                    keep[i] = e.getValue().get(i);
-                }
-                int rank = svdLayers.get(path).svd(name()).rank();
-                if (keep.length != rank) {
-                    throw new PeftException(source + ": rank_pattern['" + key + "'] has " + keep.length
-                            + " entries; the module is built at init_r = " + rank);
-                }
-                byPath.put(path, keep);
-            }
+        if (config.rankPattern() != null) {
+            Map<String, boolean[]> byPath = parsePattern(config.rankPattern(), svdLayers.keySet(), config.initR(), name(), source);
             byPath.forEach((path, keep) -> svdLayers.get(path).resize(name(), keep));
             rankPattern = byPath;
         }

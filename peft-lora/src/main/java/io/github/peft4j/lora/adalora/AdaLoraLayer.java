@@ -213,7 +213,7 @@ public final class AdaLoraLayer extends ProjectionWrapper {
         if (denseBase().fanInFanOut()) {
             d = d.transpose();
         }
-        return d.toType(denseBase().weight().array().getDataType(), false);
+        return Ops.cast(d, denseBase().weight().array().getDataType()); // detached: a value cast, no toType needed
     }
 
     private final MergeOrder.Weights weights = new MergeOrder.Weights() {

@@ -38,6 +38,9 @@ public final class AdaLoraMethod implements PeftMethod {
         if (c.targetModules().isAllLinear()) {
             c.expandTargets(paths); // saved, as HF PEFT 0.21 does, as the expanded list of module paths
         }
+        if (c.rankPattern() != null) { // checked before any module is wrapped
+            AdaLoraAdapter.parsePattern(c.rankPattern(), new java.util.HashSet<>(paths), c.initR(), name, context.source());
+        }
         Map<String, AdapterLayer> layers = LayerAdapter.install(context, paths, AdaLoraLayer.class,
                 new LayerAdapter.Installer<>() {
                     @Override

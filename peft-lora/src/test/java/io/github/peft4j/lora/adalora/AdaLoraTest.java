@@ -267,7 +267,31 @@ class AdaLoraTest {
             try (TransformerModel fresh = TinyModels.llama()) {
                 PeftException e = assertThrows(PeftException.class, () -> PeftModel.wrap(fresh).loadAdapter(tmp, "x", false));
                 assertTrue(e.getMessage().contains("rank_pattern key 'model.layers.0.mlp.up_proj.lora_E'"), e.getMessage());
+                assertTrue(e.getMessage().startsWith(tmp.resolve("adapter_config.json").toString()), e.getMessage());
+                assertTrue(fresh.resolve(Q) instanceof io.github.peft4j.nn.Linear, "nothing was wrapped");
             }
+        }
+    }
+
+    /** A rank_pattern given in a new adapter's config masks lora_E from the start; saving cuts by it (as HF saves). */
+    @Test
+    void aRankPatternInTheConfigMasksAndCutsFromTheStart() throws Exception {
+        try (TransformerModel model = TinyModels.llama(); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(model);
+            AdaLoraAdapter a = (AdaLoraAdapter) peft.addAdapter("default", config().initLoraWeights(false)
+                    .rankPattern(Map.of(Q + ".lora_E", List.of(true, false, true))));
+            float[] e = model.parameters().get(Q + ".lora_E.default").array().toFloatArray();
+            assertEquals(0f, Math.abs(e[1]));
+            assertTrue(e[0] != 0 && e[2] != 0);
+            assertEquals(List.of(true, false, true), a.rankPattern().get(Q));
+            peft.save(tmp);
+            try (SafeTensorsFile f = SafeTensorsFile.open(tmp.resolve("adapter_model.safetensors"))) {
+                assertEquals(new Shape(2, 64), f.load("base_model.model." + Q + ".lora_A", m).getShape());
+                assertEquals(new Shape(64, 2), f.load("base_model.model." + Q + ".lora_B", m).getShape());
+                assertEquals(new Shape(3, 64), f.load("base_model.model.model.layers.1.self_attn.q_proj.lora_A", m).getShape());
+            }
+            assertEquals("{\"" + Q + ".lora_E\":[true,false,true]}",
+                    JSON.readTree(tmp.resolve("adapter_config.json").toFile()).get("rank_pattern").toString());
         }
     }
 }
