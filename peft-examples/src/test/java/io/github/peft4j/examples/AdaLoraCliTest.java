@@ -52,4 +52,14 @@ class AdaLoraCliTest {
         assertEquals("ADALORA", saved.get("peft_type").asText());
         assertEquals(hf.get("rank_pattern"), saved.get("rank_pattern"));
     }
+
+    /** A new AdaLoRA adapter needs total_step (as in HF), which the command line has no option for: a clear error. */
+    @Test
+    void aNewAdaLoraAdapterFromMethodOptionsAsksForTotalStep(@TempDir Path dir) {
+        CliResult r = CliResult.run("train", "--model", Fixtures.dir("llama_lora").resolve("base").toString(), "--data",
+                DATA.toString(), "--method", "adalora", "--max-steps", "1", "--output", dir.resolve("o").toString(),
+                "--device", "cpu");
+        assertTrue(r.status() != 0, r.out());
+        assertTrue(r.err().contains("'total_step' must be given and > 0"), r.err());
+    }
 }
