@@ -294,4 +294,39 @@ class AdaLoraTest {
                     JSON.readTree(tmp.resolve("adapter_config.json").toFile()).get("rank_pattern").toString());
         }
     }
+
+    private static List<Double> run(ai.djl.ndarray.types.DataType dtype, List<Map<String, List<Boolean>>> pattern) {
+        try (TransformerModel model = TinyModels.llama(dtype); AdamW adamw = AdamW.builder().weightDecay(0.01).build()) {
+            PeftModel peft = PeftModel.wrap(model);
+            Engine.getInstance().setRandomSeed(5);
+            AdaLoraAdapter a = (AdaLoraAdapter) peft.addAdapter("default", new AdaLoraConfig().initR(4).targetR(2).tinit(1)
+                    .tfinal(2).totalStep(8).targetModules("q_proj", "v_proj"));
+            peft.trainableParameters().values().forEach(p -> assertEquals(ai.djl.ndarray.types.DataType.FLOAT32,
+                    p.array().getDataType(), "trainable leaves stay fp32"));
+            try (PeftTrainer t = PeftTrainer.builder().setModel(peft).setTrainData(data(8, 3)).optOptimizer(adamw)
+                    .optLearningRate(0.02).optMaxSteps(8).optBatchSize(4).optShuffle(false).build()) {
+                List<Double> losses = t.train().losses();
+                pattern.add(a.rankPattern());
+                return losses;
+            }
+        }
+    }
+
+    /** fp16 compute (CPU; fp32 adapter leaves, loss scaling) tracks the fp32 run, masking included. */
+    @Test
+    void fp16TrainingTracksFp32() {
+        List<Map<String, List<Boolean>>> patterns = new ArrayList<>();
+        List<Double> fp32 = run(ai.djl.ndarray.types.DataType.FLOAT32, patterns);
+        List<Double> fp16 = run(ai.djl.ndarray.types.DataType.FLOAT16, patterns);
+        double worst = 0;
+        for (int i = 0; i < fp32.size(); i++) {
+            worst = Math.max(worst, Math.abs(fp32.get(i) - fp16.get(i)));
+        }
+        System.out.printf("adalora fp16 vs fp32, 8 AdamW steps: losses max|diff| = %.3g, same rank pattern = %s%n", worst,
+                patterns.get(0).equals(patterns.get(1)));
+        assertTrue(worst < 0.05, fp32 + " vs " + fp16);
+        for (Map<String, List<Boolean>> p : patterns) {
+            assertEquals(8, p.values().stream().flatMap(List::stream).filter(x -> x).count(), "kept = target budget 2 x 4");
+        }
+    }
 }
