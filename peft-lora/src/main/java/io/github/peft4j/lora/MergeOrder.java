@@ -10,11 +10,15 @@ import java.util.List;
  * The adapters merged into one layer's weight, in merge order, and HF PEFT's rules for merging in turn: a plain LoRA
  * update adds to the weight, a DoRA one rescales it ({@code g ⊙ (W + ΔW)}) with a norm taken from the weight with
  * nothing merged (HF's {@code _unmerged_base_weight}: the merged adapters are taken out and put back). Unmerging an
- * adapter that a later DoRA merge rescaled takes every merged adapter out and puts the others back.
+ * adapter that a later DoRA merge rescaled takes every merged adapter out and puts the others back. Public for the
+ * other LoRA-family layers (AdaLoRA), whose merges are additive.
  */
-final class MergeOrder {
+public final class MergeOrder {
+    /** An empty order: nothing merged. */
+    public MergeOrder() {}
+
     /** How one layer computes its weight with an adapter merged in or taken out. */
-    interface Weights {
+    public interface Weights {
         /** @return the stored weight array, updated in place */
         NDArray weight();
 
@@ -44,7 +48,7 @@ final class MergeOrder {
      * @param adapter an adapter name
      * @return whether it is merged
      */
-    boolean contains(String adapter) {
+    public boolean contains(String adapter) {
         return order.contains(adapter);
     }
 
@@ -54,7 +58,7 @@ final class MergeOrder {
      * @param adapter the adapter
      * @param w the layer
      */
-    void merge(String adapter, Weights w) {
+    public void merge(String adapter, Weights w) {
         if (order.contains(adapter)) {
             return;
         }
@@ -75,7 +79,7 @@ final class MergeOrder {
      * @param adapter the adapter
      * @param w the layer
      */
-    void unmerge(String adapter, Weights w) {
+    public void unmerge(String adapter, Weights w) {
         int at = order.indexOf(adapter);
         if (at < 0) {
             return;
@@ -98,7 +102,7 @@ final class MergeOrder {
      *
      * @param adapter the adapter
      */
-    void forget(String adapter) {
+    public void forget(String adapter) {
         order.remove(adapter);
     }
 

@@ -99,6 +99,10 @@ public final class ReverseParity {
                     "{\"peft_type\":\"LORA\",\"task_type\":\"SEQ_CLS\",\"r\":2,\"lora_alpha\":4,"
                     + "\"target_modules\":[\"query\",\"key\",\"value\",\"attention.output.dense\"],"
                     + "\"modules_to_save\":[\"pooler.dense\",\"classifier\"]}", null, true),
+            new Case("llama_adalora", "Llama (GQA)", "AdaLoRA q, v, down_proj (init_r 4)", "hf-peft/llama_lora/base", 0,
+                    "{\"peft_type\":\"ADALORA\",\"task_type\":\"CAUSAL_LM\",\"init_r\":4,\"target_r\":2,\"lora_alpha\":8,"
+                    + "\"total_step\":10,\"tinit\":2,\"tfinal\":3,\"deltaT\":2,\"target_modules\":[\"q_proj\",\"v_proj\",\"down_proj\"]}",
+                    null, true),
             new Case("gpt2_ia3", "GPT-2", "IA3", "hf-peft/gpt2_ia3/base", 0,
                     "{\"peft_type\":\"IA3\",\"task_type\":\"CAUSAL_LM\",\"target_modules\":[\"c_attn\",\"mlp.c_proj\"],"
                     + "\"feedforward_modules\":[\"mlp.c_proj\"],\"fan_in_fan_out\":true}", null, true),
