@@ -1,7 +1,6 @@
 package io.github.peft4j.nn.quant;
 
 import java.util.Arrays;
-import java.util.Locale;
 
 /**
  * A 4-bit quantised tensor on the host, laid out as bitsandbytes stores it: the tensor flattened row-major into
@@ -90,28 +89,5 @@ public record FourBitWeights(FourBitType type, int blocksize, long[] shape, byte
     /** @return {@link #storageBytes()} in bits per quantised value */
     public double bitsPerWeight() {
         return 8.0 * storageBytes() / numel();
-    }
-
-    /**
-     * The JSON that bitsandbytes stores as {@code weight.quant_state.bitsandbytes__<type>} (its
-     * {@code QuantState.as_dict(packed=True)}), with the dtype of the original weight.
-     *
-     * @param dtype {@code float32}, {@code float16} or {@code bfloat16}
-     * @return the JSON text
-     */
-    public String quantStateJson(String dtype) {
-        StringBuilder sb = new StringBuilder();
-        sb.append("{\"quant_type\": \"").append(type.bnbName()).append("\", \"blocksize\": ").append(blocksize)
-                .append(", \"dtype\": \"").append(dtype).append("\", \"shape\": [");
-        for (int i = 0; i < shape.length; i++) {
-            sb.append(i > 0 ? ", " : "").append(shape[i]);
-        }
-        sb.append(']');
-        if (doubleQuant()) {
-            sb.append(", \"nested_blocksize\": ").append(FourBitQuantizer.NESTED_BLOCKSIZE)
-                    .append(", \"nested_dtype\": \"float32\", \"nested_offset\": ")
-                    .append(String.format(Locale.ROOT, "%s", Double.toString(offset)));
-        }
-        return sb.append('}').toString();
     }
 }
