@@ -1,0 +1,124 @@
+package io.github.peft4j.lora.qlora;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.training.GradientCollector;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.lora.LoraConfig;
+import io.github.peft4j.lora.LoraLayer;
+import io.github.peft4j.model.HfConfig;
+import io.github.peft4j.model.ModelInput;
+import io.github.peft4j.model.Models;
+import io.github.peft4j.model.Quantization;
+import io.github.peft4j.model.TransformerModel;
+import io.github.peft4j.nn.Param;
+import io.github.peft4j.nn.quant.Linear4bit;
+import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.testing.Fixtures;
+import io.github.peft4j.testing.TinyModels;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * QLoRA: LoRA over 4-bit ({@link Linear4bit}) projections. HF PEFT adapters made on transformers + bitsandbytes
+ * 4-bit models (make_bnb_fixtures.py) give HF's logits; gradients of A and B through the 4-bit base match finite
+ * differences; merging into a 4-bit base is refused.
+ */
+class QLoraTest {
+    private static final double TOL = 1e-4;
+    private static final String Q = "model.layers.0.self_attn.q_proj";
+
+    private static NDArray logits(PeftModel peft, NDManager m, String name) {
+        return peft.forward(ModelInput.of(Fixtures.ids(m, name, "input_ids"), Fixtures.ids(m, name, "attention_mask")))
+                .logits();
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"../bnb/llama_nf4_dq", "../bnb/llama_fp4_skip"})
+    void hfPeftAdapterOnABnb4bitModelGivesHfLogits(String name) throws Exception {
+        try (TransformerModel base = Models.load(Fixtures.dir(name).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(name).resolve("adapter"), "default", false);
+            LoraLayer q = assertInstanceOf(LoraLayer.class, base.resolve(Q));
+            assertInstanceOf(Linear4bit.class, q.baseModule());
+            double d = Fixtures.maxAbsDiff(logits(peft, m, name), Fixtures.logits(m, name, "logits.json", "adapter_logits"));
+            System.out.printf("qlora %s adapter logits max|diff| = %.3g%n", name, d);
+            assertTrue(d < TOL, name + " adapter: " + d);
+            try (AutoCloseable off = peft.disabled()) {
+                double b = Fixtures.maxAbsDiff(logits(peft, m, name), Fixtures.logits(m, name, "logits.json", "base_logits"));
+                assertTrue(b < TOL, name + " disabled: " + b);
+            }
+            PeftException e = assertThrows(PeftException.class, () -> peft.merge("default"));
+            assertTrue(e.getMessage().contains("Linear4bit") && e.getMessage().contains("no dense weights"), e.getMessage());
+            assertThrows(PeftException.class, peft::mergeAndUnload);
+            // nothing changed by the refused merge
+            assertTrue(Fixtures.maxAbsDiff(logits(peft, m, name),
+                    Fixtures.logits(m, name, "logits.json", "adapter_logits")) < TOL);
+        }
+    }
+
+    private static NDArray loss(PeftModel peft, NDArray ids, NDArray weights) {
+        return peft.forward(ModelInput.of(ids, null)).logits().mul(weights).sum();
+    }
+
+    @Test
+    void loraGradientsThroughA4bitBaseMatchFiniteDifferences() {
+        Path dense = Fixtures.dir("llama_lora").resolve("base");
+        try (TransformerModel model = Models.load(dense, HfConfig.read(dense), Device.cpu(), DataType.FLOAT32, null,
+                null, Quantization.nf4());
+                NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(model);
+            Engine.getInstance().setRandomSeed(11);
+            peft.addAdapter("default", new LoraConfig().r(4).loraAlpha(8).initLoraWeights(false)
+                    .targetModules("q_proj", "v_proj", "down_proj"));
+            assertInstanceOf(Linear4bit.class, ((LoraLayer) model.resolve(Q)).baseModule());
+            NDArray ids = TinyModels.ids(m, 2, 6, 1);
+            Engine.getInstance().setRandomSeed(3);
+            NDArray w = m.randomNormal(new Shape(2, 6, 128));
+            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                gc.backward(loss(peft, ids, w));
+            }
+            Map<String, Param> trainable = peft.trainableParameters();
+            assertEquals(3 * 2 * 2, trainable.size());
+            int checked = 0;
+            double worst = 0;
+            for (String name : List.of(Q + ".lora_A.default.weight", Q + ".lora_B.default.weight",
+                    "model.layers.1.mlp.down_proj.lora_A.default.weight", "model.layers.0.self_attn.v_proj.lora_B.default.weight")) {
+                Param p = trainable.get(name);
+                float[] grad = p.array().getGradient().toFloatArray();
+                for (int idx : new int[] {0, 9, 37}) {
+                    double fd = TinyModels.finiteDifference(p, idx, 1e-2f, () -> {
+                        try (NDScope scope = new NDScope()) {
+                            return (double) loss(peft, ids, w).getFloat();
+                        }
+                    });
+                    assertEquals(fd, grad[idx], 2e-2 * Math.max(1, Math.abs(fd)), name + "[" + idx + "]");
+                    worst = Math.max(worst, Math.abs(fd - grad[idx]) / Math.max(1, Math.abs(fd)));
+                    checked++;
+                }
+            }
+            for (Map.Entry<String, Param> e : model.parameters().entrySet()) {
+                if (!e.getKey().contains("lora_")) {
+                    assertTrue(!e.getValue().isTrainable(), "frozen: " + e.getKey());
+                }
+            }
+            System.out.printf("qlora gradients: %d entries match finite differences, worst relative error %.3g%n",
+                    checked, worst);
+        }
+    }
+}
