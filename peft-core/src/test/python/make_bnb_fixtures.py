@@ -15,6 +15,9 @@ Writes under ../resources/fixtures/bnb/:
     llama_<variant>/       base/ (save_pretrained of the 4-bit LlamaForCausalLM loaded from
                            hf-peft/llama_lora/base with BitsAndBytesConfig), adapter/ (HF PEFT LoRA on the 4-bit
                            model, weights randomised), input_ids.json, logits.json (base_logits, adapter_logits)
+    llama_nf4_dq_sgd/      losses.json: five SGD steps of QLoRA as make_train_parity.py (same records, lr 0.1,
+                           global-norm clip 0.6, batch 2, in order) from train-parity/llama_lora_sgd/adapter on
+                           train-parity/llama_lora_sgd/base loaded 4-bit (NF4, double quantisation) by bitsandbytes
 """
 from __future__ import annotations
 
@@ -155,12 +158,49 @@ def checkpoint_case(name, kwargs):
     print(name, ": Linear4bit modules", n4, ", |adapter - base| max", (adapter_logits - base_logits).abs().max().item())
 
 
+def train_case():
+    sys.path.insert(0, str(HERE))
+    import make_train_parity as tp
+    from peft import PeftModel
+    from transformers import BitsAndBytesConfig, LlamaForCausalLM
+
+    qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32, bnb_4bit_quant_type="nf4",
+                            bnb_4bit_use_double_quant=True)
+    parity = RES / "train-parity" / "llama_lora_sgd"
+    base = LlamaForCausalLM.from_pretrained(str(parity / "base"), quantization_config=qc, dtype=torch.float32,
+                                            device_map="cpu", attn_implementation="eager")
+    model = PeftModel.from_pretrained(base, str(parity / "adapter"), is_trainable=True)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=tp.LR)
+    batches = [tp.RECORDS[i:i + tp.BATCH] for i in range(0, len(tp.RECORDS), tp.BATCH)]
+    losses, norms = [], []
+    for step in range(tp.STEPS):
+        ids, mask, labels = tp.collate(batches[step % len(batches)])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(params, tp.CLIP)))
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss))
+    out = OUT / "llama_nf4_dq_sgd"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "losses.json").write_text(json.dumps({
+        "losses": losses, "grad_norms": norms, "lr": tp.LR, "batch_size": tp.BATCH, "steps": tp.STEPS,
+        "max_grad_norm": tp.CLIP, "shuffle": False, "quantization": "nf4, blocksize 64, double quant",
+        "base": "train-parity/llama_lora_sgd/base", "adapter": "train-parity/llama_lora_sgd/adapter",
+        "versions": {"torch": torch.__version__, "bitsandbytes": bnb.__version__}}, indent=2))
+    print("qlora sgd losses", losses, "grad norms", norms)
+
+
 def main():
     quantiser_cases()
     only = sys.argv[1:]
     for name, kw in VARIANTS.items():
         if not only or name in only:
             checkpoint_case(name, kw)
+    if not only or "sgd" in only:
+        train_case()
 
 
 if __name__ == "__main__":
