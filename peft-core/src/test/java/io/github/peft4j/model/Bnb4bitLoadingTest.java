@@ -24,6 +24,7 @@ import java.util.Map;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * bnb-4bit checkpoints written by transformers + bitsandbytes (make_bnb_fixtures.py) load with their tensors kept
@@ -102,6 +103,32 @@ class Bnb4bitLoadingTest {
         }
         System.out.printf("quantise-on-load %s: %d tensors equal bnb's bit for bit; 4-bit layers hold %.4f bits per weight%n",
                 name, compared, 8.0 * bytes / values);
+    }
+
+    @Test
+    void aQuantisedModelSavesAsABnb4bitCheckpoint(@TempDir Path tmp) throws Exception {
+        Path bnbDir = Fixtures.dir(NF4).resolve("base");
+        try (TransformerModel model = Models.load(DENSE, HfConfig.read(DENSE), Device.cpu(), DataType.FLOAT32, null,
+                null, Quantization.nf4());
+                NDManager m = NDManager.newBaseManager()) {
+            model.save(tmp.resolve("q"));
+            try (SafeTensorsFile ours = SafeTensorsFile.open(tmp.resolve("q/model.safetensors"));
+                    SafeTensorsFile bnb = SafeTensorsFile.open(bnbDir.resolve("model.safetensors"))) {
+                assertEquals(new java.util.TreeSet<>(bnb.names()), new java.util.TreeSet<>(ours.names()));
+                for (String k : bnb.names()) {
+                    assertEquals(bnb.info(k).dtype(), ours.info(k).dtype(), k);
+                    assertArrayEquals(bnb.load(k, m).toByteArray(), ours.load(k, m).toByteArray(), k);
+                }
+            }
+            com.fasterxml.jackson.databind.JsonNode qc = HfConfig.read(tmp.resolve("q")).json().get("quantization_config");
+            assertEquals(HfConfig.read(bnbDir).json().get("quantization_config"), qc);
+            try (TransformerModel back = Models.load(tmp.resolve("q"))) {
+                NDArray ids = Fixtures.ids(m, NF4, "input_ids");
+                double d = Fixtures.maxAbsDiff(model.forward(ModelInput.of(ids, null)).logits(),
+                        back.forward(ModelInput.of(ids, null)).logits());
+                assertEquals(0.0, d, "reloaded 4-bit model");
+            }
+        }
     }
 
     @Test
