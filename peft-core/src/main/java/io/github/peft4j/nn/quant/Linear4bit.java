@@ -77,16 +77,16 @@ public final class Linear4bit extends Module implements Projection {
         this.in = in;
         this.offset = offset;
         NDManager m = packed.getManager();
-        this.packed = register("weight", new Param(packed));
-        this.absmax = register("weight.absmax", new Param(absmax));
-        register("weight.quant_map", new Param(Ops.owned(m, type.code(), new Shape(16))));
-        this.nestedAbsmax = dq ? register("weight.nested_absmax", new Param(nestedAbsmax)) : null;
+        // counted as HF PEFT counts a Params4bit (two values a byte); the quantisation state counts 0
+        this.packed = register("weight", new Param(packed, 2 * packed.getShape().size()));
+        this.absmax = register("weight.absmax", new Param(absmax, 0));
+        register("weight.quant_map", new Param(Ops.owned(m, type.code(), new Shape(16)), 0));
+        this.nestedAbsmax = dq ? register("weight.nested_absmax", new Param(nestedAbsmax, 0)) : null;
         if (dq) {
-            register("weight.nested_quant_map", new Param(Ops.owned(m, DynamicMap.values(), new Shape(256))));
+            register("weight.nested_quant_map", new Param(Ops.owned(m, DynamicMap.values(), new Shape(256)), 0));
         }
-        String json = quantStateJson(dtypeName);
-        register(quantStateKey(type), new Param(bytes(m, json.getBytes(StandardCharsets.UTF_8),
-                new Shape(json.getBytes(StandardCharsets.UTF_8).length))));
+        byte[] json = quantStateJson(dtypeName).getBytes(StandardCharsets.UTF_8);
+        register(quantStateKey(type), new Param(bytes(m, json, new Shape(json.length)), 0));
         this.bias = bias == null ? null : register("bias", new Param(bias));
         float[] code = type.code();
         float[] pairs = new float[512];
@@ -255,9 +255,9 @@ public final class Linear4bit extends Module implements Projection {
 
     /** @return the bytes of the packed codes, absmax and nested absmax held (not the shared code tables) */
     public long storageBytes() {
-        long b = packed.numel() + absmax.numel() * absmax.array().getDataType().getNumOfBytes();
+        long b = packed.shape().size() + absmax.shape().size() * absmax.array().getDataType().getNumOfBytes();
         if (nestedAbsmax != null) {
-            b += 4 * nestedAbsmax.numel() + 4;
+            b += 4 * nestedAbsmax.shape().size() + 4;
         }
         return b;
     }

@@ -54,6 +54,8 @@ class QLoraTest {
                 NDManager m = NDManager.newBaseManager()) {
             PeftModel peft = PeftModel.wrap(base);
             peft.loadAdapter(Fixtures.dir(name).resolve("adapter"), "default", false);
+            // HF PEFT's print_trainable_parameters on the same 4-bit model (a packed weight counts two values a byte)
+            assertEquals("trainable params: 0 || all params: 93,760 || trainable%: 0.0000", peft.trainableReport());
             LoraLayer q = assertInstanceOf(LoraLayer.class, base.resolve(Q));
             assertInstanceOf(Linear4bit.class, q.baseModule());
             double d = Fixtures.maxAbsDiff(logits(peft, m, name), Fixtures.logits(m, name, "logits.json", "adapter_logits"));
@@ -87,6 +89,8 @@ class QLoraTest {
             peft.addAdapter("default", new LoraConfig().r(4).loraAlpha(8).initLoraWeights(false)
                     .targetModules("q_proj", "v_proj", "down_proj"));
             assertInstanceOf(Linear4bit.class, ((LoraLayer) model.resolve(Q)).baseModule());
+            // HF PEFT's get_peft_model(4-bit model, r=4 on q/v/down_proj).print_trainable_parameters()
+            assertEquals("trainable params: 3,328 || all params: 93,760 || trainable%: 3.5495", peft.trainableReport());
             NDArray ids = TinyModels.ids(m, 2, 6, 1);
             Engine.getInstance().setRandomSeed(3);
             NDArray w = m.randomNormal(new Shape(2, 6, 128));
