@@ -29,7 +29,10 @@ import io.github.peft4j.testing.TinyModels;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import io.github.peft4j.io.SafeTensorsFile;
+import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -71,6 +74,38 @@ class QLoraTest {
             // nothing changed by the refused merge
             assertTrue(Fixtures.maxAbsDiff(logits(peft, m, name),
                     Fixtures.logits(m, name, "logits.json", "adapter_logits")) < TOL);
+        }
+    }
+
+    @Test
+    void savedAdapterEqualsHfFilesAndNoDenseCopyIsKeptBetweenCalls(@TempDir Path tmp) throws Exception {
+        String name = "../bnb/llama_nf4_dq";
+        try (TransformerModel base = Models.load(Fixtures.dir(name).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(name).resolve("adapter"), "default", false);
+            peft.save(tmp);
+            try (SafeTensorsFile hf = SafeTensorsFile.open(Fixtures.dir(name).resolve("adapter/adapter_model.safetensors"));
+                    SafeTensorsFile ours = SafeTensorsFile.open(tmp.resolve("adapter_model.safetensors"))) {
+                assertEquals(new TreeSet<>(hf.names()), new TreeSet<>(ours.names()));
+                for (String k : hf.names()) {
+                    assertEquals(0.0, Fixtures.maxAbsDiff(ours.load(k, m), hf.load(k, m)), k);
+                }
+            }
+            // the dequantised weights are not kept between calls: nothing accumulates on the model's manager
+            ai.djl.ndarray.BaseNDManager owner = (ai.djl.ndarray.BaseNDManager) ((Linear4bit) ((LoraLayer)
+                    base.resolve(Q)).baseModule()).manager();
+            NDArray ids = Fixtures.ids(m, name, "input_ids");
+            try (NDScope scope = new NDScope()) {
+                peft.forward(ModelInput.of(ids, null)).logits(); // warm-up: the model's RoPE table is built once
+            }
+            int before = owner.getManagedArrays().size();
+            for (int i = 0; i < 3; i++) {
+                try (NDScope scope = new NDScope()) {
+                    peft.forward(ModelInput.of(ids, null)).logits();
+                }
+            }
+            assertEquals(before, owner.getManagedArrays().size(), "arrays left on the model's manager");
         }
     }
 
