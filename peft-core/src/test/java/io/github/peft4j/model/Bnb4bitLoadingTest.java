@@ -54,6 +54,21 @@ class Bnb4bitLoadingTest {
     }
 
     @Test
+    void fp16ComputeDequantisesIntoFp16() {
+        try (TransformerModel f32 = Models.load(Fixtures.dir(NF4).resolve("base"));
+                TransformerModel f16 = Models.load(Fixtures.dir(NF4).resolve("base"), Device.cpu(), DataType.FLOAT16, null);
+                NDManager m = NDManager.newBaseManager()) {
+            NDArray ids = Fixtures.ids(m, NF4, "input_ids");
+            NDArray a = f32.forward(ModelInput.of(ids, null)).logits();
+            NDArray b = f16.forward(ModelInput.of(ids, null)).logits();
+            assertEquals(DataType.FLOAT16, b.getDataType());
+            double d = Fixtures.maxAbsDiff(a, b.toType(DataType.FLOAT32, false));
+            System.out.printf("bnb-4bit fp16 compute vs fp32: logits max|diff| = %.3g%n", d);
+            assertTrue(d < 2e-2, "fp16 vs fp32 " + d);
+        }
+    }
+
+    @Test
     void skipModulesStayDense() {
         try (TransformerModel model = Models.load(Fixtures.dir(FP4).resolve("base"))) {
             Module o = model.resolve("model.layers.1.self_attn.o_proj");

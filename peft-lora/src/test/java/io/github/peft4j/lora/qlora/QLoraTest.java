@@ -109,6 +109,23 @@ class QLoraTest {
         }
     }
 
+    @Test
+    void allLinearTargetsEvery4bitProjectionButTheHead() {
+        try (TransformerModel base = Models.load(Fixtures.dir("../bnb/llama_fp4_skip").resolve("base"))) {
+            PeftModel peft = PeftModel.wrap(base);
+            LoraConfig c = new LoraConfig().r(2);
+            c.targetModules(io.github.peft4j.peft.ModuleSpec.allLinear());
+            peft.addAdapter("default", c);
+            long lora4bit = base.modules().values().stream()
+                    .filter(x -> x instanceof LoraLayer l && l.baseModule() instanceof Linear4bit).count();
+            long loraDense = base.modules().values().stream()
+                    .filter(x -> x instanceof LoraLayer l && l.baseModule() instanceof io.github.peft4j.nn.Linear).count();
+            assertEquals(12, lora4bit); // q, k, v, gate, up, down of two layers
+            assertEquals(2, loraDense); // o_proj stays dense (llm_int8_skip_modules); lm_head is never targeted
+            assertInstanceOf(io.github.peft4j.nn.Linear.class, base.resolve("lm_head"));
+        }
+    }
+
     private static NDArray loss(PeftModel peft, NDArray ids, NDArray weights) {
         return peft.forward(ModelInput.of(ids, null)).logits().mul(weights).sum();
     }
