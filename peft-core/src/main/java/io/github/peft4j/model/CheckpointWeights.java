@@ -5,7 +5,19 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.io.Checkpoint;
+import io.github.peft4j.io.TensorDType;
+import io.github.peft4j.io.TensorInfo;
+import io.github.peft4j.nn.Module;
+import io.github.peft4j.nn.quant.DynamicMap;
+import io.github.peft4j.nn.quant.FourBitQuantizer;
+import io.github.peft4j.nn.quant.FourBitType;
+import io.github.peft4j.nn.quant.FourBitWeights;
+import io.github.peft4j.nn.quant.Linear4bit;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -33,6 +45,7 @@ public final class CheckpointWeights implements WeightSource {
     private final List<String> initialised = new ArrayList<>();
     private final List<String> fromHeads = new ArrayList<>();
     private HeadSource heads;
+    private Quantization quantization;
 
     /**
      * @param checkpoint the open checkpoint
@@ -63,6 +76,133 @@ public final class CheckpointWeights implements WeightSource {
         return this;
     }
 
+    /**
+     * Makes linear layers 4-bit where the quantisation says so: a bnb-4bit checkpoint's packed tensors are kept
+     * packed, a dense checkpoint's weights are quantised while loading.
+     *
+     * @param q the quantisation, or null for dense layers
+     * @return this
+     */
+    public CheckpointWeights optQuantization(Quantization q) {
+        this.quantization = q;
+        return this;
+    }
+
+    @Override
+    public Module linear(String path, long in, long out, boolean bias) {
+        String key = locate(path + ".weight");
+        boolean packed = key != null && checkpoint.info(key).dtype() == TensorDType.U8;
+        if (quantization == null || !quantization.quantizes(path)) {
+            if (packed) {
+                throw new PeftException(where + ": tensor '" + key + "' is a packed 4-bit weight, but "
+                        + (quantization == null ? "the config has no quantization_config"
+                                : "llm_int8_skip_modules " + quantization.skipModules() + " keeps '" + path + "' dense"));
+            }
+            return WeightSource.super.linear(path, in, out, bias);
+        }
+        if (key == null) {
+            throw new PeftException(where + ": checkpoint has no tensor '" + path + ".weight' (expected shape ("
+                    + out + ", " + in + "))");
+        }
+        NDArray b = bias ? get(path + ".bias", new Shape(out), Init.ZEROS) : null;
+        return packed ? loadPacked(key, in, out, b) : quantizeOnLoad(key, in, out, b);
+    }
+
+    /** A dense weight quantised as bitsandbytes would (transformers' load_in_4bit of a dense checkpoint). */
+    private Linear4bit quantizeOnLoad(String key, long in, long out, NDArray bias) {
+        TensorInfo info = checkpoint.info(key);
+        NDArray dense = load(key, new Shape(out, in), DataType.FLOAT32);
+        FourBitWeights w;
+        try {
+            w = FourBitQuantizer.quantize(dense.toFloatArray(), new long[] {out, in}, quantization.type(),
+                    quantization.blocksize(), quantization.doubleQuant());
+        } finally {
+            dense.close();
+        }
+        String dtype = switch (info.dtype()) {
+            case F16 -> "float16";
+            case BF16 -> "bfloat16";
+            default -> "float32";
+        };
+        return Linear4bit.of(w, bias, manager, dtype);
+    }
+
+    /** A bnb-4bit checkpoint's packed weight with its quant state, kept packed. */
+    private Linear4bit loadPacked(String key, long in, long out, NDArray bias) {
+        String stateKey = null;
+        FourBitType type = null;
+        for (FourBitType t : FourBitType.values()) {
+            if (checkpoint.contains(key + ".quant_state.bitsandbytes__" + t.bnbName())) {
+                stateKey = key + ".quant_state.bitsandbytes__" + t.bnbName();
+                type = t;
+            }
+        }
+        if (stateKey == null) {
+            throw new PeftException(where + ": packed 4-bit weight '" + key + "' has no '" + key
+                    + ".quant_state.bitsandbytes__nf4' (or __fp4) tensor");
+        }
+        JsonNode state;
+        try (NDArray bytes = checkpoint.load(stateKey, manager, null)) {
+            state = new ObjectMapper().readTree(new String(bytes.toByteArray(), StandardCharsets.UTF_8));
+        } catch (IOException e) {
+            throw new PeftException(where + ": tensor '" + stateKey + "' is not a JSON quant state: " + e.getMessage());
+        }
+        used.add(stateKey);
+        String what = where + ": '" + stateKey + "'";
+        if (!type.bnbName().equals(state.path("quant_type").asText())) {
+            throw new PeftException(what + " has quant_type " + state.get("quant_type") + ", its name says " + type.bnbName());
+        }
+        JsonNode shape = state.path("shape");
+        if (shape.size() != 2 || shape.get(0).asLong() != out || shape.get(1).asLong() != in) {
+            throw new PeftException(what + " has shape " + shape + ", the model's config needs [" + out + ", " + in + "]");
+        }
+        int blocksize = state.path("blocksize").asInt(-1);
+        try {
+            FourBitQuantizer.checkBlocksize(blocksize);
+        } catch (IllegalArgumentException e) {
+            throw new PeftException(what + ": " + e.getMessage());
+        }
+        boolean dq = state.has("nested_offset");
+        long n = out * in;
+        long blocks = (n + blocksize - 1) / blocksize;
+        NDArray packed = load(key, new Shape((n + 1) / 2, 1), null);
+        NDArray absmax = load(key + ".absmax", new Shape(blocks), null);
+        checkTable(key + ".quant_map", type.code());
+        NDArray nested = null;
+        float offset = 0f;
+        if (dq) {
+            if (state.path("nested_blocksize").asInt(FourBitQuantizer.NESTED_BLOCKSIZE) != FourBitQuantizer.NESTED_BLOCKSIZE) {
+                throw new PeftException(what + " has nested_blocksize " + state.get("nested_blocksize") + "; expected 256");
+            }
+            nested = load(key + ".nested_absmax", new Shape((blocks + 255) / 256), null);
+            checkTable(key + ".nested_quant_map", DynamicMap.values());
+            offset = (float) state.get("nested_offset").asDouble();
+        }
+        try {
+            return new Linear4bit(type, blocksize, out, in, packed, absmax, nested, offset, bias,
+                    state.path("dtype").asText("float32"));
+        } catch (PeftException e) {
+            throw new PeftException(where + ": '" + key + "': " + e.getMessage());
+        }
+    }
+
+    /** Checks that a stored code table equals ours bit for bit (custom tables are not supported). */
+    private void checkTable(String key, float[] expected) {
+        if (!checkpoint.contains(key)) {
+            throw new PeftException(where + ": checkpoint has no tensor '" + key + "' (expected " + expected.length
+                    + " fp32 values)");
+        }
+        try (NDArray t = load(key, new Shape(expected.length), DataType.FLOAT32)) {
+            float[] found = t.toFloatArray();
+            for (int i = 0; i < expected.length; i++) {
+                if (Float.floatToIntBits(found[i]) != Float.floatToIntBits(expected[i])) {
+                    throw new PeftException(where + ": tensor '" + key + "' differs from bitsandbytes' table at index "
+                            + i + " (" + found[i] + " vs " + expected[i] + "); custom code tables are not supported");
+                }
+            }
+        }
+    }
+
     private String locate(String name) {
         if (checkpoint.contains(name)) {
             return name;
@@ -87,13 +227,20 @@ public final class CheckpointWeights implements WeightSource {
     }
 
     private NDArray load(String key, Shape shape) {
+        return load(key, shape, dtype);
+    }
+
+    private NDArray load(String key, Shape shape, DataType target) {
+        if (!checkpoint.contains(key)) {
+            throw new PeftException(where + ": checkpoint has no tensor '" + key + "' (expected shape " + shape + ")");
+        }
         long[] found = checkpoint.info(key).shape();
         if (!Arrays.equals(found, shape.getShape())) {
             throw new PeftException(where + ": tensor '" + key + "' has shape " + Arrays.toString(found)
                     + ", the model's config needs " + shape);
         }
         used.add(key);
-        return checkpoint.load(key, manager, dtype);
+        return checkpoint.load(key, manager, target);
     }
 
     @Override

@@ -10,7 +10,6 @@ import io.github.peft4j.model.WeightSource.Init;
 import io.github.peft4j.nn.Attention;
 import io.github.peft4j.nn.Container;
 import io.github.peft4j.nn.Embedding;
-import io.github.peft4j.nn.Linear;
 import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.RMSNorm;
@@ -93,13 +92,12 @@ public final class LlamaModel extends TransformerModel {
         }
         model.put("norm", new RMSNorm(weights.get("model.norm.weight", new Shape(hidden), Init.ONES), eps));
         if (!tied) {
-            add("lm_head", new Linear(weights.get("lm_head.weight", new Shape(vocab, hidden), Init.NORMAL), null));
+            add("lm_head", weights.linear("lm_head", hidden, vocab, false));
         }
     }
 
-    private static Linear linear(WeightSource w, String p, int in, int out, boolean bias) {
-        return new Linear(w.get(p + "weight", new Shape(out, in), Init.NORMAL),
-                bias ? w.get(p + "bias", new Shape(out), Init.ZEROS) : null);
+    private static Module linear(WeightSource w, String p, int in, int out, boolean bias) {
+        return w.linear(p.substring(0, p.length() - 1), in, out, bias); // a Linear, or a 4-bit one when quantised
     }
 
     /** One decoder layer. */

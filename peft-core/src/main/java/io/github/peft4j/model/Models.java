@@ -65,12 +65,48 @@ public final class Models {
      */
     public static TransformerModel load(Path dir, HfConfig config, Device device, DataType dtype, TaskType task,
             HeadSource heads) {
+        return load(dir, config, device, dtype, task, heads, null);
+    }
+
+    /**
+     * Loads a model directory, with its linear layers 4-bit: a bnb-4bit checkpoint (transformers'
+     * {@code save_pretrained} of a {@code load_in_4bit} model, whose config has a {@code quantization_config}) keeps
+     * its packed tensors packed; a dense checkpoint is quantised while loading, as bitsandbytes would (the same
+     * packed bytes). Embeddings, norms and the skipped modules ({@code lm_head} by default) stay dense.
+     * Llama-family models only.
+     *
+     * @param dir the directory holding the weights (config.json there is not read)
+     * @param config the config to build the model from
+     * @param device where the weights go
+     * @param dtype the compute dtype, FLOAT32 or FLOAT16 (4-bit weights are dequantised into it in forward)
+     * @param task the head to build, or null to take it from the config's {@code architectures}
+     * @param heads where head tensors the checkpoint lacks come from, or null
+     * @param quantization how to quantise a dense checkpoint, or null to follow the config's
+     *     {@code quantization_config} (dense when it has none)
+     * @return the model; close it to free its weights
+     * @throws PeftException when the checkpoint is already quantised differently, or the model is not Llama-family
+     */
+    public static TransformerModel load(Path dir, HfConfig config, Device device, DataType dtype, TaskType task,
+            HeadSource heads, Quantization quantization) {
         checkDtype(dtype);
+        Quantization declared = Quantization.fromConfig(config);
+        if (declared != null && quantization != null && !declared.equals(quantization)) {
+            throw new PeftException(config.source() + ": the checkpoint is already 4-bit quantised as " + declared
+                    + "; cannot load it as " + quantization + " (pass null to keep its quantisation)");
+        }
+        Quantization q = quantization != null ? quantization : declared;
+        if (q != null && !LlamaModel.MODEL_TYPES.contains(config.modelType())) {
+            throw new PeftException(config.source() + ": 4-bit quantisation is supported for model types "
+                    + LlamaModel.MODEL_TYPES + ", not '" + config.modelType() + "'");
+        }
+        if (q != null && declared == null) {
+            config.json().set("quantization_config", q.toConfigJson()); // as transformers writes it on save
+        }
         TaskType t = task != null ? task : taskOf(config);
         NDManager manager = NDManager.newBaseManager(device);
         try (Checkpoint ckpt = Checkpoint.open(dir)) {
             CheckpointWeights w = new CheckpointWeights(ckpt, dir.toString(), manager, dtype, basePrefix(config),
-                    (float) config.number("initializer_range", 0.02)).optHeads(heads);
+                    (float) config.number("initializer_range", 0.02)).optHeads(heads).optQuantization(q);
             TransformerModel model = build(config, t, w, manager, dtype);
             if (task != null && task != taskOf(config)) {
                 // the head differs from the checkpoint's (a bare encoder loaded for classification): a checkpoint

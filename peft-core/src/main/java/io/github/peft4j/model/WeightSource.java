@@ -2,6 +2,8 @@ package io.github.peft4j.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.Shape;
+import io.github.peft4j.nn.Linear;
+import io.github.peft4j.nn.Module;
 
 /**
  * Where a model's constructor gets each named weight: a checkpoint (shape-checked, with errors naming the
@@ -38,4 +40,20 @@ public interface WeightSource {
      * @return the array
      */
     NDArray head(String name, Shape shape, Init init);
+
+    /**
+     * A linear layer {@code y = x W^T + b} of a decoder ({@code W (out, in)} at {@code <path>.weight}): a dense
+     * {@link Linear} here; a source that quantises (a bnb-4bit checkpoint, or quantise-on-load) returns a 4-bit
+     * {@link io.github.peft4j.nn.quant.Linear4bit} where its {@link Quantization} says so.
+     *
+     * @param path the module path, e.g. {@code model.layers.0.self_attn.q_proj}
+     * @param in input features
+     * @param out output features
+     * @param bias whether the layer has a bias
+     * @return a module that is a {@link io.github.peft4j.nn.Projection}
+     */
+    default Module linear(String path, long in, long out, boolean bias) {
+        return new Linear(get(path + ".weight", new Shape(out, in), Init.NORMAL),
+                bias ? get(path + ".bias", new Shape(out), Init.ZEROS) : null);
+    }
 }

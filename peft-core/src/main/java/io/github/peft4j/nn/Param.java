@@ -10,6 +10,7 @@ import ai.djl.ndarray.types.Shape;
 public final class Param {
     private NDArray array;
     private boolean trainable;
+    private final long counted;
 
     /**
      * Creates a frozen parameter.
@@ -18,6 +19,23 @@ public final class Param {
      */
     public Param(NDArray array) {
         this.array = array;
+        this.counted = -1;
+    }
+
+    /**
+     * Creates a frozen parameter that counts as a given number of parameters in {@link #numel()} (and so in
+     * parameter totals), as HF counts them: a packed 4-bit weight counts the values it packs (two a byte), its
+     * quantisation state (absmax, code tables) counts 0, like bitsandbytes' {@code quant_state}.
+     *
+     * @param array the value
+     * @param counted the count, at least 0
+     */
+    public Param(NDArray array, long counted) {
+        if (counted < 0) {
+            throw new IllegalArgumentException("a parameter count cannot be negative: " + counted);
+        }
+        this.array = array;
+        this.counted = counted;
     }
 
     /** @return the current value */
@@ -64,8 +82,12 @@ public final class Param {
         return array.getShape();
     }
 
-    /** @return the number of elements */
+    /**
+     * @return the number of parameters this stands for: the number of elements, except for a parameter created
+     *     with an explicit count (a packed 4-bit weight, quantisation state); the array's own size is
+     *     {@code shape().size()}
+     */
     public long numel() {
-        return array.getShape().size();
+        return counted >= 0 ? counted : array.getShape().size();
     }
 }

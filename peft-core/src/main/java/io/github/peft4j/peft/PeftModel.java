@@ -532,7 +532,13 @@ public final class PeftModel {
         Adapter a = entry(name).adapter();
         Mergeable m = a.capability(Mergeable.class);
         if (m == null || !m.canMerge()) {
-            throw new PeftException(a.config().peftType() + " adapter '" + name + "' cannot be merged into the base weights");
+            String why = a instanceof LayerAdapter la ? la.layers().entrySet().stream()
+                    .filter(l -> !l.getValue().canMerge()).findFirst()
+                    .map(l -> ": its layer at '" + l.getKey() + "' wraps a "
+                            + l.getValue().baseModule().getClass().getSimpleName() + ", which has no dense weights to merge into")
+                    .orElse("") : "";
+            throw new PeftException(a.config().peftType() + " adapter '" + name + "' cannot be merged into the base weights"
+                    + why);
         }
         return m;
     }

@@ -59,7 +59,9 @@ class GradientPathCastTest {
             Map.entry("MergeOrder.java", List.of("next.toType(target.getDataType(), false).copyTo(target)")), // merging
             Map.entry("TransformerLm.java", List.of("sel.toType(DataType.FLOAT32, false)")), // decoding: last-position logits
             Map.entry("PromptTuningAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // initial values
-            Map.entry("PromptEmbeddingAdapter.java", List.of("toType(DataType.FLOAT32, true)"))); // loading saved values
+            Map.entry("PromptEmbeddingAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // loading saved values
+            Map.entry("Linear4bit.java", List.of("uint8.toType(DataType.INT64, false)", // code indices
+                    "w.toType(dt, false)"))); // the frozen dequantised 4-bit weight (no gradient of its own)
 
     @Test
     void castIsDifferentiableAndToTypeIsNot() {

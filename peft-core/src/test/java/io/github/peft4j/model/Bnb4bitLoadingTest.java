@@ -1,0 +1,179 @@
+package io.github.peft4j.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import io.github.peft4j.PeftException;
+import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.nn.Linear;
+import io.github.peft4j.nn.Module;
+import io.github.peft4j.nn.quant.FourBitType;
+import io.github.peft4j.nn.quant.Linear4bit;
+import io.github.peft4j.testing.Fixtures;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * bnb-4bit checkpoints written by transformers + bitsandbytes (make_bnb_fixtures.py) load with their tensors kept
+ * packed, give transformers' logits, and quantise-on-load of the dense checkpoint they came from gives the same bytes.
+ */
+class Bnb4bitLoadingTest {
+    static final String NF4 = "../bnb/llama_nf4_dq";
+    static final String FP4 = "../bnb/llama_fp4_skip";
+    static final Path DENSE = Fixtures.dir("llama_lora").resolve("base");
+
+    @ParameterizedTest
+    @ValueSource(strings = {NF4, FP4})
+    void logitsMatchTransformersWithBitsandbytes(String name) {
+        try (TransformerModel model = Models.load(Fixtures.dir(name).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            NDArray logits = model.forward(ModelInput.of(Fixtures.ids(m, name, "input_ids"),
+                    Fixtures.ids(m, name, "attention_mask"))).logits();
+            NDArray expected = Fixtures.logits(m, name, "logits.json", "base_logits");
+            double diff = Fixtures.maxAbsDiff(logits, expected);
+            long fourBit = model.modules().values().stream().filter(x -> x instanceof Linear4bit).count();
+            System.out.printf("bnb-4bit %s: %d Linear4bit layers, logits max|diff| = %.3g%n", name, fourBit, diff);
+            assertEquals(Fixtures.json(name, "logits.json").get("linear4bit_modules").asLong(), fourBit);
+            assertTrue(diff < 1e-4, name + ": max |diff| " + diff);
+            assertInstanceOf(Linear.class, model.resolve("lm_head"));
+            assertInstanceOf(ai.djl.ndarray.NDArray.class, model.parameters().get("model.embed_tokens.weight").array());
+        }
+    }
+
+    @Test
+    void fp16ComputeDequantisesIntoFp16() {
+        try (TransformerModel f32 = Models.load(Fixtures.dir(NF4).resolve("base"));
+                TransformerModel f16 = Models.load(Fixtures.dir(NF4).resolve("base"), Device.cpu(), DataType.FLOAT16, null);
+                NDManager m = NDManager.newBaseManager()) {
+            NDArray ids = Fixtures.ids(m, NF4, "input_ids");
+            NDArray a = f32.forward(ModelInput.of(ids, null)).logits();
+            NDArray b = f16.forward(ModelInput.of(ids, null)).logits();
+            assertEquals(DataType.FLOAT16, b.getDataType());
+            double d = Fixtures.maxAbsDiff(a, b.toType(DataType.FLOAT32, false));
+            System.out.printf("bnb-4bit fp16 compute vs fp32: logits max|diff| = %.3g%n", d);
+            assertTrue(d < 2e-2, "fp16 vs fp32 " + d);
+        }
+    }
+
+    @Test
+    void skipModulesStayDense() {
+        try (TransformerModel model = Models.load(Fixtures.dir(FP4).resolve("base"))) {
+            Module o = model.resolve("model.layers.1.self_attn.o_proj");
+            assertInstanceOf(Linear.class, o);
+            Linear4bit q = assertInstanceOf(Linear4bit.class, model.resolve("model.layers.1.self_attn.q_proj"));
+            assertEquals(FourBitType.FP4, q.type());
+            assertFalse(q.doubleQuant());
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {NF4, FP4})
+    void quantiseOnLoadGivesBitsandbytesTensors(String name) throws Exception {
+        HfConfig quantised = HfConfig.read(Fixtures.dir(name).resolve("base"));
+        Quantization q = Quantization.fromConfig(quantised);
+        long compared = 0;
+        long bytes = 0;
+        long values = 0;
+        try (TransformerModel model = Models.load(DENSE, HfConfig.read(DENSE), Device.cpu(), DataType.FLOAT32, null,
+                null, q);
+                SafeTensorsFile bnb = SafeTensorsFile.open(Fixtures.dir(name).resolve("base/model.safetensors"));
+                NDManager m = NDManager.newBaseManager()) {
+            Map<String, io.github.peft4j.nn.Param> params = model.parameters();
+            for (String key : bnb.names()) {
+                io.github.peft4j.nn.Param p = params.get(key);
+                if (p == null) {
+                    throw new AssertionError("quantise-on-load has no tensor '" + key + "'; it has " + params.keySet());
+                }
+                NDArray expected = bnb.load(key, m);
+                assertEquals(expected.getDataType(), p.array().getDataType(), key);
+                assertEquals(expected.getShape(), p.array().getShape(), key);
+                if (expected.getDataType() == DataType.UINT8) {
+                    assertArrayEquals(expected.toByteArray(), p.array().toByteArray(), key);
+                } else {
+                    assertArrayEquals(expected.toFloatArray(), p.array().toFloatArray(), 0f, key);
+                }
+                compared++;
+            }
+            assertEquals(bnb.names().size(), params.size(), "same tensors as the bnb checkpoint");
+            for (Module mod : model.modules().values()) {
+                if (mod instanceof Linear4bit l) {
+                    bytes += l.storageBytes();
+                    values += l.inFeatures() * l.outFeatures();
+                }
+            }
+            assertEquals(q, Quantization.fromConfig(model.config()));
+        }
+        System.out.printf("quantise-on-load %s: %d tensors equal bnb's bit for bit; 4-bit layers hold %.4f bits per weight%n",
+                name, compared, 8.0 * bytes / values);
+    }
+
+    @Test
+    void aQuantisedModelSavesAsABnb4bitCheckpoint(@TempDir Path tmp) throws Exception {
+        Path bnbDir = Fixtures.dir(NF4).resolve("base");
+        try (TransformerModel model = Models.load(DENSE, HfConfig.read(DENSE), Device.cpu(), DataType.FLOAT32, null,
+                null, Quantization.nf4());
+                NDManager m = NDManager.newBaseManager()) {
+            model.save(tmp.resolve("q"));
+            try (SafeTensorsFile ours = SafeTensorsFile.open(tmp.resolve("q/model.safetensors"));
+                    SafeTensorsFile bnb = SafeTensorsFile.open(bnbDir.resolve("model.safetensors"))) {
+                assertEquals(new java.util.TreeSet<>(bnb.names()), new java.util.TreeSet<>(ours.names()));
+                for (String k : bnb.names()) {
+                    assertEquals(bnb.info(k).dtype(), ours.info(k).dtype(), k);
+                    assertArrayEquals(bnb.load(k, m).toByteArray(), ours.load(k, m).toByteArray(), k);
+                }
+            }
+            com.fasterxml.jackson.databind.JsonNode qc = HfConfig.read(tmp.resolve("q")).json().get("quantization_config");
+            assertEquals(HfConfig.read(bnbDir).json().get("quantization_config"), qc);
+            try (TransformerModel back = Models.load(tmp.resolve("q"))) {
+                NDArray ids = Fixtures.ids(m, NF4, "input_ids");
+                double d = Fixtures.maxAbsDiff(model.forward(ModelInput.of(ids, null)).logits(),
+                        back.forward(ModelInput.of(ids, null)).logits());
+                assertEquals(0.0, d, "reloaded 4-bit model");
+            }
+        }
+    }
+
+    @Test
+    void badCheckpointsAndOptionsAreRefused() {
+        Quantization fp4 = new Quantization(FourBitType.FP4, 64, false, null);
+        PeftException e = assertThrows(PeftException.class, () -> Models.load(Fixtures.dir(NF4).resolve("base"),
+                HfConfig.read(Fixtures.dir(NF4).resolve("base")), Device.cpu(), DataType.FLOAT32, null, null, fp4));
+        assertTrue(e.getMessage().contains("already 4-bit quantised"), e.getMessage());
+        // a packed checkpoint whose config lost its quantization_config
+        HfConfig noQc = HfConfig.read(Fixtures.dir(NF4).resolve("base"));
+        noQc.json().remove("quantization_config");
+        e = assertThrows(PeftException.class, () -> Models.load(Fixtures.dir(NF4).resolve("base"), noQc, Device.cpu(),
+                DataType.FLOAT32, null, null));
+        assertTrue(e.getMessage().contains("model.layers.0.self_attn.q_proj.weight") && e.getMessage().contains("packed"),
+                e.getMessage());
+        HfConfig gpt2 = HfConfig.read(Fixtures.dir("gpt2_lora").resolve("base"));
+        e = assertThrows(PeftException.class, () -> Models.load(Fixtures.dir("gpt2_lora").resolve("base"), gpt2,
+                Device.cpu(), DataType.FLOAT32, null, null, Quantization.nf4()));
+        assertTrue(e.getMessage().contains("not 'gpt2'"), e.getMessage());
+    }
+
+    @Test
+    void skipRuleIsTransformers() {
+        Quantization q = Quantization.nf4();
+        assertFalse(q.quantizes("lm_head"));
+        assertTrue(q.quantizes("model.layers.0.self_attn.o_proj"));
+        Quantization s = q.withSkipModules(List.of("o_proj", "model.layers.1"));
+        assertFalse(s.quantizes("model.layers.0.self_attn.o_proj"));
+        assertFalse(s.quantizes("model.layers.1.mlp.up_proj"));
+        assertTrue(s.quantizes("model.layers.0.mlp.up_proj"));
+        assertTrue(s.quantizes("lm_head")); // an explicit list replaces the default, as in transformers
+    }
+}
