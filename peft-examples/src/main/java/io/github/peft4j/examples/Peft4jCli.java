@@ -1,8 +1,6 @@
 package io.github.peft4j.examples;
 
 import io.github.peft4j.PeftException;
-import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStreamWriter;
 import java.io.PrintStream;
 import java.io.PrintWriter;
@@ -13,7 +11,6 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.stream.Collectors;
@@ -389,22 +386,17 @@ public final class Peft4jCli implements Callable<Integer> {
         return "\n" + String.join("\n", f).replace("%n", "\n") + "\n";
     }
 
-    /** {@code peft4j --version}: the build's versions, from a resource the build fills in. */
+    /**
+     * {@code peft4j --version}: peft4j's and DJL's versions, and the libtorch in use (version, flavour, library path,
+     * where it came from, fused ops, BF16) as {@link io.github.peft4j.Peft4j#engineInfo()} reports it at run time.
+     */
     static final class Version implements IVersionProvider {
         @Override
         public String[] getVersion() {
-            Properties p = new Properties();
-            try (InputStream in = Peft4jCli.class.getResourceAsStream("version.properties")) {
-                if (in == null) {
-                    return new String[] {"peft4j (version unknown: no version.properties on the classpath)"};
-                }
-                p.load(in);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-            return new String[] {"peft4j " + p.getProperty("version"),
-                "DJL " + p.getProperty("djl") + ", PyTorch engine, libtorch " + p.getProperty("libtorch") + " (CPU natives)",
-                "Java " + System.getProperty("java.version")};
+            String[] engine = io.github.peft4j.Peft4j.engineInfo().toString().split("\n");
+            String[] out = java.util.Arrays.copyOf(engine, engine.length + 1);
+            out[engine.length] = "Java     " + System.getProperty("java.version");
+            return out;
         }
     }
 }
