@@ -15,7 +15,8 @@ import picocli.CommandLine.ParentCommand;
 
 /**
  * {@code peft4j serve}: a causal language model with its adapters behind an HTTP JSON server
- * ({@link LogitsServer}): decode sessions, whole-sequence logits, generation. Runs until the process is stopped.
+ * ({@link LogitsServer}): decode sessions, whole-sequence logits, generation. Runs until the process is stopped
+ * (or the calling thread is interrupted: then it closes the server and the model and returns 0).
  */
 @Command(name = "serve", sortOptions = false, separator = " ",
         description = {"Serves a causal language model (with adapters) over HTTP as JSON, until stopped (Ctrl-C).",
@@ -87,7 +88,7 @@ final class ServeCommand implements Callable<Integer> {
     HelpOption help;
 
     @Override
-    public Integer call() throws InterruptedException {
+    public Integer call() {
         AdapterSpec.names("serve", adapters);
         if (port > 65535) {
             throw new CliException("serve: --port " + port + " is outside [0, 65535]");
@@ -111,7 +112,18 @@ final class ServeCommand implements Callable<Integer> {
         root.out.println("serving " + m.architecture() + " (vocab " + m.vocabSize() + ", adapters "
                 + AdapterSpec.names("serve", adapters) + ") on " + server.uri());
         root.out.flush();
-        server.awaitClose();
+        try {
+            server.awaitClose(); // until the process stops (the hook closes the server) or this thread is interrupted
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            server.close();
+            m.close();
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException e) { // the process is stopping: the hook runs anyway
+            }
+        }
         return 0;
     }
 }

@@ -323,7 +323,7 @@ public final class LogitsServer implements AutoCloseable {
 
     /** Stops listening (requests in progress get a second to finish) and closes every open session. */
     @Override
-    public void close() {
+    public synchronized void close() {
         if (stopped.getCount() == 0) {
             return;
         }
