@@ -41,8 +41,15 @@ import picocli.CommandLine.ParentCommand;
             "  {\"status\":\"ok\",\"model\":\"LlamaForCausalLM\",\"vocab_size\":128,",
             "  $ curl -s -X POST http://127.0.0.1:8199/generate -d '{\"input_ids\": [[47, 83, 38], [47, 83, 38]],"
                 + " \"row_adapters\": [\"a\", \"__base__\"], \"max_new_tokens\": 4}'",
+            "  {\"generated_ids\":[[96,67,96,71],[100,121,46,46]],\"lengths\":[4,4],\"stopped\":[false,false]}",
+            "  $ curl -s -X POST http://127.0.0.1:8199/sessions -d '{\"input_ids\": [[47, 83, 999]]}'",
+            "  {\"error\":\"decode: input_ids[0][2] = 999 is outside the vocabulary [0, 128)\"}",
             "  $ echo '{\"input_ids\": [[47, 83, 38, 53, 76, 116, 24, 121]]}' > /tmp/gen/one.json",
-            "  $ ./peft4j generate --model http://127.0.0.1:8199 --input /tmp/gen/one.json --max-new-tokens 6"})
+            "  $ ./peft4j generate --model http://127.0.0.1:8199 --input /tmp/gen/one.json --max-new-tokens 6",
+            "  {\"generated_ids\":[[36,96,125,55,125,55]]}",
+            "  $ ./peft4j generate --model $F/base --adapter $F/adapter --input /tmp/gen/one.json --max-new-tokens 6",
+            "  {\"generated_ids\":[[36,96,125,55,125,55]]}",
+            "  (the served adapter a is active on rows without row_adapters, so the remote ids equal the local run's)"})
 final class ServeCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;
