@@ -16,7 +16,8 @@ import java.util.Locale;
 /**
  * A latency micro-benchmark of {@link LogitsServer} on loopback: the time of one next-token call
  * ({@code POST /sessions/ID/next}, through {@link RemoteLm}, logits parsed into an array) against the same call
- * in process, as p50 / p99 / mean over many calls after a warm-up. The figures are in docs/server.md.
+ * in process, as p50 / p99 / mean over many calls after a warm-up, two rounds alternated. The figures are in
+ * docs/server.md.
  *
  * <p>Usage: {@code java -cp "peft-examples/target/classes:peft-examples/target/lib/*"
  * io.github.peft4j.examples.ServeLatency MODEL_DIR [CALLS [BATCH [PROMPT_LEN]]]} (defaults 2000, 1, 8). Each session
@@ -46,15 +47,15 @@ public final class ServeLatency {
                     prompt[r][j] = (r * 7 + j * 13 + 1) % m.vocabSize();
                 }
             }
-            double[] local = run(LanguageModel.of(peft), prompt, calls, m.vocabSize());
+            System.out.println("model " + m.architecture() + " (" + dir + "), vocab " + m.vocabSize() + ", batch " + batch
+                    + ", prompt " + promptLen + ", " + calls + " next-token calls per round, "
+                    + Runtime.getRuntime().availableProcessors() + " cores");
             try (LogitsServer server = LogitsServer.start(peft, LogitsServer.Options.defaults());
                     RemoteLm remote = RemoteLm.connect(server.uri())) {
-                double[] viaHttp = run(remote, prompt, calls, m.vocabSize());
-                System.out.println("model " + m.architecture() + " (" + dir + "), vocab " + m.vocabSize() + ", batch " + batch
-                        + ", prompt " + promptLen + ", " + calls + " next-token calls each, " + Runtime.getRuntime().availableProcessors()
-                        + " cores");
-                System.out.println(line("in process", local));
-                System.out.println(line("loopback HTTP (RemoteLm)", viaHttp));
+                for (int round = 1; round <= 2; round++) { // alternated, so drift in the machine's load shows
+                    System.out.println(line("round " + round + " in process", run(LanguageModel.of(peft), prompt, calls, m.vocabSize())));
+                    System.out.println(line("round " + round + " loopback HTTP", run(remote, prompt, calls, m.vocabSize())));
+                }
             }
         }
     }
