@@ -33,8 +33,8 @@ class ServeCliTest {
     private static final Pattern SERVING = Pattern.compile("serving LlamaForCausalLM \\(vocab 128, adapters \\[a, b]\\) on (http://127\\.0\\.0\\.1:\\d+/)");
 
     private static Thread serve;
-    private static String url;
-    private static int status = -1;
+    private static volatile String url;
+    private static volatile int status = -1;
 
     @TempDir
     Path tmp;
