@@ -48,6 +48,7 @@ class GradientPathCastTest {
             Map.entry("SafeTensorsFile.java", List.of("array.toType(target, false)")), // reading files
             Map.entry("TorchBinFile.java", List.of("array.toType(target, false)")), // reading files
             Map.entry("LogitsCommand.java", List.of("logits.toType(DataType.FLOAT32, false)")), // writing logits out
+            Map.entry("LogitsServer.java", List.of("l.toType(DataType.FLOAT32, false)")), // serving logits out (no grad)
             Map.entry("LoraLayer.java", List.of("d.toType(denseBase().weight().array().getDataType(), false)", // merge delta
                     "w = w.toType(dt, false)", "a = a.toType(dt, false)", "b = b.toType(dt, false)")), // DoRA's detached norm
             Map.entry("LoraEmbeddingLayer.java", List.of("w.toType(dt, false)", "a = a.toType(dt, false)", // DoRA's detached

@@ -8,20 +8,25 @@ import io.github.peft4j.generate.GenerationConfig;
 import io.github.peft4j.generate.GenerationResult;
 import io.github.peft4j.generate.Generator;
 import io.github.peft4j.generate.LanguageModel;
+import io.github.peft4j.generate.serve.RemoteLm;
 import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.model.CallContext;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import java.io.PrintStream;
+import java.net.URI;
+import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.TypeConversionException;
 
 /**
  * {@code peft4j generate}: greedy or sampled decoding, either of a text prompt (tokenized with the model
@@ -41,7 +46,12 @@ import picocli.CommandLine.ParentCommand;
                 + " stop id is filled with the pad id, as transformers returns it. Without --output the JSON goes to"
                 + " stdout; with it the file is written atomically and a summary line is printed. EOS and pad ids come"
                 + " from the model's config.json. Java API: Generator.of(peftModel).generate(ids, mask, config);"
-                + " details in docs/generation.md."},
+                + " details in docs/generation.md.",
+            "",
+            "--model http://HOST:PORT decodes a model behind peft4j serve: only ids and logits cross the wire, each"
+                + " step's logits come from the server's session (its KV cache stays there), and the ids equal the"
+                + " in-process ones. --row-adapters then names the server's adapters; --adapter is refused; --prompt needs"
+                + " --tokenizer. With --expert / --anti-expert local, proxy-tuning steers the remote M (docs/server.md)."},
         footer = {"Examples:",
             "  $ F=peft-core/src/test/resources/fixtures/hf-peft/llama_generate",
             "  $ T=peft-core/src/test/resources/fixtures/tokenizers/bpe",
@@ -70,9 +80,14 @@ final class GenerateCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", converter = Converters.ExistingDir.class,
-            description = "Hugging Face model directory (with tokenizer.json for --prompt).")
-    Path model;
+    @Option(names = "--model", required = true, paramLabel = "DIR|URL", converter = ModelRef.Converter.class,
+            description = "Hugging Face model directory (with tokenizer.json for --prompt), or http://HOST:PORT of a"
+                    + " peft4j serve (its adapters are the server's; --prompt then needs --tokenizer).")
+    ModelRef model;
+
+    @Option(names = "--tokenizer", paramLabel = "PATH", converter = Converters.ExistingPath.class,
+            description = "tokenizer.json, or a directory with it, for --prompt (default: the --model directory).")
+    Path tokenizer;
 
     @Option(names = "--adapter", paramLabel = "[NAME=]DIR", converter = AdapterSpec.Converter.class,
             description = "Adapter directory to load under NAME (default: default). Repeatable; all are active together.")
@@ -158,7 +173,13 @@ final class GenerateCommand implements Callable<Integer> {
             throw new CliException("generate: give exactly one of --prompt TEXT and --input FILE");
         }
         AdapterSpec.names("generate", adapters);
-        AdapterSpec.checkRows("generate", rowAdapters, adapters);
+        if (model.url() != null && !adapters.isEmpty()) {
+            throw new CliException("generate: --adapter needs a local --model DIR; a served model's adapters are given to"
+                    + " serve (pick one per row with --row-adapters)");
+        }
+        if (model.url() == null) {
+            AdapterSpec.checkRows("generate", rowAdapters, adapters);
+        }
         if ((expert == null) != (antiExpert == null)) {
             throw new CliException("generate: proxy-tuning needs both --expert and --anti-expert");
         }
@@ -173,17 +194,102 @@ final class GenerateCommand implements Callable<Integer> {
             fromText(config);
             return 0;
         }
-        try (TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
-            InputFile in = InputFile.read(input, m.vocabSize());
+        try (Base base = Base.open(model, adapters)) {
+            if (model.url() != null) {
+                checkRemoteRows(base.remote.adapters());
+            }
+            InputFile in = InputFile.read(input, base.lm.vocabSize());
             AdapterSpec.checkRowCount("generate", rowAdapters, in, input);
-            PeftModel peft = AdapterSpec.open(m, adapters);
             try (Experts experts = Experts.open(expert, expertAdapter, antiExpert, antiExpertAdapter)) {
-                GenerationResult r = experts.generator(peft, alpha).generate(in.inputIds, in.attentionMask, config,
+                GenerationResult r = experts.generator(base.lm, alpha).generate(in.inputIds, in.attentionMask, config,
                         rowAdapters == null ? CallContext.NONE : CallContext.rowAdapters(rowAdapters));
                 write(r, root.out);
             }
         }
         return 0;
+    }
+
+    /** Checks --row-adapters against the adapters the server has loaded. */
+    private void checkRemoteRows(List<String> served) {
+        if (rowAdapters == null) {
+            return;
+        }
+        for (String r : rowAdapters) {
+            if (!r.equals(CallContext.BASE) && !served.contains(r)) {
+                throw new CliException("generate: --row-adapters: '" + r + "' is not an adapter of the server " + model.url()
+                        + "; expected one of " + served + " or " + CallContext.BASE);
+            }
+        }
+    }
+
+    /**
+     * The value of {@code --model}: a model directory or the address of a {@code peft4j serve}.
+     *
+     * @param dir the directory (exists), or null
+     * @param url the server's address, or null
+     */
+    record ModelRef(Path dir, URI url) {
+        /** {@code http://HOST:PORT[/]} is a server, anything else a directory that must exist. */
+        static final class Converter implements ITypeConverter<ModelRef> {
+            @Override
+            public ModelRef convert(String v) {
+                if (v.startsWith("http://") || v.startsWith("https://")) {
+                    URI u;
+                    try {
+                        u = new URI(v);
+                    } catch (URISyntaxException e) {
+                        throw new TypeConversionException("'" + v + "' is not a URL: " + e.getReason());
+                    }
+                    if (!"http".equals(u.getScheme()) || u.getHost() == null || u.getPort() < 0
+                            || u.getPath() != null && !u.getPath().isEmpty() && !u.getPath().equals("/")) {
+                        throw new TypeConversionException("'" + v + "': expected http://HOST:PORT of a peft4j serve");
+                    }
+                    return new ModelRef(null, u);
+                }
+                return new ModelRef(new Converters.ExistingDir().convert(v), null);
+            }
+        }
+
+        @Override
+        public String toString() {
+            return dir != null ? dir.toString() : url.toString();
+        }
+    }
+
+    /** M: a local model with its adapters, or a remote one. */
+    private static final class Base implements AutoCloseable {
+        final TransformerModel local;
+        final RemoteLm remote;
+        final LanguageModel lm;
+
+        private Base(TransformerModel local, RemoteLm remote, LanguageModel lm) {
+            this.local = local;
+            this.remote = remote;
+            this.lm = lm;
+        }
+
+        static Base open(ModelRef ref, List<AdapterSpec> adapters) {
+            if (ref.url() != null) {
+                RemoteLm r = RemoteLm.connect(ref.url());
+                return new Base(null, r, r);
+            }
+            TransformerModel m = AdapterSpec.loadBase(ref.dir(), adapters);
+            try {
+                return new Base(m, null, LanguageModel.of(AdapterSpec.open(m, adapters)));
+            } catch (RuntimeException e) {
+                m.close();
+                throw e;
+            }
+        }
+
+        @Override
+        public void close() {
+            if (local != null) {
+                local.close();
+            } else {
+                remote.close();
+            }
+        }
     }
 
     /**
@@ -225,11 +331,11 @@ final class GenerateCommand implements Callable<Integer> {
         }
 
         /** Generator over M alone, or over proxy-tuning's {@code s_M + alpha (s_M+ - s_M-)}. */
-        Generator generator(PeftModel base, double alpha) {
+        Generator generator(LanguageModel base, double alpha) {
             if (plus == null) {
                 return Generator.of(base);
             }
-            return Generator.of(io.github.peft4j.prompt.proxy.ProxyTuningLm.of(LanguageModel.of(base),
+            return Generator.of(io.github.peft4j.prompt.proxy.ProxyTuningLm.of(base,
                     LanguageModel.of(plusPeft), LanguageModel.of(minusPeft), alpha));
         }
 
@@ -244,16 +350,21 @@ final class GenerateCommand implements Callable<Integer> {
 
     /** Tokenizes the prompt, generates, prints the decoded new text (special tokens skipped). */
     private void fromText(GenerationConfig config) {
-        try (Tokenizer tok = Tokenizer.load(model);
-                TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
+        if (tokenizer == null && model.dir() == null) {
+            throw new CliException("generate: --prompt with --model " + model.url() + " needs --tokenizer PATH (the"
+                    + " served model's tokenizer.json or its directory); or give token ids with --input");
+        }
+        try (Tokenizer tok = Tokenizer.load(tokenizer != null ? tokenizer : model.dir());
+                Base base = Base.open(model, adapters)) {
+            int vocab = base.lm.vocabSize();
             int[] ids = tok.encode(prompt, true);
             if (ids.length == 0) {
                 throw new CliException("generate: --prompt gives no tokens");
             }
             for (int id : ids) {
-                if (id >= m.vocabSize()) {
+                if (id >= vocab) {
                     throw new CliException("generate: " + tok.file() + " gives token id " + id
-                            + ", outside the model's vocabulary [0, " + m.vocabSize() + ")");
+                            + ", outside the model's vocabulary [0, " + vocab + ")");
                 }
             }
             if (tok.eosTokenId().isPresent()) { // the tokenizer's EOS ends the text too
@@ -261,9 +372,8 @@ final class GenerateCommand implements Callable<Integer> {
                 stops[stops.length - 1] = tok.eosTokenId().getAsInt();
                 config = config.toBuilder().stopTokenIds(stops).build();
             }
-            PeftModel peft = AdapterSpec.open(m, adapters);
             try (Experts experts = Experts.open(expert, expertAdapter, antiExpert, antiExpertAdapter)) {
-                GenerationResult r = experts.generator(peft, alpha).generate(new int[][] {ids}, config);
+                GenerationResult r = experts.generator(base.lm, alpha).generate(new int[][] {ids}, config);
                 if (output != null) {
                     write(r, root.out);
                 }
