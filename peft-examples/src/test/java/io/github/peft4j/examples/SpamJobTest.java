@@ -126,6 +126,7 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("![training curves](curves.png)"), md);
+        assertTrue(md.contains("Not run here: dora, ptuning, pfeiffer (select them with `--methods`"), md);
         byte[] png = Files.readAllBytes(work.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
@@ -179,6 +180,7 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("(loaded back from disk: max |test score - in-memory score| = "), md);
+        assertTrue(!md.contains("Not run here"), md);
         assertTrue(out.contains("reloaded from disk: max |test score - in-memory score| = "), out);
     }
 
