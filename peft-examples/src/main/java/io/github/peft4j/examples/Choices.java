@@ -99,7 +99,7 @@ abstract class Choices implements ITypeConverter<String>, Iterable<String> {
     /** {@code spam-job --methods}: {@link SpamJob#METHODS}. */
     static final class SpamMethods extends Choices {
         SpamMethods() {
-            super(SpamJob.METHODS);
+            super(java.util.stream.Stream.concat(SpamJob.METHODS.stream(), java.util.stream.Stream.of(SpamJob.ALL)).toList());
         }
     }
 

@@ -28,9 +28,16 @@ import picocli.CommandLine.ParentCommand;
                 + " lora=300/3e-3, bitfit=200/5e-3, prompt=200/3e-2, full=200/1e-4; LoRA alpha 2r on query, key, value and"
                 + " attention.output.dense.",
             "",
+            "Rows beyond the default budget (--methods all, or by name): dora (the lora row with use_dora), ptuning"
+                + " (P-tuning, MLP encoder, --virtual-tokens), pfeiffer (bottleneck adapter seq_bn); the pooler and"
+                + " classifier in modules_to_save; each is loaded back from disk and checked against the in-memory test"
+                + " scores. Defaults dora=200/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2 (docs/results-extended.md).",
+            "",
             "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",
             "  $ ./peft4j spam-job",
+            "  $ ./peft4j spam-job --methods dora,ptuning,pfeiffer --results docs/results-extended.md \\",
+            "        --chart docs/results-extended-curves.png",
             "  $ ./peft4j spam-job --methods lora,bitfit --steps lora=300,bitfit=200 --lr lora=1e-3 --results /tmp/r.md \\",
             "        --chart /tmp/r.png",
             "  $ ./peft4j train --model spam-job/model --data spam-job/data/train.jsonl --eval-data spam-job/data/validation.jsonl \\",
@@ -56,7 +63,8 @@ final class SpamJobCommand implements Callable<Integer> {
 
     @Option(names = "--methods", split = ",", paramLabel = "METHOD", converter = Choices.SpamMethods.class,
             completionCandidates = Choices.SpamMethods.class,
-            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (default: all).")
+            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (all: every method; default:"
+                    + " probe, lora, bitfit, prompt, full).")
     List<String> methods;
 
     @Option(names = "--max-length", paramLabel = "N", converter = Converters.Positive.class,
@@ -88,7 +96,7 @@ final class SpamJobCommand implements Callable<Integer> {
     Integer loraR;
 
     @Option(names = "--virtual-tokens", paramLabel = "N", converter = Converters.Positive.class,
-            description = "Prompt-tuning virtual tokens (integer >= 1; default: 10).")
+            description = "Virtual tokens of prompt tuning and P-tuning (integer >= 1; default: 10).")
     Integer virtualTokens;
 
     @Option(names = "--seed", paramLabel = "S", description = "Seed of data order, subsets and initialisation (integer; default: 42).")

@@ -78,7 +78,7 @@ class SpamJobTest {
         SpamJob.Settings s = new SpamJob.Settings().work(work).data(data).model(model).maxLength(32).batchSize(4)
                 .evalExamples(8).loraR(2).virtualTokens(4).demo(3).results(work.resolve("results.md"))
                 .chart(work.resolve("curves.png"));
-        for (String m : SpamJob.METHODS) {
+        for (String m : SpamJob.DEFAULT_METHODS) {
             s.steps(m, 6).lr(m, m.equals("full") ? 1e-3 : 1e-2);
         }
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
@@ -86,7 +86,7 @@ class SpamJobTest {
         String out = bytes.toString(StandardCharsets.UTF_8);
 
         Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
-        assertEquals(SpamJob.METHODS, r.rows().stream().map(SpamJob.Row::method).toList());
+        assertEquals(SpamJob.DEFAULT_METHODS, r.rows().stream().map(SpamJob.Row::method).toList());
         long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
         long base = rows.get("probe").total(); // the SEQ_CLS model: encoder + pooler + classifier
         assertEquals(head, rows.get("probe").trainable());
@@ -126,9 +126,62 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("![training curves](curves.png)"), md);
+        assertTrue(md.contains("Not run here: dora, ptuning, pfeiffer (select them with `--methods`"), md);
         byte[] png = Files.readAllBytes(work.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
+    }
+
+    @Test
+    void methodsAllAddsDoraPtuningAndPfeifferWhoseAdaptersReloadWithTheSameScores() throws IOException {
+        Path work = tmp.resolve("work-all");
+        SpamJob.Settings s = new SpamJob.Settings().work(work).data(data).model(model).maxLength(32).batchSize(4)
+                .evalExamples(8).loraR(2).virtualTokens(4).demo(0).results(work.resolve("results.md"))
+                .chart(work.resolve("curves.png")).methods(List.of("ptuning", SpamJob.ALL));
+        for (String m : SpamJob.METHODS) {
+            s.steps(m, 4).lr(m, m.equals("full") ? 1e-3 : 1e-2);
+        }
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        SpamJob.Result r = SpamJob.run(s, new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        String out = bytes.toString(StandardCharsets.UTF_8);
+        assertEquals(List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer", "full"),
+                r.rows().stream().map(SpamJob.Row::method).toList());
+        Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
+        long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
+        long lora = 2 * 4 * (2 * 64 + 64 * 2);
+        assertEquals(lora + head, rows.get("lora").trainable());
+        assertEquals(lora + 2 * 4 * 64 + head, rows.get("dora").trainable()); // + a magnitude per output feature
+        // 4 virtual-token embeddings + the MLP encoder Linear(64,64) x 3
+        assertEquals(4 * 64 + 3 * (64 * 64 + 64) + head, rows.get("ptuning").trainable());
+        // seq_bn: one adapter per layer after the feed-forward block, 64 -> 64/16 = 4 -> 64
+        assertEquals(2 * (64 * 4 + 4 + 4 * 64 + 64) + head, rows.get("pfeiffer").trainable());
+        for (String m : List.of("dora", "ptuning", "pfeiffer")) {
+            SpamJob.Row row = rows.get(m);
+            assertEquals(work.resolve("runs").resolve(m).resolve("adapter"), row.saved());
+            assertTrue(Files.isRegularFile(row.saved().resolve("adapter_config.json")), row.toString());
+            assertTrue(row.reloadMaxDiff() < 1e-5, row.toString());
+            assertTrue(out.contains("| " + m + " "), out);
+            assertEquals(0, Math.abs(row.accuracy() * 8 - Math.round(row.accuracy() * 8)), 1e-9);
+        }
+        for (String m : SpamJob.DEFAULT_METHODS) {
+            assertTrue(Double.isNaN(rows.get(m).reloadMaxDiff()), m);
+        }
+        assertTrue(Files.readString(work.resolve("runs/dora/adapter/adapter_config.json")).contains("\"use_dora\" : true"));
+        assertTrue(Files.readString(work.resolve("runs/ptuning/adapter/adapter_config.json")).contains("\"P_TUNING\""));
+        assertTrue(Files.readString(work.resolve("runs/pfeiffer/adapter/adapter_config.json")).contains("\"BOTTLENECK\""));
+        // every adapter carries its trained pooler and classifier
+        for (String m : List.of("dora", "ptuning", "pfeiffer")) {
+            try (SafeTensorsFile f = SafeTensorsFile.open(work.resolve("runs").resolve(m)
+                    .resolve("adapter/adapter_model.safetensors"))) {
+                assertEquals(4, f.names().stream().filter(k -> k.contains("pooler.dense.") || k.contains("classifier."))
+                        .count(), m + ": " + f.names());
+            }
+        }
+        String md = Files.readString(work.resolve("results.md"));
+        assertTrue(md.contains(r.table()), md);
+        assertTrue(md.contains("(loaded back from disk: max |test score - in-memory score| = "), md);
+        assertTrue(!md.contains("Not run here"), md);
+        assertTrue(out.contains("reloaded from disk: max |test score - in-memory score| = "), out);
     }
 
     @Test

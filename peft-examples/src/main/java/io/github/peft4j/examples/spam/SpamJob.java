@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.adapters.BitFitConfig;
+import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
 import io.github.peft4j.data.Batch;
 import io.github.peft4j.data.ClassificationData;
 import io.github.peft4j.data.Collator;
@@ -28,6 +29,7 @@ import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.PeftModel;
 import io.github.peft4j.prompt.PromptTuningConfig;
+import io.github.peft4j.prompt.ptuning.PromptEncoderConfig;
 import io.github.peft4j.train.LrSchedule;
 import io.github.peft4j.train.Metrics;
 import io.github.peft4j.train.MetricsLog;
@@ -63,22 +65,38 @@ import org.slf4j.LoggerFactory;
  * {@code bitfit} (every bias outside the head; pooler.dense and classifier as modules_to_save), {@code prompt}
  * (prompt tuning, 10 virtual tokens initialised from a text; pooler.dense and classifier as modules_to_save),
  * {@code full} (every weight; saved as a model directory). Adapters are saved in the HF PEFT layout.
+ *
+ * <p>Rows beyond the default budget ({@link #DEFAULT_METHODS}; run them with {@code --methods all} or by name):
+ * {@code dora} (the lora row's LoRA with {@code use_dora}), {@code ptuning} (P-tuning, MLP encoder, as many virtual
+ * tokens as the prompt row), {@code pfeiffer} (AdapterHub's {@code seq_bn} bottleneck adapter after every
+ * feed-forward block, reduction factor 16; saved in peft4j's {@code peft_type: BOTTLENECK} layout, which keeps the
+ * trained pooler). Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
+ * model initialised with another seed and must give the in-memory test scores ({@link Row#reloadMaxDiff()}).
  */
 public final class SpamJob {
     private static final Logger LOG = LoggerFactory.getLogger(SpamJob.class);
     private static final ObjectMapper JSON = new ObjectMapper();
     /** What the adapters train whole ({@code modules_to_save}): the pooler and classifier start random. */
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
-    /** The methods in table order. */
-    public static final List<String> METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
+    /** Every method, in table order. */
+    public static final List<String> METHODS = List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer",
+            "full");
+    /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
+    public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
+    /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
+    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer");
+    /** The {@code --methods} value that selects every method. */
+    public static final String ALL = "all";
     /** The test group whose accuracy is reported separately. */
     public static final String HARD_HAM = "hard-ham-1";
     /** The text the prompt-tuning virtual tokens are initialised from. */
     public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
-    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "bitfit", 200,
-            "prompt", 200, "full", 200);
-    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "bitfit", 5e-3,
-            "prompt", 3e-2, "full", 1e-4);
+    // dora, ptuning, pfeiffer: lr from a 40-step sweep of {1e-3, 3e-3 (dora) / 1e-2} on 192 validation emails
+    // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "dora", 200,
+            "bitfit", 200, "prompt", 200, "ptuning", 200, "pfeiffer", 200, "full", 200);
+    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "dora", 3e-3,
+            "bitfit", 5e-3, "prompt", 3e-2, "ptuning", 1e-2, "pfeiffer", 1e-2, "full", 1e-4);
 
     private SpamJob() {}
 
@@ -87,7 +105,7 @@ public final class SpamJob {
         Path work = Path.of("spam-job");
         Path data;
         Path model;
-        List<String> methods = METHODS;
+        List<String> methods = DEFAULT_METHODS;
         int maxLength = 64;
         int batchSize = 16;
         int trainExamples;
@@ -121,17 +139,18 @@ public final class SpamJob {
             return this;
         }
 
-        /** @param names methods to run, from {@link #METHODS} @return this */
+        /** @param names methods to run, from {@link #METHODS}, or {@link #ALL} for every one @return this */
         public Settings methods(List<String> names) {
             for (String m : names) {
-                if (!METHODS.contains(m)) {
-                    throw new PeftException("spam-job: unknown method '" + m + "'; expected some of " + METHODS);
+                if (!METHODS.contains(m) && !ALL.equals(m)) {
+                    throw new PeftException("spam-job: unknown method '" + m + "'; expected some of " + METHODS
+                            + " or " + ALL);
                 }
             }
             if (names.isEmpty()) {
                 throw new PeftException("spam-job: no method given; expected some of " + METHODS);
             }
-            this.methods = METHODS.stream().filter(names::contains).toList();
+            this.methods = names.contains(ALL) ? METHODS : METHODS.stream().filter(names::contains).toList();
             return this;
         }
 
@@ -183,7 +202,7 @@ public final class SpamJob {
             return this;
         }
 
-        /** @param n prompt-tuning virtual tokens @return this */
+        /** @param n virtual tokens of prompt tuning and P-tuning @return this */
         public Settings virtualTokens(int n) {
             this.virtualTokens = positive("virtual tokens", n);
             return this;
@@ -254,9 +273,12 @@ public final class SpamJob {
      * @param steps optimizer steps
      * @param lr peak learning rate
      * @param saved where what was trained was saved
+     * @param reloadMaxDiff max |spam score difference| over the test split between the adapter loaded back from
+     *     {@code saved} (onto a model initialised with another seed) and the in-memory model; NaN for the methods
+     *     not checked ({@link #DEFAULT_METHODS}: the lora row is checked on the demo emails instead)
      */
     public record Row(String method, long trainable, long total, double accuracy, double macroF1, double hardHamAccuracy,
-            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved) {
+            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved, double reloadMaxDiff) {
         /** @return trainable parameters as a percentage of all */
         public double trainablePercent() {
             return 100.0 * trainable / total;
@@ -336,6 +358,10 @@ public final class SpamJob {
                 }
                 out.printf(Locale.ROOT, "      test accuracy %.4f, macro F1 %.4f, hard-ham %.4f; trained in %s; saved %s%n",
                         row.accuracy(), row.macroF1(), row.hardHamAccuracy(), clock(row.trainSeconds()), row.saved());
+                if (!Double.isNaN(row.reloadMaxDiff())) {
+                    out.printf(Locale.ROOT, "      reloaded from disk: max |test score - in-memory score| = %.2e%n",
+                            row.reloadMaxDiff());
+                }
             }
             MetricsLog.writeComparisonChart(s.chart, curves, "accuracy");
             String table = table(rows);
@@ -519,8 +545,17 @@ public final class SpamJob {
                     }
                 }
                 Path saved = save(method, peft, model, runDir);
+                double reloadDiff = Double.NaN;
+                if (RELOAD_CHECKED.contains(method)) {
+                    float[] reloaded = reloadedScores(saved, modelDir, test.examples(), spamId, padId, s);
+                    reloadDiff = 0;
+                    for (int k = 0; k < n; k++) {
+                        reloadDiff = Math.max(reloadDiff, Math.abs(reloaded[k] - scores[k]));
+                    }
+                }
                 return new Row(method, trainable, total, Metrics.accuracy(gold, pred), Metrics.macroF1(gold, pred),
-                        hard == 0 ? Double.NaN : (double) hardRight / hard, seconds, rss.peakBytes(), steps, lr, saved);
+                        hard == 0 ? Double.NaN : (double) hardRight / hard, seconds, rss.peakBytes(), steps, lr, saved,
+                        reloadDiff);
             }
         } catch (IOException e) {
             throw new PeftException(runDir + ": " + e.getMessage(), e);
@@ -533,8 +568,8 @@ public final class SpamJob {
         switch (method) {
             case "probe" -> model.parameters().forEach((k, p) -> p.setTrainable(isHead(k)));
             case "full" -> model.parameters().values().forEach(p -> p.setTrainable(true));
-            case "lora" -> peft.addAdapter(PeftModel.DEFAULT, new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
-                    .targetModules("query", "key", "value", "attention.output.dense").modulesToSave(HEAD_MODULES));
+            case "lora" -> peft.addAdapter(PeftModel.DEFAULT, lora(s));
+            case "dora" -> peft.addAdapter(PeftModel.DEFAULT, lora(s).useDora(true));
             case "bitfit" -> peft.addAdapter(PeftModel.DEFAULT, new BitFitConfig().modulesToSave(HEAD_MODULES));
             case "prompt" -> {
                 long[] ids = Arrays.stream(tokenizer.encode(PROMPT_INIT_TEXT, false)).asLongStream().toArray();
@@ -542,8 +577,20 @@ public final class SpamJob {
                         .promptTuningInitText(PROMPT_INIT_TEXT).initTokenIds(ids).numVirtualTokens(s.virtualTokens)
                         .modulesToSave(HEAD_MODULES));
             }
+            case "ptuning" -> peft.addAdapter(PeftModel.DEFAULT, new PromptEncoderConfig()
+                    .encoderReparameterizationType(PromptEncoderConfig.MLP).numVirtualTokens(s.virtualTokens)
+                    .modulesToSave(HEAD_MODULES));
+            case "pfeiffer" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.seqBn().modulesToSave(HEAD_MODULES));
             default -> throw new PeftException("spam-job: unknown method '" + method + "'");
         }
+    }
+
+    /** The lora row's config (the dora row adds {@code use_dora}). */
+    private static LoraConfig lora(Settings s) {
+        LoraConfig c = new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
+                .targetModules("query", "key", "value", "attention.output.dense");
+        c.modulesToSave(HEAD_MODULES);
+        return c;
     }
 
     private static boolean isHead(String name) {
@@ -609,7 +656,7 @@ public final class SpamJob {
         return out;
     }
 
-    /** Spam scores from a freshly loaded model (initialised with another seed) and the LoRA adapter read from disk. */
+    /** Spam scores from a freshly loaded model (initialised with another seed) and an adapter read from disk. */
     private static float[] reloadedScores(Path adapter, Path modelDir, List<Example> examples, int spamId, int padId,
             Settings s) {
         Engine.getInstance().setRandomSeed((int) s.seed + 1); // pooler and classifier must come from the adapter
@@ -729,8 +776,15 @@ public final class SpamJob {
                 + "the curves, max length %d tokens, batch %d, AdamW, linear decay after 10%% warmup, clip 1.0%n",
                 trainAll, trainUsed, evalN, s.maxLength, s.batchSize));
         for (Row row : r.rows()) {
-            md.append(String.format(Locale.ROOT, "- %s: %d steps, lr %s; %s; saved to `%s`%n", row.method(), row.steps(),
-                    row.lr(), describe(s, row.method()), row.saved()));
+            md.append(String.format(Locale.ROOT, "- %s: %d steps, lr %s; %s; saved to `%s`%s%n", row.method(), row.steps(),
+                    row.lr(), describe(s, row.method()), row.saved(), Double.isNaN(row.reloadMaxDiff()) ? ""
+                            : String.format(Locale.ROOT, " (loaded back from disk: max |test score - in-memory score| "
+                                    + "= %.2e)", row.reloadMaxDiff())));
+        }
+        List<String> notRun = METHODS.stream().filter(m -> !s.methods.contains(m)).toList();
+        if (!notRun.isEmpty()) {
+            md.append("\nNot run here: ").append(String.join(", ", notRun)).append(" (select them with `--methods`, or"
+                    + " `--methods all` for every method).\n");
         }
         md.append("\n![training curves](").append(relative(s.results, s.chart)).append(")\n");
         if (!r.demos().isEmpty()) {
@@ -746,6 +800,12 @@ public final class SpamJob {
             case "probe" -> "frozen encoder, pooler + classifier trained";
             case "lora" -> "LoRA r " + s.loraR + ", alpha " + 2 * s.loraR + " on query, key, value and attention.output.dense; pooler.dense and "
                     + "classifier in modules_to_save";
+            case "dora" -> "DoRA (LoRA with use_dora) r " + s.loraR + ", alpha " + 2 * s.loraR + " on query, key, value and "
+                    + "attention.output.dense; pooler.dense and classifier in modules_to_save";
+            case "ptuning" -> "P-tuning, " + s.virtualTokens + " virtual tokens from an MLP encoder (hidden size = the "
+                    + "model's); pooler.dense and classifier in modules_to_save";
+            case "pfeiffer" -> "bottleneck adapter seq_bn (Pfeiffer: after each feed-forward block, reduction factor 16, "
+                    + "relu); pooler.dense and classifier in modules_to_save; saved in peft4j's peft_type BOTTLENECK layout";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
                     + "\"; pooler.dense and classifier in modules_to_save";
