@@ -155,15 +155,20 @@ final class Converters {
         }
     }
 
+    /** A path that passes a check, else the message {@code "<path>: no such <what>"}. */
+    private static Path existing(String v, java.util.function.Predicate<Path> check, String what) {
+        Path p = path(v);
+        if (!check.test(p)) {
+            throw new TypeConversionException(p + ": no such " + what);
+        }
+        return p;
+    }
+
     /** A directory that exists. */
     static final class ExistingDir implements ITypeConverter<Path> {
         @Override
         public Path convert(String v) {
-            Path p = path(v);
-            if (!Files.isDirectory(p)) {
-                throw new TypeConversionException(p + ": no such directory");
-            }
-            return p;
+            return existing(v, Files::isDirectory, "directory");
         }
     }
 
@@ -171,11 +176,7 @@ final class Converters {
     static final class ExistingFile implements ITypeConverter<Path> {
         @Override
         public Path convert(String v) {
-            Path p = path(v);
-            if (!Files.isRegularFile(p)) {
-                throw new TypeConversionException(p + ": no such file");
-            }
-            return p;
+            return existing(v, Files::isRegularFile, "file");
         }
     }
 
@@ -183,11 +184,7 @@ final class Converters {
     static final class ExistingPath implements ITypeConverter<Path> {
         @Override
         public Path convert(String v) {
-            Path p = path(v);
-            if (!Files.exists(p)) {
-                throw new TypeConversionException(p + ": no such file or directory");
-            }
-            return p;
+            return existing(v, Files::exists, "file or directory");
         }
     }
 }

@@ -255,29 +255,25 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
     }
 
     /** {@code W + ΔW} for LoRA, {@code g ⊙ (W + ΔW)} (g along the embedding dimension) for DoRA. */
-    private final MergeOrder.Weights weights = new MergeOrder.Weights() {
+    private final MergeOrder.Weights weights = new LoraMergeRule() {
         @Override
         public NDArray weight() {
             return embeddingWeight().array();
         }
 
         @Override
-        public boolean rescales(String adapter) {
-            return adapters.get(adapter).dora != null;
+        DoraMagnitude dora(String adapter) {
+            return adapters.get(adapter).dora;
         }
 
         @Override
-        public NDArray merged(String adapter, NDArray clean) {
-            Entry e = adapters.get(adapter);
-            NDArray delta = deltaWeight(adapter);
-            return e.dora == null ? weight().add(delta) : e.dora.merged(weight(), clean.transpose(), delta, true);
+        NDArray deltaWeight(String adapter) {
+            return LoraEmbeddingLayer.this.deltaWeight(adapter);
         }
 
         @Override
-        public NDArray unmerged(String adapter) {
-            Entry e = adapters.get(adapter);
-            NDArray delta = deltaWeight(adapter);
-            return e.dora == null ? weight().sub(delta) : e.dora.unmerged(weight(), delta, true);
+        boolean storedInOut() {
+            return true; // the (vocab, dim) table is DoRA's (out, in) = (dim, vocab) transposed
         }
     };
 
@@ -290,8 +286,7 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
     /** HF's key for the magnitude has no {@code .weight}. */
     @Override
     public String savedName(String local, String adapter) {
-        String saved = super.savedName(local, adapter);
-        return saved.equals(DoraMagnitude.PREFIX + ".weight") ? DoraMagnitude.PREFIX : saved;
+        return DoraMagnitude.savedName(super.savedName(local, adapter));
     }
 
     @Override

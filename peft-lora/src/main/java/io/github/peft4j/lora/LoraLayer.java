@@ -252,34 +252,25 @@ public final class LoraLayer extends ProjectionWrapper {
     }
 
     /** The merge rules of this layer: {@code W + ΔW} for LoRA, {@code g ⊙ (W + ΔW)} for DoRA, in the stored layout. */
-    private final MergeOrder.Weights weights = new MergeOrder.Weights() {
+    private final MergeOrder.Weights weights = new LoraMergeRule() {
         @Override
         public NDArray weight() {
             return denseBase().weight().array();
         }
 
         @Override
-        public boolean rescales(String adapter) {
-            return adapters.get(adapter).dora != null;
+        DoraMagnitude dora(String adapter) {
+            return adapters.get(adapter).dora;
         }
 
         @Override
-        public NDArray merged(String adapter, NDArray clean) {
-            Lora l = adapters.get(adapter);
-            NDArray w = weight();
-            NDArray delta = deltaWeight(adapter);
-            if (l.dora == null) {
-                return w.add(delta);
-            }
-            boolean inOut = denseBase().fanInFanOut();
-            return l.dora.merged(w, inOut ? clean.transpose() : clean, delta, inOut);
+        NDArray deltaWeight(String adapter) {
+            return LoraLayer.this.deltaWeight(adapter);
         }
 
         @Override
-        public NDArray unmerged(String adapter) {
-            Lora l = adapters.get(adapter);
-            NDArray delta = deltaWeight(adapter);
-            return l.dora == null ? weight().sub(delta) : l.dora.unmerged(weight(), delta, denseBase().fanInFanOut());
+        boolean storedInOut() {
+            return denseBase().fanInFanOut();
         }
     };
 
@@ -304,8 +295,7 @@ public final class LoraLayer extends ProjectionWrapper {
     /** HF's key for the magnitude has no {@code .weight}: {@code lora_magnitude_vector.default.weight} -> {@code lora_magnitude_vector}. */
     @Override
     public String savedName(String local, String adapter) {
-        String saved = super.savedName(local, adapter);
-        return saved.equals(DoraMagnitude.PREFIX + ".weight") ? DoraMagnitude.PREFIX : saved;
+        return DoraMagnitude.savedName(super.savedName(local, adapter));
     }
 
     @Override

@@ -21,6 +21,16 @@ import io.github.peft4j.nn.Param;
 public final class DoraMagnitude {
     /** The in-memory parameter prefix ({@code lora_magnitude_vector.<adapter>.weight}). */
     public static final String PREFIX = "lora_magnitude_vector";
+
+    /**
+     * HF's saved key for the magnitude has no {@code .weight}.
+     *
+     * @param saved a layer-relative saved name with the adapter name removed
+     * @return {@code lora_magnitude_vector} for {@code lora_magnitude_vector.weight}, any other name unchanged
+     */
+    public static String savedName(String saved) {
+        return saved.equals(PREFIX + ".weight") ? PREFIX : saved;
+    }
     private final Param magnitude;
     /** The norm the merge used (HF caches it: the merged weight no longer gives it back). */
     private NDArray mergedNorm;
