@@ -421,8 +421,7 @@ public final class PeftModel {
         Entry e = entry(name);
         PeftConfig config = e.adapter().configToSave();
         config.markInference();
-        Map<String, NDArray> tensors = new LinkedHashMap<>();
-        e.parts().forEach(p -> tensors.putAll(p.stateDict()));
+        Map<String, NDArray> tensors = stateDict(name);
         try {
             Files.createDirectories(dir);
             SafeTensorsWriter.write(dir.resolve(WEIGHTS_FILE), tensors, Map.of("format", "pt"));
@@ -464,17 +463,7 @@ public final class PeftModel {
             } else {
                 tensors.putAll(WeightFiles.loadAll(weights, tmp, null));
             }
-            Entry e = entry(name);
-            Map<String, NDArray> forSaved = new LinkedHashMap<>();
-            if (e.saved() != null) {
-                Set<String> keys = e.saved().stateDict().keySet();
-                tensors.keySet().stream().filter(keys::contains).collect(Collectors.toList())
-                        .forEach(k -> forSaved.put(k, tensors.remove(k)));
-                if (format == null || !forSaved.isEmpty()) { // a foreign format may hold no head: copies keep the base's
-                    e.saved().loadStateDict(forSaved, source);
-                }
-            }
-            a.loadStateDict(tensors, source);
+            copyIn(entry(name), tensors, source, format == null);
         } catch (RuntimeException ex) {
             deleteAdapter(name);
             throw ex;
@@ -511,6 +500,96 @@ public final class PeftModel {
         }
         setActive(names.get(0));
         return names;
+    }
+
+    /**
+     * Adds an adapter combined from weighted existing adapters of one method, as HF PEFT's
+     * {@code add_weighted_adapter}; the method must implement {@link WeightedCombiner} (LoRA does: see
+     * {@code io.github.peft4j.lora.combine.Combination} for the types). As in HF, the new adapter is frozen and not
+     * made active ({@link #setActive} it, or {@link #saveAdapter} it); unlike HF, an existing name is an error rather
+     * than a silent no-op.
+     *
+     * @param name the new adapter's name
+     * @param sources the adapters to combine, in order (order matters for {@code cat} and for random pruning)
+     * @param weights one weight per source; negative weights subtract
+     * @param spec the combination (method-specific)
+     * @return the new adapter
+     */
+    public Adapter addWeightedAdapter(String name, List<String> sources, double[] weights, WeightedCombiner.Spec spec) {
+        checkUsable();
+        if (sources == null || sources.isEmpty()) {
+            throw new PeftException("addWeightedAdapter '" + name + "': no source adapters given");
+        }
+        if (weights == null || weights.length != sources.size()) {
+            throw new PeftException("addWeightedAdapter '" + name + "': " + sources.size() + " source adapters " + sources
+                    + " but " + (weights == null ? 0 : weights.length) + " weights; expected one weight per adapter");
+        }
+        List<Adapter> src = new ArrayList<>();
+        for (String s : sources) {
+            src.add(entry(s).adapter());
+        }
+        String type = src.get(0).config().peftType();
+        for (Adapter a : src) {
+            if (!a.config().peftType().equals(type)) {
+                throw new PeftException("addWeightedAdapter '" + name + "': adapter '" + a.name() + "' is "
+                        + a.config().peftType() + ", adapter '" + src.get(0).name() + "' is " + type
+                        + "; only adapters of one method combine");
+            }
+        }
+        if (!(PeftMethods.get(type) instanceof WeightedCombiner combiner)) {
+            throw new PeftException("addWeightedAdapter '" + name + "': the " + type + " method cannot combine adapters");
+        }
+        PeftConfig config = combiner.combinedConfig(src, spec);
+        Adapter a = attach(name, config, "weighted combination '" + name + "' (" + spec.type() + " of " + sources + ")", false);
+        try {
+            combiner.combineInto(a, src, weights.clone(), spec);
+        } catch (RuntimeException e) {
+            deleteAdapter(name);
+            throw e;
+        }
+        LOG.info("combined {} into adapter '{}' ({}, weights {})", sources, name, spec.type(), Arrays.toString(weights));
+        return a;
+    }
+
+    /**
+     * The tensors {@link #saveAdapter} writes for an adapter (its layers' and its modules_to_save copies'), keyed as
+     * in {@code adapter_model.safetensors}. The arrays are the live parameter values: copy what must outlive a change.
+     *
+     * @param name the adapter name
+     * @return saved key to array
+     */
+    public Map<String, NDArray> stateDict(String name) {
+        checkUsable();
+        Map<String, NDArray> tensors = new LinkedHashMap<>();
+        entry(name).parts().forEach(p -> tensors.putAll(p.stateDict()));
+        return tensors;
+    }
+
+    /**
+     * Copies tensors keyed as {@link #stateDict} into an attached adapter (and its modules_to_save copies): what
+     * {@link #loadAdapter} does after reading the file. Every expected key must be present with its shape.
+     *
+     * @param name the adapter name
+     * @param tensors saved key to array
+     * @param source where the tensors come from, for messages
+     */
+    public void loadStateDict(String name, Map<String, NDArray> tensors, String source) {
+        checkUsable();
+        copyIn(entry(name), new LinkedHashMap<>(tensors), source, true);
+    }
+
+    /** Splits saved tensors between an adapter and its modules_to_save part and copies them in. */
+    private static void copyIn(Entry e, Map<String, NDArray> tensors, String source, boolean savedRequired) {
+        Map<String, NDArray> forSaved = new LinkedHashMap<>();
+        if (e.saved() != null) {
+            Set<String> keys = e.saved().stateDict().keySet();
+            tensors.keySet().stream().filter(keys::contains).collect(Collectors.toList())
+                    .forEach(k -> forSaved.put(k, tensors.remove(k)));
+            if (savedRequired || !forSaved.isEmpty()) { // a foreign format may hold no head: copies keep the base's
+                e.saved().loadStateDict(forSaved, source);
+            }
+        }
+        e.adapter().loadStateDict(tensors, source);
     }
 
     /**

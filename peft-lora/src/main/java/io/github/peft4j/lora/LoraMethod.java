@@ -13,6 +13,7 @@ import io.github.peft4j.peft.LayerAdapter;
 import io.github.peft4j.peft.PeftConfig;
 import io.github.peft4j.peft.PeftMethod;
 import io.github.peft4j.peft.Targets;
+import io.github.peft4j.peft.WeightedCombiner;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -22,10 +23,12 @@ import org.slf4j.LoggerFactory;
 /**
  * The LORA method: wraps every targeted linear or Conv1D layer in a {@link LoraLayer} and every targeted embedding
  * in a {@link LoraEmbeddingLayer}; {@code use_dora} makes the adapter DoRA on both. The adapter is a
- * {@link LoraAdapter}, which also saves the base embedding when HF PEFT does.
+ * {@link LoraAdapter}, which also saves the base embedding when HF PEFT does. It also combines adapters as HF PEFT's
+ * {@code add_weighted_adapter} ({@link WeightedCombiner}, see {@link io.github.peft4j.lora.combine.Combination}).
  */
-public final class LoraMethod implements PeftMethod {
+public final class LoraMethod implements PeftMethod, WeightedCombiner {
     private static final Logger LOG = LoggerFactory.getLogger(LoraMethod.class);
+    private final WeightedCombiner combiner = io.github.peft4j.lora.combine.Combination.combiner();
 
     @Override
     public String peftType() {
@@ -35,6 +38,16 @@ public final class LoraMethod implements PeftMethod {
     @Override
     public Class<? extends PeftConfig> configType() {
         return LoraConfig.class;
+    }
+
+    @Override
+    public PeftConfig combinedConfig(List<Adapter> sources, WeightedCombiner.Spec spec) {
+        return combiner.combinedConfig(sources, spec);
+    }
+
+    @Override
+    public void combineInto(Adapter target, List<Adapter> sources, double[] weights, WeightedCombiner.Spec spec) {
+        combiner.combineInto(target, sources, weights, spec);
     }
 
     @Override
