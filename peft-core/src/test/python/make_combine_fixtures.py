@@ -114,10 +114,10 @@ def run_case(out_root, case, base_case, model_cls, sources, combos, notes):
 
 def case_llama_combine(out):
     sources = {
-        "a": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
-        "b": LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "embed_tokens"], lora_dropout=0.0),
-        "c": LoraConfig(r=4, lora_alpha=4, target_modules=["v_proj", "down_proj"], lora_dropout=0.0),
-        "d": LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+        "a": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"),
+        "b": LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "embed_tokens"], lora_dropout=0.0, task_type="CAUSAL_LM"),
+        "c": LoraConfig(r=4, lora_alpha=4, target_modules=["v_proj", "down_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"),
+        "d": LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"),
     }
     combos = standard_combos(["a", "b"], [0.8, -0.5], ["a", "b", "c"], [0.6, 0.9, -0.4])
     combos += [
@@ -138,8 +138,8 @@ def case_llama_combine(out):
 
 def case_gpt2_combine(out):
     sources = {
-        "g1": LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, lora_dropout=0.0),
-        "g2": LoraConfig(r=4, lora_alpha=4, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True, lora_dropout=0.0),
+        "g1": LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, lora_dropout=0.0, task_type="CAUSAL_LM"),
+        "g2": LoraConfig(r=4, lora_alpha=4, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True, lora_dropout=0.0, task_type="CAUSAL_LM"),
     }
     combos = [combo("linear_2", ["g1", "g2"], [0.7, -0.6], "linear"),
               combo("svd_2", ["g1", "g2"], [0.7, -0.6], "svd"),

@@ -337,6 +337,26 @@ final class TrainCommand implements Callable<Integer> {
     }
 
     private Examples read(Path file, Tokenizer tok, LabelMap labels, TransformerModel model, BadLinePolicy policy) {
+        return readExamples(format, file, tok, labels, model, maxLength, pack, textField, labelField, policy);
+    }
+
+    /**
+     * Reads a data file in one of the {@code --format}s (also used by {@code lorahub}).
+     *
+     * @param format the format name
+     * @param file the file
+     * @param tok the tokenizer (null for pretokenized)
+     * @param labels the label map to reuse, or null
+     * @param model the model (pretokenized records fit its head)
+     * @param maxLength truncation (0 = none)
+     * @param pack alpaca/chat packing
+     * @param textField classification text field, or null for the default
+     * @param labelField classification label field, or null for the default
+     * @param policy bad-line policy
+     * @return the examples
+     */
+    static Examples readExamples(String format, Path file, Tokenizer tok, LabelMap labels, TransformerModel model,
+            int maxLength, boolean pack, String textField, String labelField, BadLinePolicy policy) {
         switch (format) {
             case "pretokenized": // causal-LM records, or a class per record / per token for the model's head
                 return PretokenizedData.forModel(model, maxLength, policy).read(file);
