@@ -39,9 +39,10 @@ import picocli.CommandLine.ParentCommand;
             "  $ ./peft4j combine --model peft-core/src/test/resources/fixtures/hf-peft/llama_lora/base \\",
             "        --adapter a=$F/sources/a --adapter b=$F/sources/b --adapter c=$F/sources/c \\",
             "        --weights 0.6,0.9,-0.4 --type ties --density 0.5 --output /tmp/gen/ties",
-            "  combined ties density=0.5 majority_sign_method=total of a (0.6), b (0.9), c (-0.4): LORA r 4, 22 tensors; wrote /tmp/gen/ties",
+            "  combined ties density=0.5 majority_sign_method=total of a (0.6), b (0.9), c (-0.4): LORA r 4, 15 tensors; wrote /tmp/gen/ties",
             "  $ ./peft4j combine --model ... --adapter a=$F/sources/a --adapter d=$F/sources/d --weights 1,-0.7 --type linear --output /tmp/gen/x",
-            "  peft4j: combine: combination linear: all adapters must have the same r (...); got [a, d] with r [4, 2]; use cat or an *svd type"})
+            "  peft4j: combination linear: all adapters must have the same r (HF's rule for linear, ...); got [a, d] with r [4, 2]; use cat or an *svd type",
+            "  (CombineCliTest: the linear and cat outputs are HF's saved tensors; docs/parity.md)"})
 final class CombineCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;

@@ -33,12 +33,16 @@ import picocli.CommandLine.ParentCommand;
                 + " adapter_model.safetensors). Data: as train's --format. Java API: io.github.peft4j.lora.lorahub.LoraHub."},
         footer = {"Examples:",
             "  $ F=peft-core/src/test/resources/fixtures/train-parity/llama_lora_sgd",
+            "  $ ./peft4j train --model $F/base --data $F/data.jsonl --method lora --r 4 --alpha 8 --target-modules q_proj,v_proj \\",
+            "        --lr 0.01 --max-steps 20 --batch-size 2 --log-every 0 --seed 1 --output /tmp/gen/a",
+            "  $ ./peft4j train ... --max-steps 5 --seed 2 --output /tmp/gen/b",
             "  $ ./peft4j lorahub --model $F/base --adapter a=/tmp/gen/a --adapter b=/tmp/gen/b --data $F/data.jsonl \\",
             "        --steps 20 --seed 1 --output /tmp/gen/hub",
             "  data: ...: 6 records, 6 examples, 0 skipped, 0 truncated",
-            "  LoRAHub: 20 evaluations; weights a=0.8123, b=-0.0410; few-shot loss 4.3710 (objective 4.4043; all weights 0: 4.8617)",
+            "  LoRAHub: 20 evaluations; weights a=-0.9034, b=-0.2915; few-shot loss 4.5134 (objective 4.5432; all weights 0: 4.8617)",
             "  saved adapter to /tmp/gen/hub",
-            "  (LoraHubCliTest; docs/lorahub.md has the spam demonstration)"})
+            "  (A and B are both scaled by w, so a weight's sign matters only relative to the others'; docs/lorahub.md has the",
+            "  spam demonstration)"})
 final class LoraHubCommand implements Callable<Integer> {
     @ParentCommand
     Peft4jCli root;

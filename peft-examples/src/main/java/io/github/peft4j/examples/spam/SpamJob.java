@@ -307,7 +307,7 @@ public final class SpamJob {
     public record Result(List<Row> rows, List<Demo> demos, double reloadMaxDiff, String table, double wallSeconds) {}
 
     /** A split read from a prepared-data file: the examples and each line's group and text. */
-    private record Split(List<Example> examples, List<String> groups, List<String> texts) {}
+    record Split(List<Example> examples, List<String> groups, List<String> texts) {}
 
     /**
      * Runs the job.
@@ -453,7 +453,7 @@ public final class SpamJob {
         return dir;
     }
 
-    private static Split read(ClassificationData reader, Path file) {
+    static Split read(ClassificationData reader, Path file) {
         Examples ex = reader.read(file);
         List<String> groups = new ArrayList<>();
         List<String> texts = new ArrayList<>();
@@ -586,7 +586,7 @@ public final class SpamJob {
     }
 
     /** The lora row's config (the dora row adds {@code use_dora}). */
-    private static LoraConfig lora(Settings s) {
+    static LoraConfig lora(Settings s) {
         LoraConfig c = new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
                 .targetModules("query", "key", "value", "attention.output.dense");
         c.modulesToSave(HEAD_MODULES);
