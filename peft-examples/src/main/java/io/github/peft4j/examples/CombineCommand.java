@@ -64,7 +64,7 @@ final class CombineCommand implements Callable<Integer> {
     String type;
 
     @Option(names = "--density", paramLabel = "D", converter = Converters.NonNegativeNum.class,
-            description = "ties, dare and magnitude_prune types: the fraction of values kept (number in [0, 1]).")
+            description = "ties, dare and magnitude_prune types: the fraction of values kept (number >= 0; 1 or more prunes nothing, as HF).")
     Double density;
 
     @Option(names = "--svd-rank", paramLabel = "R", converter = Converters.Positive.class,
@@ -109,9 +109,6 @@ final class CombineCommand implements Callable<Integer> {
         CombinationType t = CombinationType.parse(type);
         if (t.usesDensity() && density == null) {
             throw new CliException("combine: --type " + type + " needs --density D (the fraction of values kept)");
-        }
-        if (density != null && density > 1) {
-            throw new CliException("combine: --density " + density + ": expected a number in [0, 1]");
         }
         if (!t.isSvd() && (svdRank != null || svdClamp != null)) {
             throw new CliException("combine: --svd-rank and --svd-clamp apply to the *svd types, not " + type);
