@@ -475,6 +475,32 @@ class MoeLoraTest {
         }
     }
 
+    /** fp16 compute (fp32 leaves cast in forward, the router in fp32) tracks fp32, the balance term included. */
+    @Test
+    void fp16ComputeTracksFp32() {
+        double[] balance = new double[2];
+        float[][] out = new float[2][];
+        DataType[] types = {DataType.FLOAT32, DataType.FLOAT16};
+        for (int i = 0; i < 2; i++) {
+            try (TransformerModel model = TinyModels.llama(types[i]); NDManager m = NDManager.newBaseManager()) {
+                PeftModel peft = PeftModel.wrap(model);
+                Engine.getInstance().setRandomSeed(13);
+                MoeLoraAdapter a = (MoeLoraAdapter) peft.addAdapter("default", moe(4, 2));
+                model.train(true);
+                out[i] = Ops.cast(logits(peft, TinyModels.ids(m, 2, 6, 3)), DataType.FLOAT32).toFloatArray();
+                balance[i] = a.extraLoss(new TrainingStep(1, 1)).getFloat();
+                assertEquals(DataType.FLOAT32, model.parameters().get(Q + ".moe_router.default.weight").array().getDataType());
+            }
+        }
+        double d = 0;
+        for (int i = 0; i < out[0].length; i++) {
+            d = Math.max(d, Math.abs(out[0][i] - out[1][i]));
+        }
+        System.out.printf("moe-lora fp16 vs fp32 logits max|diff| = %.3g, balance %.6f vs %.6f%n", d, balance[0], balance[1]);
+        assertTrue(d < 0.05, "fp16: " + d);
+        assertEquals(balance[0], balance[1], 1e-3);
+    }
+
     @Test
     void configChecksValues() {
         PeftException e = assertThrows(PeftException.class,
