@@ -120,6 +120,17 @@ public abstract class AdapterLayer extends Module implements Layer {
         return false;
     }
 
+    /**
+     * Why this layer cannot merge, for the error of a merge request (the default: its base has no dense weights).
+     *
+     * @param path the layer's module path
+     * @return the reason, e.g. {@code its layer at 'q_proj' wraps a Linear4bit, which has no dense weights to merge into}
+     */
+    public String whyNoMerge(String path) {
+        return "its layer at '" + path + "' wraps a " + baseModule().getClass().getSimpleName()
+                + ", which has no dense weights to merge into";
+    }
+
     /** @return whether {@link #merge} is supported */
     public boolean canMerge() {
         return false;

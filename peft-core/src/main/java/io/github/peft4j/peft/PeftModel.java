@@ -613,8 +613,7 @@ public final class PeftModel {
         if (m == null || !m.canMerge()) {
             String why = a instanceof LayerAdapter la ? la.layers().entrySet().stream()
                     .filter(l -> !l.getValue().canMerge()).findFirst()
-                    .map(l -> ": its layer at '" + l.getKey() + "' wraps a "
-                            + l.getValue().baseModule().getClass().getSimpleName() + ", which has no dense weights to merge into")
+                    .map(l -> ": " + l.getValue().whyNoMerge(l.getKey()))
                     .orElse("") : "";
             throw new PeftException(a.config().peftType() + " adapter '" + name + "' cannot be merged into the base weights"
                     + why);

@@ -1,6 +1,7 @@
 package io.github.peft4j.peft;
 
 import ai.djl.ndarray.NDArray;
+import java.util.Map;
 
 /**
  * A capability of an {@link Adapter} that takes part in training beyond its parameters. The trainer calls it for
@@ -40,6 +41,35 @@ public interface TrainingHooks {
      * @param step the step that was just taken
      */
     default void afterStep(TrainingStep step) {}
+
+    /**
+     * A term added to the evaluation loss, computed without gradients (HF PEFT adds AdaLoRA's orthogonal regulariser
+     * to {@code outputs.loss} whenever labels are given, so its evaluation loss includes it). Default: none (a
+     * training-only regulariser such as a mixture's balance loss).
+     *
+     * @return the 0-d term, or null
+     */
+    default NDArray evaluationLoss() {
+        return null;
+    }
+
+    /**
+     * State beyond the parameters and the optimizer that a resumed run needs to continue exactly (AdaLoRA's
+     * importance averages and mask), saved in every trainer checkpoint. Default: none.
+     *
+     * @return name to array (the arrays are read at once; they may be the hook's own)
+     */
+    default Map<String, NDArray> trainingState() {
+        return Map.of();
+    }
+
+    /**
+     * Restores what {@link #trainingState} saved (called when a run resumes from a checkpoint).
+     *
+     * @param state name to array, as saved (empty for a checkpoint written without this state)
+     * @param source the checkpoint file, for messages
+     */
+    default void loadTrainingState(Map<String, NDArray> state, String source) {}
 
     /**
      * Where training stands.

@@ -9,6 +9,7 @@ import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.peft.TrainingHooks;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -24,7 +25,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Checkpoints ({@code checkpoint-<step>/}: the adapter files, {@code optimizer.safetensors} with the optimizer
- * state and the fp32 trainable parameters under {@link PeftTrainer#MASTER_PREFIX}, {@code trainer_state.json}),
+ * state, the fp32 trainable parameters under {@link PeftTrainer#MASTER_PREFIX} and the adapter's
+ * {@link TrainingHooks#trainingState} under {@link #HOOK_PREFIX}, {@code trainer_state.json}),
  * written to a temporary directory and renamed; the best adapter ({@code best/}); and resuming from a checkpoint.
  * The trainable parameters are the fp32 leaves themselves (also for fp16 compute), so a resumed run continues from
  * exactly the values the interrupted one had.
@@ -32,6 +34,8 @@ import org.slf4j.LoggerFactory;
 final class Checkpoints {
     private static final Logger LOG = LoggerFactory.getLogger(Checkpoints.class);
     static final String PREFIX = "checkpoint-";
+    /** Key prefix, in {@code optimizer.safetensors}, of the adapter's {@link TrainingHooks#trainingState}. */
+    static final String HOOK_PREFIX = "hook_state.";
 
     private final PeftModel peft;
     private final Map<String, Param> trainable;
@@ -78,6 +82,10 @@ final class Checkpoints {
             try (NDScope scope = new NDScope()) {
                 Map<String, NDArray> tensors = new LinkedHashMap<>(optimizer.state());
                 trainable.forEach((k, p) -> tensors.put(PeftTrainer.MASTER_PREFIX + k, p.array()));
+                TrainingHooks hooks = hooks();
+                if (hooks != null) {
+                    hooks.trainingState().forEach((k, v) -> tensors.put(HOOK_PREFIX + k, v));
+                }
                 SafeTensorsWriter.write(tmp.resolve(PeftTrainer.OPTIMIZER_FILE), tensors, Map.of("format", "pt"));
             }
             state.write(tmp);
@@ -91,6 +99,11 @@ final class Checkpoints {
         } catch (IOException e) {
             throw new PeftException(target + ": cannot write checkpoint: " + e.getMessage(), e);
         }
+    }
+
+    /** @return the training hooks of the checkpointed adapter, or null */
+    private TrainingHooks hooks() {
+        return peft.adapter(adapterName()).capability(TrainingHooks.class);
     }
 
     /** Replaces {@code best/} with the current adapter (written to a temporary directory, then renamed). */
@@ -153,8 +166,11 @@ final class Checkpoints {
         try (NDManager tmp = NDManager.newBaseManager(peft.model().device());
                 SafeTensorsFile f = SafeTensorsFile.open(file)) {
             Map<String, NDArray> optState = new LinkedHashMap<>();
+            Map<String, NDArray> hookState = new LinkedHashMap<>();
             for (String k : f.names()) {
-                if (!k.startsWith(PeftTrainer.MASTER_PREFIX)) {
+                if (k.startsWith(HOOK_PREFIX)) {
+                    hookState.put(k.substring(HOOK_PREFIX.length()), f.load(k, tmp));
+                } else if (!k.startsWith(PeftTrainer.MASTER_PREFIX)) {
                     optState.put(k, f.load(k, tmp));
                 }
             }
@@ -174,6 +190,10 @@ final class Checkpoints {
                 // w - w + v, which is NaN where w holds inf)
             }
             optimizer.loadState(optState);
+            TrainingHooks hooks = hooks();
+            if (hooks != null) {
+                hooks.loadTrainingState(hookState, file.toString());
+            }
         }
         return st;
     }

@@ -10,14 +10,16 @@ import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.peft.TrainingHooks;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * Evaluation without gradients: {@code loss} (mean over labelled items) for every task; {@code perplexity} for
- * causal LM; {@code accuracy} and {@code macro_f1} for classification (per token for token classification, where
+ * Evaluation without gradients: {@code loss} (mean over labelled items, plus the active adapters'
+ * {@link TrainingHooks#evaluationLoss} terms, as HF's AdaLoRA adds its regulariser) for every task; {@code perplexity}
+ * ({@code exp} of the task loss alone) for causal LM; {@code accuracy} and {@code macro_f1} for classification (per token for token classification, where
  * also {@code entity_f1} over BIO spans when label names were given).
  */
 final class Evaluator {
@@ -112,7 +114,7 @@ final class Evaluator {
         }
         Map<String, Double> out = new LinkedHashMap<>();
         double mean = lossSum / items;
-        out.put("loss", mean);
+        out.put("loss", mean + evaluationTerms());
         if (task == TaskType.CAUSAL_LM) {
             out.put("perplexity", Math.exp(mean));
         } else {
@@ -125,6 +127,23 @@ final class Evaluator {
             }
         }
         return out;
+    }
+
+    /**
+     * The sum of the active adapters' {@link TrainingHooks#evaluationLoss} terms: HF adds AdaLoRA's regulariser to
+     * every batch's loss, which adds it once to the mean (the parameters do not change during evaluation).
+     */
+    private double evaluationTerms() {
+        double sum = 0;
+        try (NDScope scope = new NDScope()) {
+            for (TrainingHooks h : peft.activeCapabilities(TrainingHooks.class)) {
+                NDArray t = h.evaluationLoss();
+                if (t != null) {
+                    sum += t.getFloat(); // built from fp32 leaves
+                }
+            }
+        }
+        return sum;
     }
 
     private String name(int id) {

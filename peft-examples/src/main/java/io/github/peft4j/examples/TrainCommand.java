@@ -137,6 +137,18 @@ final class TrainCommand implements Callable<Integer> {
             description = "Prompt learning: virtual tokens (integer >= 1).")
     Integer numVirtualTokens;
 
+    @Option(names = "--num-experts", paramLabel = "N", converter = Converters.Positive.class,
+            description = "moe-lora: LoRA experts per adapted layer (integer >= 1; default: the method's, 4).")
+    Integer numExperts;
+
+    @Option(names = "--top-k", paramLabel = "K", converter = Converters.Positive.class,
+            description = "moe-lora: experts each token uses (integer in [1, --num-experts]; default: the method's, 2).")
+    Integer topK;
+
+    @Option(names = "--aux-loss-coef", paramLabel = "X", converter = Converters.NonNegativeNum.class,
+            description = "moe-lora: weight of the load-balancing loss (number >= 0; default: the method's, 0.01).")
+    Double auxLossCoef;
+
     @Option(names = "--task", paramLabel = "TASK", converter = Choices.Tasks.class, completionCandidates = Choices.Tasks.class,
             description = "The model head: ${COMPLETION-CANDIDATES} (default: seq-cls for classification, token-cls for"
                     + " conll, else the model's).")
@@ -267,6 +279,9 @@ final class TrainCommand implements Callable<Integer> {
         }
         if (pack && maxLength <= 0 && (format.equals("alpaca") || format.equals("chat"))) {
             throw new CliException("train: --pack needs --max-length N (the length of a packed sequence)");
+        }
+        if ((numExperts != null || topK != null || auxLossCoef != null) && !"moe-lora".equals(method)) {
+            throw new CliException("train: --num-experts, --top-k and --aux-loss-coef apply to a new --method moe-lora adapter");
         }
         String config = method == null ? null : configJson(taskType); // checks the name lists before loading
         BadLinePolicy policy = onBadLine.equals("skip") ? BadLinePolicy.SKIP : BadLinePolicy.STOP;
@@ -399,6 +414,15 @@ final class TrainCommand implements Callable<Integer> {
         }
         if (numVirtualTokens != null) {
             n.put("num_virtual_tokens", numVirtualTokens);
+        }
+        if (numExperts != null) {
+            n.put("num_experts", numExperts);
+        }
+        if (topK != null) {
+            n.put("top_k", topK);
+        }
+        if (auxLossCoef != null) {
+            n.put("router_aux_loss_coef", auxLossCoef);
         }
         list("--target-modules", targetModules, n, "target_modules");
         list("--modules-to-save", modulesToSave, n, "modules_to_save");

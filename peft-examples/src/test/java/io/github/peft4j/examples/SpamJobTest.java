@@ -126,7 +126,7 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("![training curves](curves.png)"), md);
-        assertTrue(md.contains("Not run here: dora, ptuning, pfeiffer (select them with `--methods`"), md);
+        assertTrue(md.contains("Not run here: dora, ptuning, pfeiffer, adalora, moe-lora (select them with `--methods`"), md);
         byte[] png = Files.readAllBytes(work.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
@@ -144,7 +144,7 @@ class SpamJobTest {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         SpamJob.Result r = SpamJob.run(s, new PrintStream(bytes, true, StandardCharsets.UTF_8));
         String out = bytes.toString(StandardCharsets.UTF_8);
-        assertEquals(List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer", "full"),
+        assertEquals(List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer", "adalora", "moe-lora", "full"),
                 r.rows().stream().map(SpamJob.Row::method).toList());
         Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
         long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
@@ -155,7 +155,11 @@ class SpamJobTest {
         assertEquals(4 * 64 + 3 * (64 * 64 + 64) + head, rows.get("ptuning").trainable());
         // seq_bn: one adapter per layer after the feed-forward block, 64 -> 64/16 = 4 -> 64
         assertEquals(2 * (64 * 4 + 4 + 4 * 64 + 64) + head, rows.get("pfeiffer").trainable());
-        for (String m : List.of("dora", "ptuning", "pfeiffer")) {
+        // adalora: A (2 x 64) + E (2 x 1) + B (64 x 2) per module at init_r 2
+        assertEquals(2 * 4 * (2 * 64 + 2 + 64 * 2) + head, rows.get("adalora").trainable());
+        // moe-lora: 4 experts of rank 1 and a router (4 x 64) per module
+        assertEquals(2 * 4 * (4 * 64 + 4 * 64 + 4 * 64) + head, rows.get("moe-lora").trainable());
+        for (String m : List.of("dora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
             SpamJob.Row row = rows.get(m);
             assertEquals(work.resolve("runs").resolve(m).resolve("adapter"), row.saved());
             assertTrue(Files.isRegularFile(row.saved().resolve("adapter_config.json")), row.toString());
@@ -169,8 +173,10 @@ class SpamJobTest {
         assertTrue(Files.readString(work.resolve("runs/dora/adapter/adapter_config.json")).contains("\"use_dora\" : true"));
         assertTrue(Files.readString(work.resolve("runs/ptuning/adapter/adapter_config.json")).contains("\"P_TUNING\""));
         assertTrue(Files.readString(work.resolve("runs/pfeiffer/adapter/adapter_config.json")).contains("\"BOTTLENECK\""));
+        assertTrue(Files.readString(work.resolve("runs/adalora/adapter/adapter_config.json")).contains("\"rank_pattern\" : {"));
+        assertTrue(Files.readString(work.resolve("runs/moe-lora/adapter/adapter_config.json")).contains("\"MOE_LORA\""));
         // every adapter carries its trained pooler and classifier
-        for (String m : List.of("dora", "ptuning", "pfeiffer")) {
+        for (String m : List.of("dora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
             try (SafeTensorsFile f = SafeTensorsFile.open(work.resolve("runs").resolve(m)
                     .resolve("adapter/adapter_model.safetensors"))) {
                 assertEquals(4, f.names().stream().filter(k -> k.contains("pooler.dense.") || k.contains("classifier."))
@@ -181,6 +187,9 @@ class SpamJobTest {
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("(loaded back from disk: max |test score - in-memory score| = "), md);
         assertTrue(!md.contains("Not run here"), md);
+        // the adalora row reports its final budget: target_r 1 x 8 modules
+        assertTrue(md.contains("; final budget 8 ranks of 16 (init_r 2, target_r 1, 8 modules; tinit 0, tfinal 0, deltaT 1);"
+                + " kept ranks per layer: query ["), md);
         assertTrue(out.contains("reloaded from disk: max |test score - in-memory score| = "), out);
     }
 

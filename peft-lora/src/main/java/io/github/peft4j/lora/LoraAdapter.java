@@ -43,6 +43,22 @@ public final class LoraAdapter extends LayerAdapter {
         this.model = model;
     }
 
+    /**
+     * HF's {@code set_scale(adapter, scale)} on every layer of this adapter: its scaling becomes
+     * {@code scale · lora_alpha / r} (rsLoRA: {@code / sqrt(r)}; per-module rank and alpha patterns apply), for the
+     * forward pass, DoRA's weight norm and a later merge. 1 restores the config's scale. See {@link Scalable}.
+     *
+     * @param scale the factor on the config's scale
+     * @throws PeftException when the adapter is merged (HF changes the scale then, and its unmerge subtracts the new
+     *     scale's update from a weight that holds the old one)
+     */
+    public void setScale(double scale) {
+        if (isMerged()) {
+            throw new PeftException(Scalable.mergedError(name()));
+        }
+        layers().values().forEach(l -> ((Scalable) l).setScale(name(), scale));
+    }
+
     /** @return whether HF's {@code save_embedding_layers="auto"} saves the embeddings for this config */
     private boolean embeddingTargeted() {
         ModuleSpec spec = config.targetModules();

@@ -32,7 +32,7 @@ import java.util.Set;
  * <p>A DoRA adapter holds a magnitude {@code (dim)}: {@code y = g·base + g·embedding(ids, Aᵀ) Bᵀ · s} with
  * {@code g = m / ‖Wᵀ + s·BA‖_row} (the norm over the vocabulary, detached), and merging writes {@code g ⊙ (W + ΔW)}.
  */
-public final class LoraEmbeddingLayer extends AdapterLayer {
+public final class LoraEmbeddingLayer extends AdapterLayer implements Scalable {
     private final Layer base;
     private final Map<String, Entry> adapters = new LinkedHashMap<>();
     private final MergeOrder merges = new MergeOrder();
@@ -44,13 +44,16 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
     private static final class Entry {
         final Param a;
         final Param b;
-        final double scaling;
+        final double initialScaling;
+        /** The scale now ({@link Scalable}): {@code initialScaling} unless changed. */
+        double scaling;
         DoraMagnitude dora;
 
         Entry(Param a, Param b, double scaling) {
             this.a = a;
             this.b = b;
             this.scaling = scaling;
+            this.initialScaling = scaling;
         }
     }
 
@@ -287,6 +290,35 @@ public final class LoraEmbeddingLayer extends AdapterLayer {
     @Override
     public String savedName(String local, String adapter) {
         return DoraMagnitude.savedName(super.savedName(local, adapter));
+    }
+
+    @Override
+    public double scaling(String adapter) {
+        return entry(adapter).scaling;
+    }
+
+    @Override
+    public double initialScaling(String adapter) {
+        return entry(adapter).initialScaling;
+    }
+
+    @Override
+    public void setScaling(String adapter, double scaling) {
+        var l = entry(adapter);
+        if (merges.contains(adapter)) {
+            throw new PeftException(Scalable.mergedError(adapter));
+        }
+        l.scaling = scaling;
+    }
+
+    @Override
+    public java.util.List<String> activeHere() {
+        return adapters.keySet().stream().filter(state::isActive).toList();
+    }
+
+    @Override
+    public boolean has(String adapter) {
+        return adapters.containsKey(adapter);
     }
 
     @Override

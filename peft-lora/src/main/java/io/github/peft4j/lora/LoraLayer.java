@@ -29,7 +29,7 @@ import java.util.Set;
  * (recomputed from {@code dropout(x)} without bias while dropout acts), {@code g = m / ‖W + s·BA‖_row} with the
  * norm detached. DoRA adapters do not run per row in a mixed-adapter batch (HF refuses that too).
  */
-public final class LoraLayer extends ProjectionWrapper {
+public final class LoraLayer extends ProjectionWrapper implements Scalable {
     private final Projection base;
     private final Map<String, Lora> adapters = new LinkedHashMap<>();
     private final MergeOrder merges = new MergeOrder();
@@ -38,7 +38,9 @@ public final class LoraLayer extends ProjectionWrapper {
     private static final class Lora {
         final Param a;
         final Param b;
-        final double scaling;
+        final double initialScaling;
+        /** The scale now ({@link Scalable}): {@code initialScaling} unless changed. */
+        double scaling;
         final Dropout dropout;
         DoraMagnitude dora;
 
@@ -46,6 +48,7 @@ public final class LoraLayer extends ProjectionWrapper {
             this.a = a;
             this.b = b;
             this.scaling = scaling;
+            this.initialScaling = scaling;
             this.dropout = dropout;
         }
     }
@@ -296,6 +299,35 @@ public final class LoraLayer extends ProjectionWrapper {
     @Override
     public String savedName(String local, String adapter) {
         return DoraMagnitude.savedName(super.savedName(local, adapter));
+    }
+
+    @Override
+    public double scaling(String adapter) {
+        return lora(adapter).scaling;
+    }
+
+    @Override
+    public double initialScaling(String adapter) {
+        return lora(adapter).initialScaling;
+    }
+
+    @Override
+    public void setScaling(String adapter, double scaling) {
+        var l = lora(adapter);
+        if (merges.contains(adapter)) {
+            throw new PeftException(Scalable.mergedError(adapter));
+        }
+        l.scaling = scaling;
+    }
+
+    @Override
+    public java.util.List<String> activeHere() {
+        return adapters.keySet().stream().filter(state::isActive).toList();
+    }
+
+    @Override
+    public boolean has(String adapter) {
+        return adapters.containsKey(adapter);
     }
 
     @Override

@@ -22,6 +22,9 @@ import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.lora.LoraConfig;
+import io.github.peft4j.lora.adalora.AdaLoraAdapter;
+import io.github.peft4j.lora.adalora.AdaLoraConfig;
+import io.github.peft4j.lora.moe.MoeLoraConfig;
 import io.github.peft4j.model.HfConfig;
 import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TaskType;
@@ -70,7 +73,10 @@ import org.slf4j.LoggerFactory;
  * {@code dora} (the lora row's LoRA with {@code use_dora}), {@code ptuning} (P-tuning, MLP encoder, as many virtual
  * tokens as the prompt row), {@code pfeiffer} (AdapterHub's {@code seq_bn} bottleneck adapter after every
  * feed-forward block, reduction factor 16; saved in peft4j's {@code peft_type: BOTTLENECK} layout, which keeps the
- * trained pooler). Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
+ * trained pooler), {@code adalora} (AdaLoRA from init_r = the lora row's r down to half of it on the lora row's
+ * modules, its schedule over the row's steps; the settings line reports the final budget and kept ranks),
+ * {@code moe-lora} (a mixture of 4 LoRA experts of half the lora row's rank, top 2 per token, on the same modules).
+ * Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
  * model initialised with another seed and must give the in-memory test scores ({@link Row#reloadMaxDiff()}).
  */
 public final class SpamJob {
@@ -80,11 +86,11 @@ public final class SpamJob {
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** Every method, in table order. */
     public static final List<String> METHODS = List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer",
-            "full");
+            "adalora", "moe-lora", "full");
     /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
     public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
-    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer");
+    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer", "adalora", "moe-lora");
     /** The {@code --methods} value that selects every method. */
     public static final String ALL = "all";
     /** The test group whose accuracy is reported separately. */
@@ -93,10 +99,12 @@ public final class SpamJob {
     public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
     // dora, ptuning, pfeiffer: lr from a 40-step sweep of {1e-3, 3e-3 (dora) / 1e-2} on 192 validation emails
     // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
+    // adalora, moe-lora: 200 steps at the lora row's lr (not swept)
     private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "dora", 200,
-            "bitfit", 200, "prompt", 200, "ptuning", 200, "pfeiffer", 200, "full", 200);
+            "bitfit", 200, "prompt", 200, "ptuning", 200, "pfeiffer", 200, "adalora", 200, "moe-lora", 200, "full", 200);
     private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "dora", 3e-3,
-            "bitfit", 5e-3, "prompt", 3e-2, "ptuning", 1e-2, "pfeiffer", 1e-2, "full", 1e-4);
+            "bitfit", 5e-3, "prompt", 3e-2, "ptuning", 1e-2, "pfeiffer", 1e-2, "adalora", 3e-3, "moe-lora", 3e-3,
+            "full", 1e-4);
 
     private SpamJob() {}
 
@@ -278,7 +286,7 @@ public final class SpamJob {
      *     not checked ({@link #DEFAULT_METHODS}: the lora row is checked on the demo emails instead)
      */
     public record Row(String method, long trainable, long total, double accuracy, double macroF1, double hardHamAccuracy,
-            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved, double reloadMaxDiff) {
+            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved, double reloadMaxDiff, String detail) {
         /** @return trainable parameters as a percentage of all */
         public double trainablePercent() {
             return 100.0 * trainable / total;
@@ -555,7 +563,7 @@ public final class SpamJob {
                 }
                 return new Row(method, trainable, total, Metrics.accuracy(gold, pred), Metrics.macroF1(gold, pred),
                         hard == 0 ? Double.NaN : (double) hardRight / hard, seconds, rss.peakBytes(), steps, lr, saved,
-                        reloadDiff);
+                        reloadDiff, detail(peft));
             }
         } catch (IOException e) {
             throw new PeftException(runDir + ": " + e.getMessage(), e);
@@ -581,14 +589,60 @@ public final class SpamJob {
                     .encoderReparameterizationType(PromptEncoderConfig.MLP).numVirtualTokens(s.virtualTokens)
                     .modulesToSave(HEAD_MODULES));
             case "pfeiffer" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.seqBn().modulesToSave(HEAD_MODULES));
+            case "adalora" -> {
+                int steps = s.steps.get(method);
+                AdaLoraConfig c = new AdaLoraConfig().initR(s.loraR).targetR(Math.max(1, s.loraR / 2)).loraAlpha(2 * s.loraR)
+                        .tinit(steps / 10).tfinal(steps / 5).deltaT(Math.max(1, steps / 20)).totalStep(steps)
+                        .targetModules(LORA_TARGETS);
+                c.modulesToSave(HEAD_MODULES);
+                peft.addAdapter(PeftModel.DEFAULT, c);
+            }
+            case "moe-lora" -> {
+                MoeLoraConfig c = new MoeLoraConfig().numExperts(4).topK(2).r(Math.max(1, s.loraR / 2)).loraAlpha(s.loraR)
+                        .targetModules(LORA_TARGETS);
+                c.modulesToSave(HEAD_MODULES);
+                peft.addAdapter(PeftModel.DEFAULT, c);
+            }
             default -> throw new PeftException("spam-job: unknown method '" + method + "'");
         }
     }
 
+    /** The modules of the lora row (and of the dora, adalora and moe-lora rows). */
+    private static final String[] LORA_TARGETS = {"query", "key", "value", "attention.output.dense"};
+
+    /**
+     * What a row's settings line reports after training: for adalora the final budget (kept ranks of
+     * {@code init_r × modules}, target {@code target_r × modules}) and the kept ranks per module kind and layer.
+     */
+    private static String detail(PeftModel peft) {
+        if (!peft.adapterNames().contains(PeftModel.DEFAULT)
+                || !(peft.adapter(PeftModel.DEFAULT) instanceof AdaLoraAdapter a) || a.rankPattern() == null) {
+            return "";
+        }
+        AdaLoraConfig c = (AdaLoraConfig) a.config();
+        Map<String, List<Boolean>> pattern = a.rankPattern();
+        Map<String, List<Long>> byKind = new LinkedHashMap<>();
+        long kept = 0;
+        for (String kind : LORA_TARGETS) {
+            List<Long> perLayer = new ArrayList<>();
+            pattern.forEach((path, keep) -> {
+                if (path.endsWith("." + kind)) {
+                    perLayer.add(keep.stream().filter(k -> k).count());
+                }
+            });
+            byKind.put(kind, perLayer);
+            kept += perLayer.stream().mapToLong(Long::longValue).sum();
+        }
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "; final budget %d ranks of %d (init_r %d, target_r"
+                + " %d, %d modules; tinit %d, tfinal %d, deltaT %d); kept ranks per layer:", kept,
+                (long) c.initR() * pattern.size(), c.initR(), c.targetR(), pattern.size(), c.tinit(), c.tfinal(), c.deltaT()));
+        byKind.forEach((kind, ranks) -> sb.append(' ').append(kind).append(' ').append(ranks));
+        return sb.toString();
+    }
+
     /** The lora row's config (the dora row adds {@code use_dora}). */
     static LoraConfig lora(Settings s) {
-        LoraConfig c = new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR)
-                .targetModules("query", "key", "value", "attention.output.dense");
+        LoraConfig c = new LoraConfig().r(s.loraR).loraAlpha(2 * s.loraR).targetModules(LORA_TARGETS);
         c.modulesToSave(HEAD_MODULES);
         return c;
     }
@@ -776,8 +830,8 @@ public final class SpamJob {
                 + "the curves, max length %d tokens, batch %d, AdamW, linear decay after 10%% warmup, clip 1.0%n",
                 trainAll, trainUsed, evalN, s.maxLength, s.batchSize));
         for (Row row : r.rows()) {
-            md.append(String.format(Locale.ROOT, "- %s: %d steps, lr %s; %s; saved to `%s`%s%n", row.method(), row.steps(),
-                    row.lr(), describe(s, row.method()), row.saved(), Double.isNaN(row.reloadMaxDiff()) ? ""
+            md.append(String.format(Locale.ROOT, "- %s: %d steps, lr %s; %s%s; saved to `%s`%s%n", row.method(), row.steps(),
+                    row.lr(), describe(s, row.method()), row.detail(), row.saved(), Double.isNaN(row.reloadMaxDiff()) ? ""
                             : String.format(Locale.ROOT, " (loaded back from disk: max |test score - in-memory score| "
                                     + "= %.2e)", row.reloadMaxDiff())));
         }
@@ -806,6 +860,12 @@ public final class SpamJob {
                     + "model's); pooler.dense and classifier in modules_to_save";
             case "pfeiffer" -> "bottleneck adapter seq_bn (Pfeiffer: after each feed-forward block, reduction factor 16, "
                     + "relu); pooler.dense and classifier in modules_to_save; saved in peft4j's peft_type BOTTLENECK layout";
+            case "adalora" -> "AdaLoRA init_r " + s.loraR + " -> target_r " + Math.max(1, s.loraR / 2) + ", alpha " + 2 * s.loraR
+                    + " on query, key, value and attention.output.dense, orth_reg_weight 0.5; pooler.dense and classifier in"
+                    + " modules_to_save";
+            case "moe-lora" -> "mixture of 4 LoRA experts (r " + Math.max(1, s.loraR / 2) + ", alpha " + s.loraR + "), top 2 per"
+                    + " token, balance loss 0.01, on query, key, value and attention.output.dense; pooler.dense and classifier"
+                    + " in modules_to_save";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
                     + "\"; pooler.dense and classifier in modules_to_save";

@@ -27,6 +27,9 @@ import java.util.Map;
  * as HF does.
  */
 public final class AdaLoraAdapter extends LayerAdapter implements TrainingHooks {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(AdaLoraAdapter.class);
+    /** Name suffix of the mask in {@link #trainingState}. */
+    private static final String PATTERN_SUFFIX = ".rank_pattern";
     private final AdaLoraConfig config;
     private final Map<String, AdaLoraLayer> svdLayers = new LinkedHashMap<>();
     private final RankAllocator allocator;
@@ -120,6 +123,60 @@ public final class AdaLoraAdapter extends LayerAdapter implements TrainingHooks 
         int r = (int) c.getShape().get(0);
         NDArray eye = c.getManager().eye(r, r, 0, c.getDataType());
         return c.sub(eye).square().sum().sqrt();
+    }
+
+    /** HF adds the regulariser to {@code outputs.loss} whenever a loss is computed, in evaluation too. */
+    @Override
+    public NDArray evaluationLoss() {
+        return extraLoss(null);
+    }
+
+    /**
+     * For exact resume: the allocator's importance averages ({@code <path>.lora_X.exp_avg_ipt|exp_avg_unc}) and the
+     * current mask ({@code <path>.rank_pattern}: one 0/1 per {@code init_r} rank) once one was computed.
+     */
+    @Override
+    public Map<String, NDArray> trainingState() {
+        Map<String, NDArray> out = new LinkedHashMap<>(allocator.state());
+        if (rankPattern != null) {
+            rankPattern.forEach((path, keep) -> {
+                float[] v = new float[keep.length];
+                for (int i = 0; i < v.length; i++) {
+                    v[i] = keep[i] ? 1f : 0f;
+                }
+                out.put(path + PATTERN_SUFFIX, Ops.owned(manager, v, new ai.djl.ndarray.types.Shape(v.length)));
+            });
+        }
+        return out;
+    }
+
+    @Override
+    public void loadTrainingState(Map<String, NDArray> state, String source) {
+        if (state.isEmpty()) {
+            LOG.warn("{}: no AdaLoRA allocator state (a checkpoint from an older peft4j?): the importance averages restart"
+                    + " from zero, so the resumed run's masks may differ from an uninterrupted run's", source);
+        }
+        Map<String, NDArray> averages = new LinkedHashMap<>();
+        Map<String, boolean[]> pattern = new LinkedHashMap<>();
+        state.forEach((k, v) -> {
+            if (k.endsWith(PATTERN_SUFFIX)) {
+                String path = k.substring(0, k.length() - PATTERN_SUFFIX.length());
+                if (!svdLayers.containsKey(path) || v.getShape().dimension() != 1) {
+                    throw new PeftException(source + ": AdaLoRA state '" + k + "' names no module of adapter '" + name()
+                            + "' or is not a vector (" + v.getShape() + ")");
+                }
+                float[] f = v.toFloatArray(); // written as F32
+                boolean[] keep = new boolean[f.length];
+                for (int i = 0; i < f.length; i++) {
+                    keep[i] = f[i] != 0f;
+                }
+                pattern.put(path, keep);
+            } else {
+                averages.put(k, v);
+            }
+        });
+        allocator.load(averages, source);
+        rankPattern = pattern.isEmpty() ? null : pattern;
     }
 
     /** The rank allocator, after the optimizer step (HF's {@code update_and_allocate(step)}, step 1-based). */

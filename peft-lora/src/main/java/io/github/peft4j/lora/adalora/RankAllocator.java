@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
+import io.github.peft4j.PeftException;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import java.util.Arrays;
@@ -205,6 +206,59 @@ final class RankAllocator {
                 e.muli(mk);
             }
         });
+    }
+
+    /**
+     * The importance averages, for a trainer checkpoint: {@code <path>.lora_A.exp_avg_ipt} and
+     * {@code <path>.lora_A.exp_avg_unc} (likewise {@code lora_E}, {@code lora_B}) for every parameter scored so far
+     * (none before the first step and after the final mask's reset, as HF's {@code ipt} dictionaries).
+     *
+     * @return name to array (the allocator's own arrays)
+     */
+    Map<String, NDArray> state() {
+        Map<String, NDArray> out = new java.util.TreeMap<>();
+        ipt.forEach((k, v) -> out.put(stateName(k, "exp_avg_ipt"), v));
+        unc.forEach((k, v) -> out.put(stateName(k, "exp_avg_unc"), v));
+        return out;
+    }
+
+    /**
+     * Replaces the importance averages with saved ones ({@link #state}'s names).
+     *
+     * @param saved name to array
+     * @param source for messages
+     */
+    void load(Map<String, NDArray> saved, String source) {
+        reset();
+        for (Map.Entry<String, NDArray> e : saved.entrySet()) {
+            String name = e.getKey();
+            String[] parts = name.split("\\.(?=lora_[AEB]\\.exp_avg_(ipt|unc)$)");
+            String[] tail = parts.length == 2 ? parts[1].split("\\.") : null;
+            AdaLoraLayer layer = parts.length == 2 ? layers.get(parts[0]) : null;
+            if (layer == null) {
+                throw new PeftException(source + ": AdaLoRA state '" + name + "' names no module of adapter '" + adapter
+                        + "'; expected '<module path>.lora_A|lora_E|lora_B.exp_avg_ipt|exp_avg_unc' for one of " + layers.keySet());
+            }
+            AdaLoraLayer.Svd s = layer.svd(adapter);
+            Param p = switch (tail[0]) {
+                case "lora_A" -> s.a;
+                case "lora_E" -> s.e;
+                default -> s.b;
+            };
+            if (!e.getValue().getShape().equals(p.shape())) {
+                throw new PeftException(source + ": AdaLoRA state '" + name + "' has shape " + e.getValue().getShape()
+                        + ", the parameter " + p.shape());
+            }
+            String key = parts[0] + "/" + tail[0].substring("lora_".length());
+            NDArray copy = Ops.ownedCopy(e.getValue(), manager, ai.djl.ndarray.types.DataType.FLOAT32);
+            ("exp_avg_ipt".equals(tail[1]) ? ipt : unc).put(key, copy);
+        }
+    }
+
+    /** {@code "path/A"} and a field to {@code path.lora_A.field}. */
+    private static String stateName(String key, String field) {
+        int slash = key.lastIndexOf('/');
+        return key.substring(0, slash) + ".lora_" + key.substring(slash + 1) + "." + field;
     }
 
     /** HF's {@code reset_ipt}. */
