@@ -33,10 +33,21 @@ import org.junit.jupiter.api.io.TempDir;
 class Bnb4bitLoadingTest {
     static final String NF4 = "../bnb/llama_nf4_dq";
     static final String FP4 = "../bnb/llama_fp4_skip";
+    static final String GPT2 = "../bnb/gpt2_nf4_dq";
+    static final String BERT = "../bnb/bert_nf4_dq";
     static final Path DENSE = Fixtures.dir("llama_lora").resolve("base");
 
+    /** The dense checkpoint each bnb-4bit case was quantised from. */
+    static Path denseOf(String name) {
+        return Fixtures.dir(switch (name) {
+            case GPT2 -> "gpt2_lora";
+            case BERT -> "bert_lora";
+            default -> "llama_lora";
+        }).resolve("base");
+    }
+
     @ParameterizedTest
-    @ValueSource(strings = {NF4, FP4})
+    @ValueSource(strings = {NF4, FP4, GPT2, BERT})
     void logitsMatchTransformersWithBitsandbytes(String name) {
         try (TransformerModel model = Models.load(Fixtures.dir(name).resolve("base"));
                 NDManager m = NDManager.newBaseManager()) {
@@ -48,8 +59,20 @@ class Bnb4bitLoadingTest {
             System.out.printf("bnb-4bit %s: %d Linear4bit layers, logits max|diff| = %.3g%n", name, fourBit, diff);
             assertEquals(Fixtures.json(name, "logits.json").get("linear4bit_modules").asLong(), fourBit);
             assertTrue(diff < 1e-4, name + ": max |diff| " + diff);
-            assertInstanceOf(Linear.class, model.resolve("lm_head"));
-            assertInstanceOf(ai.djl.ndarray.NDArray.class, model.parameters().get("model.embed_tokens.weight").array());
+            if (name.equals(GPT2)) { // Conv1D layers become (out, in) 4-bit layers; the tied head stays the embedding
+                Linear4bit c = assertInstanceOf(Linear4bit.class, model.resolve("transformer.h.0.attn.c_attn"));
+                assertEquals(64, c.inFeatures());
+                assertEquals(192, c.outFeatures());
+                assertEquals(DataType.FLOAT32, model.parameters().get("transformer.wte.weight").array().getDataType());
+            } else if (name.equals(BERT)) { // transformers' default skip list is empty for BERT: heads are 4-bit too
+                assertInstanceOf(Linear4bit.class, model.resolve("classifier"));
+                assertInstanceOf(Linear4bit.class, model.resolve("bert.pooler.dense"));
+                assertEquals(DataType.FLOAT32,
+                        model.parameters().get("bert.embeddings.word_embeddings.weight").array().getDataType());
+            } else {
+                assertInstanceOf(Linear.class, model.resolve("lm_head"));
+                assertEquals(DataType.FLOAT32, model.parameters().get("model.embed_tokens.weight").array().getDataType());
+            }
         }
     }
 
@@ -80,14 +103,15 @@ class Bnb4bitLoadingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {NF4, FP4})
+    @ValueSource(strings = {NF4, FP4, GPT2, BERT})
     void quantiseOnLoadGivesBitsandbytesTensors(String name) throws Exception {
         HfConfig quantised = HfConfig.read(Fixtures.dir(name).resolve("base"));
         Quantization q = Quantization.fromConfig(quantised);
         long compared = 0;
         long bytes = 0;
         long values = 0;
-        try (TransformerModel model = Models.load(DENSE, HfConfig.read(DENSE), Device.cpu(), DataType.FLOAT32, null,
+        Path dense = denseOf(name);
+        try (TransformerModel model = Models.load(dense, HfConfig.read(dense), Device.cpu(), DataType.FLOAT32, null,
                 null, q);
                 SafeTensorsFile bnb = SafeTensorsFile.open(Fixtures.dir(name).resolve("base/model.safetensors"));
                 NDManager m = NDManager.newBaseManager()) {
@@ -159,10 +183,27 @@ class Bnb4bitLoadingTest {
                 DataType.FLOAT32, null, null));
         assertTrue(e.getMessage().contains("model.layers.0.self_attn.q_proj.weight") && e.getMessage().contains("packed"),
                 e.getMessage());
-        HfConfig gpt2 = HfConfig.read(Fixtures.dir("gpt2_lora").resolve("base"));
-        e = assertThrows(PeftException.class, () -> Models.load(Fixtures.dir("gpt2_lora").resolve("base"), gpt2,
-                Device.cpu(), DataType.FLOAT32, null, null, Quantization.nf4()));
-        assertTrue(e.getMessage().contains("not 'gpt2'"), e.getMessage());
+    }
+
+    @Test
+    void dequantizeGivesADenseModelWithTheSameLogits(@TempDir Path tmp) throws Exception {
+        try (TransformerModel model = Models.load(Fixtures.dir(NF4).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            NDArray ids = Fixtures.ids(m, NF4, "input_ids");
+            NDArray before = model.forward(ModelInput.of(ids, null)).logits();
+            assertEquals(14, Quantization.dequantize(model));
+            assertTrue(model.modules().values().stream().noneMatch(x -> x instanceof Linear4bit));
+            assertInstanceOf(Linear.class, model.resolve("model.layers.0.self_attn.q_proj"));
+            assertEquals(null, Quantization.fromConfig(model.config()));
+            double d = Fixtures.maxAbsDiff(before, model.forward(ModelInput.of(ids, null)).logits());
+            System.out.printf("dequantised bnb-4bit model vs 4-bit: logits max|diff| = %.3g%n", d);
+            assertTrue(d < 1e-5, "dequantised " + d);
+            model.save(tmp.resolve("dense"));
+            try (SafeTensorsFile f = SafeTensorsFile.open(tmp.resolve("dense/model.safetensors"))) {
+                assertEquals(io.github.peft4j.io.TensorDType.F32, f.info("model.layers.0.self_attn.q_proj.weight").dtype());
+                assertFalse(f.names().stream().anyMatch(k -> k.contains("absmax")));
+            }
+        }
     }
 
     @Test
