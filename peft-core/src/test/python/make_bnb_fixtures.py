@@ -21,10 +21,12 @@ Writes under ../resources/fixtures/bnb/:
     llama_nf4_dq_dora/     a DoRA adapter (use_dora) on the llama_nf4_dq base: adapter/, logits.json (adapter_logits,
                            merged_logits after merge_and_unload)
     llama_nf4_dq_ia3/      an IA3 adapter on the llama_nf4_dq base: adapter/, logits.json (adapter_logits)
-    gpt2_nf4_dq/, bert_nf4_dq/   the same as llama_<variant>/ for hf-peft/gpt2_lora/base (Conv1D weights are
-                           transposed to (out, in) and quantised) and hf-peft/bert_lora/base (BertForSequenceClassification:
-                           transformers' default skip list is empty there, so pooler and classifier are 4-bit too,
-                           and the adapter has no task_type: HF PEFT cannot make a 4-bit classifier modules_to_save), plus merged_logits in logits.json
+    gpt2_nf4_dq/, bert_nf4_dq_skip/   the same as llama_<variant>/ for hf-peft/gpt2_lora/base (Conv1D weights are
+                           transposed to (out, in) and quantised) and hf-peft/bert_lora/base (BertForSequenceClassification,
+                           llm_int8_skip_modules ["pooler", "classifier"]: "pooler" matches neither the start nor the
+                           end of bert.pooler.dense, so only the classifier stays dense), plus merged_logits
+    bert_nf4_dq/           base/ and base_logits only: BERT with transformers' default skip list, which is empty
+                           there (the last parameter is classifier.bias), so pooler and classifier are 4-bit too, plus merged_logits in logits.json
     llama_nf4_dq_sgd/      losses.json: five SGD steps of QLoRA as make_train_parity.py (same records, lr 0.1,
                            global-norm clip 0.6, batch 2, in order) from train-parity/llama_lora_sgd/adapter on
                            train-parity/llama_lora_sgd/base loaded 4-bit (NF4, double quantisation) by bitsandbytes
@@ -303,17 +305,26 @@ def ia3_case():
     print("ia3: adapter logits", list(adapter_logits.shape))
 
 
-def family_case(name, base_dir, cls_name, targets, task_type):
-    """A bnb-4bit checkpoint of another family, its logits, a LoRA adapter's logits and HF's merged logits."""
+def family_case(name, base_dir, cls_name, targets, task_type, **extra):
+    """A bnb-4bit checkpoint of another family, its logits, and (with targets) a LoRA adapter's logits and HF's
+    merged logits."""
     from peft import LoraConfig, get_peft_model
 
-    model = _load4bit(base_dir, cls_name, **NF4_DQ)
+    model = _load4bit(base_dir, cls_name, **NF4_DQ, **extra)
     n4 = sum(1 for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out / "base"))
     ids, mask = torch.tensor(INPUT["input_ids"]), torch.tensor(INPUT["attention_mask"])
     base_logits = _logits(model, ids, mask)
+    record = {"case": name, "linear4bit_modules": n4, "bnb_config": {**NF4_DQ, **extra},
+              "versions": {"torch": torch.__version__, "bitsandbytes": bnb.__version__},
+              "base_logits_shape": list(base_logits.shape), "base_logits": base_logits.tolist()}
+    (out / "input_ids.json").write_text(json.dumps(INPUT))
+    if not targets:
+        (out / "logits.json").write_text(json.dumps(record))
+        print(name, ": Linear4bit modules", n4)
+        return
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0, task_type=task_type)
     pm = get_peft_model(model, cfg)
     _randomise(pm, 23)
@@ -321,11 +332,8 @@ def family_case(name, base_dir, cls_name, targets, task_type):
     adapter_logits = _logits(pm, ids, mask)
     pm.save_pretrained(str(out / "adapter"))
     merged_logits = _logits(pm.merge_and_unload(), ids, mask)
-    (out / "input_ids.json").write_text(json.dumps(INPUT))
     (out / "logits.json").write_text(json.dumps({
-        "case": name, "linear4bit_modules": n4, "bnb_config": NF4_DQ,
-        "versions": {"torch": torch.__version__, "bitsandbytes": bnb.__version__},
-        "base_logits_shape": list(base_logits.shape), "base_logits": base_logits.tolist(),
+        **record,
         "adapter_logits_shape": list(adapter_logits.shape), "adapter_logits": adapter_logits.tolist(),
         "merged_logits_shape": list(merged_logits.shape), "merged_logits": merged_logits.tolist()}))
     print(name, ": Linear4bit modules", n4, ", |adapter - base| max", (adapter_logits - base_logits).abs().max().item())
@@ -337,8 +345,13 @@ EXTRA = {
     "ia3": ia3_case,
     "gpt2": lambda: family_case("gpt2_nf4_dq", RES / "hf-peft" / "gpt2_lora" / "base", "GPT2LMHeadModel",
                                 ["c_attn", "c_proj"], "CAUSAL_LM"),
+    # transformers' default skip list is empty for BERT (pooler and classifier become 4-bit): checkpoint only
     "bert": lambda: family_case("bert_nf4_dq", RES / "hf-peft" / "bert_lora" / "base",
-                                "BertForSequenceClassification", ["query", "value"], None),
+                                "BertForSequenceClassification", None, None),
+    # pooler and classifier kept dense, so the SEQ_CLS adapter can train the classifier (modules_to_save)
+    "bert_skip": lambda: family_case("bert_nf4_dq_skip", RES / "hf-peft" / "bert_lora" / "base",
+                                     "BertForSequenceClassification", ["query", "value"], "SEQ_CLS",
+                                     llm_int8_skip_modules=["pooler", "classifier"]),
 }
 
 

@@ -35,19 +35,20 @@ class Bnb4bitLoadingTest {
     static final String FP4 = "../bnb/llama_fp4_skip";
     static final String GPT2 = "../bnb/gpt2_nf4_dq";
     static final String BERT = "../bnb/bert_nf4_dq";
+    static final String BERT_SKIP = "../bnb/bert_nf4_dq_skip";
     static final Path DENSE = Fixtures.dir("llama_lora").resolve("base");
 
     /** The dense checkpoint each bnb-4bit case was quantised from. */
     static Path denseOf(String name) {
         return Fixtures.dir(switch (name) {
             case GPT2 -> "gpt2_lora";
-            case BERT -> "bert_lora";
+            case BERT, BERT_SKIP -> "bert_lora";
             default -> "llama_lora";
         }).resolve("base");
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {NF4, FP4, GPT2, BERT})
+    @ValueSource(strings = {NF4, FP4, GPT2, BERT, BERT_SKIP})
     void logitsMatchTransformersWithBitsandbytes(String name) {
         try (TransformerModel model = Models.load(Fixtures.dir(name).resolve("base"));
                 NDManager m = NDManager.newBaseManager()) {
@@ -69,6 +70,9 @@ class Bnb4bitLoadingTest {
                 assertInstanceOf(Linear4bit.class, model.resolve("bert.pooler.dense"));
                 assertEquals(DataType.FLOAT32,
                         model.parameters().get("bert.embeddings.word_embeddings.weight").array().getDataType());
+            } else if (name.equals(BERT_SKIP)) { // skip ["pooler", "classifier"]: "pooler" does not match bert.pooler.dense
+                assertInstanceOf(Linear.class, model.resolve("classifier"));
+                assertInstanceOf(Linear4bit.class, model.resolve("bert.pooler.dense"));
             } else {
                 assertInstanceOf(Linear.class, model.resolve("lm_head"));
                 assertEquals(DataType.FLOAT32, model.parameters().get("model.embed_tokens.weight").array().getDataType());
@@ -103,7 +107,7 @@ class Bnb4bitLoadingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {NF4, FP4, GPT2, BERT})
+    @ValueSource(strings = {NF4, FP4, GPT2, BERT, BERT_SKIP})
     void quantiseOnLoadGivesBitsandbytesTensors(String name) throws Exception {
         HfConfig quantised = HfConfig.read(Fixtures.dir(name).resolve("base"));
         Quantization q = Quantization.fromConfig(quantised);
