@@ -189,6 +189,51 @@ class Bnb4bitLoadingTest {
                 e.getMessage());
     }
 
+    /** fp16 and bf16 checkpoints quantise from their values widened to fp32 (bitsandbytes quantises in fp32). */
+    @Test
+    void fp16AndBf16CheckpointsQuantiseOnLoad(@TempDir Path tmp) throws Exception {
+        Path f16 = tmp.resolve("f16");
+        java.nio.file.Files.createDirectories(f16);
+        java.nio.file.Files.copy(DENSE.resolve("config.json"), f16.resolve("config.json"));
+        try (SafeTensorsFile f = SafeTensorsFile.open(DENSE.resolve("model.safetensors"));
+                NDManager m = NDManager.newBaseManager()) {
+            Map<String, NDArray> half = new java.util.LinkedHashMap<>();
+            for (String k : f.names()) {
+                half.put(k, f.load(k, m, DataType.FLOAT32).toType(DataType.FLOAT16, false));
+            }
+            io.github.peft4j.io.SafeTensorsWriter.write(f16.resolve("model.safetensors"), half, Map.of("format", "pt"));
+        }
+        Path bf16 = tmp.resolve("bf16");
+        Bf16Test.writeBf16Copy(DENSE, bf16);
+        for (Path dir : List.of(f16, bf16)) {
+            try (SafeTensorsFile f = SafeTensorsFile.open(dir.resolve("model.safetensors"))) {
+                assertEquals(dir == f16 ? io.github.peft4j.io.TensorDType.F16 : io.github.peft4j.io.TensorDType.BF16,
+                        f.info("model.layers.0.mlp.down_proj.weight").dtype());
+            }
+            int layers = 0;
+            try (TransformerModel dense = Models.load(dir);
+                    TransformerModel q = Models.load(dir, HfConfig.read(dir), Device.cpu(), DataType.FLOAT32, null, null,
+                            Quantization.nf4())) {
+                for (Map.Entry<String, Module> e : q.modules().entrySet()) {
+                    if (e.getValue() instanceof Linear4bit l) {
+                        float[] w = ((Linear) dense.resolve(e.getKey())).weight().array().toFloatArray();
+                        io.github.peft4j.nn.quant.FourBitWeights expected = io.github.peft4j.nn.quant.FourBitQuantizer
+                                .quantize(w, new long[] {l.outFeatures(), l.inFeatures()}, FourBitType.NF4, 64, true);
+                        io.github.peft4j.nn.quant.FourBitWeights got = l.toHost();
+                        assertArrayEquals(expected.packed(), got.packed(), e.getKey());
+                        assertArrayEquals(expected.absmax8(), got.absmax8(), e.getKey());
+                        assertArrayEquals(expected.nestedAbsmax(), got.nestedAbsmax(), 0f, e.getKey());
+                        String state = new String(l.localParameters().get(Linear4bit.quantStateKey(FourBitType.NF4)).array()
+                                .toByteArray(), java.nio.charset.StandardCharsets.UTF_8);
+                        assertTrue(state.contains("\"dtype\": \"float32\""), state); // the model's dtype, as transformers
+                        layers++;
+                    }
+                }
+            }
+            assertEquals(14, layers, dir.toString());
+        }
+    }
+
     @Test
     void dequantizeGivesADenseModelWithTheSameLogits(@TempDir Path tmp) throws Exception {
         try (TransformerModel model = Models.load(Fixtures.dir(NF4).resolve("base"));

@@ -100,8 +100,8 @@ class QLoraTest {
                     Fixtures.ids(m, baseCase, "attention_mask"))).logits();
             double d = Fixtures.maxAbsDiff(ours, hfMerged(m, adapterCase));
             double vsUnmerged = Fixtures.maxAbsDiff(ours, Fixtures.logits(m, adapterCase, "logits.json", "adapter_logits"));
-            System.out.printf("qlora merge %s: merged logits vs HF merged max|diff| = %.3g (vs unmerged adapter: %.3g)%n",
-                    adapterCase, d, vsUnmerged);
+            System.out.printf("qlora merge %s: adapter logits max|diff| = %.3g; merged logits vs HF merged max|diff| = %.3g"
+                    + " (vs unmerged adapter: %.3g)%n", adapterCase, a, d, vsUnmerged);
             assertTrue(d < TOL, adapterCase + " merged: " + d);
             assertTrue(vsUnmerged > 10 * d, "the requantisation changes the logits: " + vsUnmerged);
         }
