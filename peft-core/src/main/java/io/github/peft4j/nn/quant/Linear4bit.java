@@ -19,7 +19,8 @@ import java.nio.charset.StandardCharsets;
  * kept packed (two NF4/FP4 codes a byte, an absmax per block, optionally double-quantised). Forward dequantises
  * {@code W} into the input's dtype on the weights' device (a gather over a 256-entry byte to code-pair table, times
  * the block absmax, in fp32 as bitsandbytes) and drops the copy right after the product. It holds no dense weights
- * ({@link #dense()} is null): LoRA wraps it but cannot merge into it.
+ * ({@link #dense()} is null): LoRA wraps it, and merges into it by dequantising, adding and {@link #requantize
+ * requantising}, as HF PEFT.
  *
  * <p>Its parameters carry the names transformers gives them in a bnb-4bit checkpoint: {@code weight} (uint8
  * {@code [(n+1)/2, 1]}), {@code weight.absmax} (fp32, or uint8 with double quantisation), {@code weight.quant_map},
