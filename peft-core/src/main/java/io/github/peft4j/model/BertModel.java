@@ -12,7 +12,6 @@ import io.github.peft4j.nn.Container;
 import io.github.peft4j.nn.Dropout;
 import io.github.peft4j.nn.Embedding;
 import io.github.peft4j.nn.LayerNorm;
-import io.github.peft4j.nn.Linear;
 import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import java.util.List;
@@ -112,16 +111,13 @@ public final class BertModel extends TransformerModel {
         if (task != TaskType.TOKEN_CLS) {
             // Sentence-transformers exports (e.g. all-MiniLM-L6-v2) have no pooler; transformers then initialises
             // it with a warning, and so do we (it is unused for feature extraction, trained with a new head).
-            put(bert, "pooler", new Container()).put("dense", new Linear(
-                    weights.head(p + "pooler.dense.weight", new Shape(hidden, hidden), Init.NORMAL),
-                    weights.head(p + "pooler.dense.bias", new Shape(hidden), Init.ZEROS)));
+            put(bert, "pooler", new Container()).put("dense", weights.headLinear(p + "pooler.dense", hidden, hidden));
         }
         if (task != TaskType.FEATURE_EXTRACTION) {
             int labels = config.numLabels();
             double cd = config.has("classifier_dropout") ? config.number("classifier_dropout", hDrop) : hDrop;
             add("dropout", new Dropout((float) cd));
-            add("classifier", new Linear(weights.head("classifier.weight", new Shape(labels, hidden), Init.NORMAL),
-                    weights.head("classifier.bias", new Shape(labels), Init.ZEROS)));
+            add("classifier", weights.headLinear("classifier", hidden, labels));
         }
     }
 
@@ -133,8 +129,8 @@ public final class BertModel extends TransformerModel {
         return new LayerNorm(w.get(p + "weight", new Shape(hidden), Init.ONES), w.get(p + "bias", new Shape(hidden), Init.ZEROS), eps);
     }
 
-    private static Linear linear(WeightSource w, String p, int in, int out) {
-        return new Linear(w.get(p + "weight", new Shape(out, in), Init.NORMAL), w.get(p + "bias", new Shape(out), Init.ZEROS));
+    private static Module linear(WeightSource w, String p, int in, int out) {
+        return w.linear(p.substring(0, p.length() - 1), in, out, true); // a Linear, or a 4-bit one when quantised
     }
 
     @Override

@@ -90,6 +90,31 @@ public final class CheckpointWeights implements WeightSource {
 
     @Override
     public Module linear(String path, long in, long out, boolean bias) {
+        return fourBitOr(path, in, out, false, false, bias ? () -> get(path + ".bias", new Shape(out), Init.ZEROS) : null,
+                () -> WeightSource.super.linear(path, in, out, bias));
+    }
+
+    @Override
+    public Module conv1d(String path, long in, long out) {
+        return fourBitOr(path, in, out, true, false, () -> get(path + ".bias", new Shape(out), Init.ZEROS),
+                () -> WeightSource.super.conv1d(path, in, out));
+    }
+
+    @Override
+    public Module headLinear(String path, long in, long out) {
+        return fourBitOr(path, in, out, false, true, () -> head(path + ".bias", new Shape(out), Init.ZEROS),
+                () -> WeightSource.super.headLinear(path, in, out));
+    }
+
+    /**
+     * A 4-bit layer where the quantisation says so (kept packed from a bnb-4bit checkpoint, or quantised from the dense
+     * tensor, one tensor at a time), else the dense layer.
+     *
+     * @param transposed the dense tensor is stored {@code (in, out)} (Conv1D): it is transposed before quantising
+     * @param head a head the checkpoint may lack (initialised, then quantised, as transformers)
+     */
+    private Module fourBitOr(String path, long in, long out, boolean transposed, boolean head,
+            java.util.function.Supplier<NDArray> bias, java.util.function.Supplier<Module> dense) {
         String key = locate(path + ".weight");
         boolean packed = key != null && checkpoint.info(key).dtype() == TensorDType.U8;
         if (quantization == null || !quantization.quantizes(path)) {
@@ -98,33 +123,51 @@ public final class CheckpointWeights implements WeightSource {
                         + (quantization == null ? "the config has no quantization_config"
                                 : "llm_int8_skip_modules " + quantization.skipModules() + " keeps '" + path + "' dense"));
             }
-            return WeightSource.super.linear(path, in, out, bias);
+            return dense.get();
         }
-        if (key == null) {
+        if (key == null && !head) {
             throw new PeftException(where + ": checkpoint has no tensor '" + path + ".weight' (expected shape ("
-                    + out + ", " + in + "))");
+                    + (transposed ? in + ", " + out : out + ", " + in) + "))");
         }
-        NDArray b = bias ? get(path + ".bias", new Shape(out), Init.ZEROS) : null;
-        return packed ? loadPacked(key, in, out, b) : quantizeOnLoad(key, in, out, b);
+        NDArray b = bias == null ? null : bias.get();
+        return packed ? loadPacked(key, in, out, b) : quantizeOnLoad(key, path, in, out, transposed, b);
     }
 
-    /** A dense weight quantised as bitsandbytes would (transformers' load_in_4bit of a dense checkpoint). */
-    private Linear4bit quantizeOnLoad(String key, long in, long out, NDArray bias) {
-        TensorInfo info = checkpoint.info(key);
-        NDArray dense = load(key, new Shape(out, in), DataType.FLOAT32);
-        FourBitWeights w;
-        try {
-            w = FourBitQuantizer.quantize(dense.toFloatArray(), new long[] {out, in}, quantization.type(),
-                    quantization.blocksize(), quantization.doubleQuant());
-        } finally {
-            dense.close();
+    /**
+     * A dense weight quantised as bitsandbytes would (transformers' load_in_4bit of a dense checkpoint): read from the
+     * memory map into fp32, transposed to {@code (out, in)} for a Conv1D, quantised, and dropped.
+     */
+    private Linear4bit quantizeOnLoad(String key, String path, long in, long out, boolean transposed, NDArray bias) {
+        float[] values;
+        if (key == null) { // a head the checkpoint lacks
+            try (NDArray init = head(path + ".weight", new Shape(out, in), Init.NORMAL);
+                    NDArray f32 = init.toType(DataType.FLOAT32, false)) {
+                values = f32.toFloatArray();
+            }
+        } else {
+            try (NDArray dense = load(key, transposed ? new Shape(in, out) : new Shape(out, in), DataType.FLOAT32)) {
+                values = dense.toFloatArray();
+            }
         }
-        String dtype = switch (info.dtype()) {
-            case F16 -> "float16";
-            case BF16 -> "bfloat16";
-            default -> "float32";
-        };
-        return Linear4bit.of(w, bias, manager, dtype);
+        if (transposed) {
+            values = transpose(values, (int) in, (int) out);
+        }
+        FourBitWeights w = FourBitQuantizer.quantize(values, new long[] {out, in}, quantization.type(),
+                quantization.blocksize(), quantization.doubleQuant());
+        // the quant state's dtype is the one the weight had when bitsandbytes quantised it: the model's dtype
+        String dtypeName = dtype == DataType.FLOAT16 ? "float16" : dtype == DataType.BFLOAT16 ? "bfloat16" : "float32";
+        return Linear4bit.of(w, bias, manager, dtypeName);
+    }
+
+    /** A row-major {@code (rows, cols)} matrix transposed to {@code (cols, rows)}. */
+    private static float[] transpose(float[] v, int rows, int cols) {
+        float[] t = new float[v.length];
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                t[c * rows + r] = v[r * cols + c];
+            }
+        }
+        return t;
     }
 
     /** A bnb-4bit checkpoint's packed weight with its quant state, kept packed. */

@@ -8,7 +8,6 @@ import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.model.WeightSource.Init;
 import io.github.peft4j.nn.Attention;
 import io.github.peft4j.nn.Container;
-import io.github.peft4j.nn.Conv1D;
 import io.github.peft4j.nn.Dropout;
 import io.github.peft4j.nn.Embedding;
 import io.github.peft4j.nn.LayerNorm;
@@ -73,8 +72,8 @@ public final class Gpt2Model extends TransformerModel {
         return new LayerNorm(w.get(p + "weight", new Shape(hidden), Init.ONES), w.get(p + "bias", new Shape(hidden), Init.ZEROS), eps);
     }
 
-    private Conv1D conv(WeightSource w, String p, int in, int out) {
-        return new Conv1D(w.get(p + "weight", new Shape(in, out), Init.NORMAL), w.get(p + "bias", new Shape(out), Init.ZEROS));
+    private static Module conv(WeightSource w, String p, int in, int out) {
+        return w.conv1d(p.substring(0, p.length() - 1), in, out); // a Conv1D, or a 4-bit (out, in) one when quantised
     }
 
     /** One transformer block: {@code ln_1, attn (c_attn, c_proj), ln_2, mlp (c_fc, c_proj)}. */

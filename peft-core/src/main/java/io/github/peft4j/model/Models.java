@@ -72,8 +72,9 @@ public final class Models {
      * Loads a model directory, with its linear layers 4-bit: a bnb-4bit checkpoint (transformers'
      * {@code save_pretrained} of a {@code load_in_4bit} model, whose config has a {@code quantization_config}) keeps
      * its packed tensors packed; a dense checkpoint is quantised while loading, as bitsandbytes would (the same
-     * packed bytes). Embeddings, norms and the skipped modules ({@code lm_head} by default) stay dense.
-     * Llama-family models only.
+     * packed bytes), one tensor at a time from the memory map. Embeddings, norms and the skipped modules
+     * ({@code lm_head} by default) stay dense; GPT-2's Conv1D weights are transposed to {@code (out, in)} and quantised,
+     * and BERT's pooler and classifier are quantised unless skipped, all as transformers does.
      *
      * @param dir the directory holding the weights (config.json there is not read)
      * @param config the config to build the model from
@@ -84,7 +85,7 @@ public final class Models {
      * @param quantization how to quantise a dense checkpoint, or null to follow the config's
      *     {@code quantization_config} (dense when it has none)
      * @return the model; close it to free its weights
-     * @throws PeftException when the checkpoint is already quantised differently, or the model is not Llama-family
+     * @throws PeftException when the checkpoint is already quantised differently,
      */
     public static TransformerModel load(Path dir, HfConfig config, Device device, DataType dtype, TaskType task,
             HeadSource heads, Quantization quantization) {
@@ -95,10 +96,6 @@ public final class Models {
                     + "; cannot load it as " + quantization + " (pass null to keep its quantisation)");
         }
         Quantization q = quantization != null ? quantization : declared;
-        if (q != null && !LlamaModel.MODEL_TYPES.contains(config.modelType())) {
-            throw new PeftException(config.source() + ": 4-bit quantisation is supported for model types "
-                    + LlamaModel.MODEL_TYPES + ", not '" + config.modelType() + "'");
-        }
         if (q != null && declared == null) {
             config.json().set("quantization_config", q.toConfigJson()); // as transformers writes it on save
         }

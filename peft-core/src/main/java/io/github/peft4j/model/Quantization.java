@@ -79,6 +79,63 @@ public record Quantization(FourBitType type, int blocksize, boolean doubleQuant,
     }
 
     /**
+     * The quantisation a command line asks for ({@code --quantize nf4 --double-quant}), with transformers' default
+     * skips.
+     *
+     * @param type {@code nf4} or {@code fp4}
+     * @param doubleQuant whether to double-quantise the absmax values
+     * @param blocksize values per block
+     * @return the quantisation
+     */
+    public static Quantization of(String type, boolean doubleQuant, int blocksize) {
+        return new Quantization(FourBitType.of(type, "--quantize"), blocksize, doubleQuant, null);
+    }
+
+    /**
+     * Replaces every 4-bit layer of a model by a dense {@link io.github.peft4j.nn.Linear} holding its dequantised
+     * weight (in the model's dtype) and bias, and removes {@code quantization_config} from the model's config, so that
+     * the model saves as a dense checkpoint (transformers' {@code model.dequantize()}). Call it before attaching
+     * adapters; a merge afterwards is then exact instead of requantised.
+     *
+     * @param model a model, possibly with 4-bit layers
+     * @return the number of layers dequantised
+     * @throws PeftException when a 4-bit layer is already wrapped by an adapter layer
+     */
+    public static int dequantize(io.github.peft4j.model.TransformerModel model) {
+        int n = dequantizeChildren(model, "", model.dtype());
+        model.config().json().remove("quantization_config");
+        return n;
+    }
+
+    private static int dequantizeChildren(io.github.peft4j.nn.Module parent, String prefix,
+            ai.djl.ndarray.types.DataType dtype) {
+        int n = 0;
+        for (java.util.Map.Entry<String, io.github.peft4j.nn.Module> e : new java.util.ArrayList<>(
+                parent.children().entrySet())) {
+            String path = prefix + e.getKey();
+            if (e.getValue() instanceof io.github.peft4j.nn.quant.Linear4bit q) {
+                if (parent instanceof io.github.peft4j.nn.Projection) {
+                    throw new PeftException("cannot dequantise '" + path + "': an adapter layer ("
+                            + parent.getClass().getSimpleName() + ") wraps it; dequantise the model before attaching adapters");
+                }
+                ai.djl.ndarray.NDArray w = q.dequantize();
+                if (w.getDataType() != dtype) {
+                    ai.djl.ndarray.NDArray cast = w.toType(dtype, false);
+                    w.close();
+                    w = cast;
+                }
+                ai.djl.ndarray.NDArray b = q.bias() == null ? null : q.bias().array().duplicate();
+                parent.replace(e.getKey(), new io.github.peft4j.nn.Linear(w, b));
+                q.parameters().values().forEach(p -> p.array().close());
+                n++;
+            } else {
+                n += dequantizeChildren(e.getValue(), path + ".", dtype);
+            }
+        }
+        return n;
+    }
+
+    /**
      * The quantisation a config declares.
      *
      * @param config a model config

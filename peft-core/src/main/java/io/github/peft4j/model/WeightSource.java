@@ -56,4 +56,33 @@ public interface WeightSource {
         return new Linear(get(path + ".weight", new Shape(out, in), Init.NORMAL),
                 bias ? get(path + ".bias", new Shape(out), Init.ZEROS) : null);
     }
+
+    /**
+     * A GPT-2 {@code Conv1D} {@code y = x W + b} ({@code W (in, out)} at {@code <path>.weight}, with a bias): a dense
+     * {@link io.github.peft4j.nn.Conv1D} here; a quantising source returns a 4-bit
+     * {@link io.github.peft4j.nn.quant.Linear4bit} of the transposed {@code (out, in)} weight, as transformers does.
+     *
+     * @param path the module path, e.g. {@code transformer.h.0.attn.c_attn}
+     * @param in input features
+     * @param out output features
+     * @return a module that is a {@link io.github.peft4j.nn.Projection}
+     */
+    default Module conv1d(String path, long in, long out) {
+        return new io.github.peft4j.nn.Conv1D(get(path + ".weight", new Shape(in, out), Init.NORMAL),
+                get(path + ".bias", new Shape(out), Init.ZEROS));
+    }
+
+    /**
+     * A linear layer of a task head that a checkpoint may lack ({@link #head}): a dense {@link Linear} here; a
+     * quantising source makes it 4-bit where its {@link Quantization} says so (transformers quantises heads too).
+     *
+     * @param path the module path, e.g. {@code classifier}
+     * @param in input features
+     * @param out output features
+     * @return a module that is a {@link io.github.peft4j.nn.Projection}
+     */
+    default Module headLinear(String path, long in, long out) {
+        return new Linear(head(path + ".weight", new Shape(out, in), Init.NORMAL),
+                head(path + ".bias", new Shape(out), Init.ZEROS));
+    }
 }

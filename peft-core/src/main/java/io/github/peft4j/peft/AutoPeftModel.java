@@ -88,15 +88,33 @@ public final class AutoPeftModel {
      * @return the model; close it to free its weights
      */
     public static TransformerModel loadBase(Path modelDir, Path adapterDir, Device device, DataType dtype) {
+        return loadBase(modelDir, adapterDir, device, dtype, null);
+    }
+
+    /**
+     * Loads the base model as {@link #loadBase(Path, Path, Device, DataType)}, quantising its linear layers to 4 bits
+     * while loading ({@link Models#load(Path, HfConfig, Device, DataType, TaskType, io.github.peft4j.model.HeadSource,
+     * io.github.peft4j.model.Quantization)}).
+     *
+     * @param modelDir the model directory
+     * @param adapterDir the adapter directory, or null to load the model as its config says
+     * @param device where the weights go
+     * @param dtype FLOAT32, or FLOAT16 on a GPU
+     * @param quantization how to quantise a dense checkpoint, or null to follow its config (a bnb-4bit checkpoint stays
+     *     4-bit, a dense one dense)
+     * @return the model; close it to free its weights
+     */
+    public static TransformerModel loadBase(Path modelDir, Path adapterDir, Device device, DataType dtype,
+            io.github.peft4j.model.Quantization quantization) {
         Path configFile = adapterDir == null ? null : adapterDir.resolve(CONFIG_FILE);
+        HfConfig config = HfConfig.read(modelDir);
         if (configFile == null || !Files.isRegularFile(configFile)) {
-            return Models.load(modelDir, device, dtype, null);
+            return Models.load(modelDir, config, device, dtype, null, null, quantization);
         }
         TaskType want = taskOf(configFile);
-        HfConfig config = HfConfig.read(modelDir);
         TaskType own = Models.taskOf(config);
         if (want == null) {
-            return Models.load(modelDir, config, device, dtype, own, null);
+            return Models.load(modelDir, config, device, dtype, own, null, quantization);
         }
         if (want != own && !"bert".equals(config.modelType())) {
             throw new PeftException(configFile + ": task_type " + want + " needs a head that model_type '"
@@ -104,11 +122,11 @@ public final class AutoPeftModel {
         }
         Path weights = adapterDir.resolve(WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) {
-            return Models.load(modelDir, config, device, dtype, want, null);
+            return Models.load(modelDir, config, device, dtype, want, null, quantization);
         }
         try (SafeTensorsFile file = SafeTensorsFile.open(weights)) {
             HfConfig fitted = want == own ? config : withHead(config, want, modelDir, configFile, file);
-            return Models.load(modelDir, fitted, device, dtype, want, new AdapterHeads(file));
+            return Models.load(modelDir, fitted, device, dtype, want, new AdapterHeads(file), quantization);
         }
     }
 

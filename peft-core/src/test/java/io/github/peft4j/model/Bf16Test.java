@@ -38,7 +38,7 @@ class Bf16Test {
     Path tmp;
 
     /** Writes {@code dir/model.safetensors} as BF16 (and copies config.json) from the fp32 fixture base. */
-    private static void writeBf16Copy(Path src, Path dir) throws IOException {
+    static void writeBf16Copy(Path src, Path dir) throws IOException {
         Files.createDirectories(dir);
         Files.copy(src.resolve("config.json"), dir.resolve("config.json"));
         StringBuilder header = new StringBuilder("{\"__metadata__\":{\"format\":\"pt\"}");

@@ -33,10 +33,22 @@ import org.junit.jupiter.api.io.TempDir;
 class Bnb4bitLoadingTest {
     static final String NF4 = "../bnb/llama_nf4_dq";
     static final String FP4 = "../bnb/llama_fp4_skip";
+    static final String GPT2 = "../bnb/gpt2_nf4_dq";
+    static final String BERT = "../bnb/bert_nf4_dq";
+    static final String BERT_SKIP = "../bnb/bert_nf4_dq_skip";
     static final Path DENSE = Fixtures.dir("llama_lora").resolve("base");
 
+    /** The dense checkpoint each bnb-4bit case was quantised from. */
+    static Path denseOf(String name) {
+        return Fixtures.dir(switch (name) {
+            case GPT2 -> "gpt2_lora";
+            case BERT, BERT_SKIP -> "bert_lora";
+            default -> "llama_lora";
+        }).resolve("base");
+    }
+
     @ParameterizedTest
-    @ValueSource(strings = {NF4, FP4})
+    @ValueSource(strings = {NF4, FP4, GPT2, BERT, BERT_SKIP})
     void logitsMatchTransformersWithBitsandbytes(String name) {
         try (TransformerModel model = Models.load(Fixtures.dir(name).resolve("base"));
                 NDManager m = NDManager.newBaseManager()) {
@@ -48,8 +60,23 @@ class Bnb4bitLoadingTest {
             System.out.printf("bnb-4bit %s: %d Linear4bit layers, logits max|diff| = %.3g%n", name, fourBit, diff);
             assertEquals(Fixtures.json(name, "logits.json").get("linear4bit_modules").asLong(), fourBit);
             assertTrue(diff < 1e-4, name + ": max |diff| " + diff);
-            assertInstanceOf(Linear.class, model.resolve("lm_head"));
-            assertInstanceOf(ai.djl.ndarray.NDArray.class, model.parameters().get("model.embed_tokens.weight").array());
+            if (name.equals(GPT2)) { // Conv1D layers become (out, in) 4-bit layers; the tied head stays the embedding
+                Linear4bit c = assertInstanceOf(Linear4bit.class, model.resolve("transformer.h.0.attn.c_attn"));
+                assertEquals(64, c.inFeatures());
+                assertEquals(192, c.outFeatures());
+                assertEquals(DataType.FLOAT32, model.parameters().get("transformer.wte.weight").array().getDataType());
+            } else if (name.equals(BERT)) { // transformers' default skip list is empty for BERT: heads are 4-bit too
+                assertInstanceOf(Linear4bit.class, model.resolve("classifier"));
+                assertInstanceOf(Linear4bit.class, model.resolve("bert.pooler.dense"));
+                assertEquals(DataType.FLOAT32,
+                        model.parameters().get("bert.embeddings.word_embeddings.weight").array().getDataType());
+            } else if (name.equals(BERT_SKIP)) { // skip ["pooler", "classifier"]: "pooler" does not match bert.pooler.dense
+                assertInstanceOf(Linear.class, model.resolve("classifier"));
+                assertInstanceOf(Linear4bit.class, model.resolve("bert.pooler.dense"));
+            } else {
+                assertInstanceOf(Linear.class, model.resolve("lm_head"));
+                assertEquals(DataType.FLOAT32, model.parameters().get("model.embed_tokens.weight").array().getDataType());
+            }
         }
     }
 
@@ -80,14 +107,15 @@ class Bnb4bitLoadingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {NF4, FP4})
+    @ValueSource(strings = {NF4, FP4, GPT2, BERT, BERT_SKIP})
     void quantiseOnLoadGivesBitsandbytesTensors(String name) throws Exception {
         HfConfig quantised = HfConfig.read(Fixtures.dir(name).resolve("base"));
         Quantization q = Quantization.fromConfig(quantised);
         long compared = 0;
         long bytes = 0;
         long values = 0;
-        try (TransformerModel model = Models.load(DENSE, HfConfig.read(DENSE), Device.cpu(), DataType.FLOAT32, null,
+        Path dense = denseOf(name);
+        try (TransformerModel model = Models.load(dense, HfConfig.read(dense), Device.cpu(), DataType.FLOAT32, null,
                 null, q);
                 SafeTensorsFile bnb = SafeTensorsFile.open(Fixtures.dir(name).resolve("base/model.safetensors"));
                 NDManager m = NDManager.newBaseManager()) {
@@ -159,10 +187,72 @@ class Bnb4bitLoadingTest {
                 DataType.FLOAT32, null, null));
         assertTrue(e.getMessage().contains("model.layers.0.self_attn.q_proj.weight") && e.getMessage().contains("packed"),
                 e.getMessage());
-        HfConfig gpt2 = HfConfig.read(Fixtures.dir("gpt2_lora").resolve("base"));
-        e = assertThrows(PeftException.class, () -> Models.load(Fixtures.dir("gpt2_lora").resolve("base"), gpt2,
-                Device.cpu(), DataType.FLOAT32, null, null, Quantization.nf4()));
-        assertTrue(e.getMessage().contains("not 'gpt2'"), e.getMessage());
+    }
+
+    /** fp16 and bf16 checkpoints quantise from their values widened to fp32 (bitsandbytes quantises in fp32). */
+    @Test
+    void fp16AndBf16CheckpointsQuantiseOnLoad(@TempDir Path tmp) throws Exception {
+        Path f16 = tmp.resolve("f16");
+        java.nio.file.Files.createDirectories(f16);
+        java.nio.file.Files.copy(DENSE.resolve("config.json"), f16.resolve("config.json"));
+        try (SafeTensorsFile f = SafeTensorsFile.open(DENSE.resolve("model.safetensors"));
+                NDManager m = NDManager.newBaseManager()) {
+            Map<String, NDArray> half = new java.util.LinkedHashMap<>();
+            for (String k : f.names()) {
+                half.put(k, f.load(k, m, DataType.FLOAT32).toType(DataType.FLOAT16, false));
+            }
+            io.github.peft4j.io.SafeTensorsWriter.write(f16.resolve("model.safetensors"), half, Map.of("format", "pt"));
+        }
+        Path bf16 = tmp.resolve("bf16");
+        Bf16Test.writeBf16Copy(DENSE, bf16);
+        for (Path dir : List.of(f16, bf16)) {
+            try (SafeTensorsFile f = SafeTensorsFile.open(dir.resolve("model.safetensors"))) {
+                assertEquals(dir == f16 ? io.github.peft4j.io.TensorDType.F16 : io.github.peft4j.io.TensorDType.BF16,
+                        f.info("model.layers.0.mlp.down_proj.weight").dtype());
+            }
+            int layers = 0;
+            try (TransformerModel dense = Models.load(dir);
+                    TransformerModel q = Models.load(dir, HfConfig.read(dir), Device.cpu(), DataType.FLOAT32, null, null,
+                            Quantization.nf4())) {
+                for (Map.Entry<String, Module> e : q.modules().entrySet()) {
+                    if (e.getValue() instanceof Linear4bit l) {
+                        float[] w = ((Linear) dense.resolve(e.getKey())).weight().array().toFloatArray();
+                        io.github.peft4j.nn.quant.FourBitWeights expected = io.github.peft4j.nn.quant.FourBitQuantizer
+                                .quantize(w, new long[] {l.outFeatures(), l.inFeatures()}, FourBitType.NF4, 64, true);
+                        io.github.peft4j.nn.quant.FourBitWeights got = l.toHost();
+                        assertArrayEquals(expected.packed(), got.packed(), e.getKey());
+                        assertArrayEquals(expected.absmax8(), got.absmax8(), e.getKey());
+                        assertArrayEquals(expected.nestedAbsmax(), got.nestedAbsmax(), 0f, e.getKey());
+                        String state = new String(l.localParameters().get(Linear4bit.quantStateKey(FourBitType.NF4)).array()
+                                .toByteArray(), java.nio.charset.StandardCharsets.UTF_8);
+                        assertTrue(state.contains("\"dtype\": \"float32\""), state); // the model's dtype, as transformers
+                        layers++;
+                    }
+                }
+            }
+            assertEquals(14, layers, dir.toString());
+        }
+    }
+
+    @Test
+    void dequantizeGivesADenseModelWithTheSameLogits(@TempDir Path tmp) throws Exception {
+        try (TransformerModel model = Models.load(Fixtures.dir(NF4).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            NDArray ids = Fixtures.ids(m, NF4, "input_ids");
+            NDArray before = model.forward(ModelInput.of(ids, null)).logits();
+            assertEquals(14, Quantization.dequantize(model));
+            assertTrue(model.modules().values().stream().noneMatch(x -> x instanceof Linear4bit));
+            assertInstanceOf(Linear.class, model.resolve("model.layers.0.self_attn.q_proj"));
+            assertEquals(null, Quantization.fromConfig(model.config()));
+            double d = Fixtures.maxAbsDiff(before, model.forward(ModelInput.of(ids, null)).logits());
+            System.out.printf("dequantised bnb-4bit model vs 4-bit: logits max|diff| = %.3g%n", d);
+            assertTrue(d < 1e-5, "dequantised " + d);
+            model.save(tmp.resolve("dense"));
+            try (SafeTensorsFile f = SafeTensorsFile.open(tmp.resolve("dense/model.safetensors"))) {
+                assertEquals(io.github.peft4j.io.TensorDType.F32, f.info("model.layers.0.self_attn.q_proj.weight").dtype());
+                assertFalse(f.names().stream().anyMatch(k -> k.contains("absmax")));
+            }
+        }
     }
 
     @Test

@@ -49,7 +49,8 @@ class GradientPathCastTest {
             Map.entry("TorchBinFile.java", List.of("array.toType(target, false)")), // reading files
             Map.entry("LogitsCommand.java", List.of("logits.toType(DataType.FLOAT32, false)")), // writing logits out
             Map.entry("LogitsServer.java", List.of("l.toType(DataType.FLOAT32, false)")), // serving logits out (no grad)
-            Map.entry("LoraLayer.java", List.of("d.toType(denseBase().weight().array().getDataType(), false)", // merge delta
+            Map.entry("LoraLayer.java", List.of("d.toType(fourBit != null ? DataType.FLOAT32", // merge delta
+                    "w : w.toType(dt, false)", // a 4-bit base's dequantised (frozen) weight for DoRA's detached norm
                     "w = w.toType(dt, false)", "a = a.toType(dt, false)", "b = b.toType(dt, false)")), // DoRA's detached norm
             Map.entry("LoraEmbeddingLayer.java", List.of("w.toType(dt, false)", "a = a.toType(dt, false)", // DoRA's detached
                     "b = b.toType(dt, false)", ".toType(table.getDataType(), false)", // norm; a constant row mask
@@ -62,7 +63,10 @@ class GradientPathCastTest {
             Map.entry("PromptTuningAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // initial values
             Map.entry("PromptEmbeddingAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // loading saved values
             Map.entry("Linear4bit.java", List.of("uint8.toType(DataType.INT64, false)", // code indices
-                    "w.toType(dt, false)"))); // the frozen dequantised 4-bit weight (no gradient of its own)
+                    "w.toType(dt, false)", // the frozen dequantised 4-bit weight (no gradient of its own)
+                    "weight.toType(DataType.FLOAT32, false)")), // requantize: values read to the host
+            Map.entry("Quantization.java", List.of("w.toType(dtype, false)")), // dequantize: a frozen weight's new value
+            Map.entry("CheckpointWeights.java", List.of("init.toType(DataType.FLOAT32, false)"))); // loading: values to quantise
 
     @Test
     void castIsDifferentiableAndToTypeIsNot() {

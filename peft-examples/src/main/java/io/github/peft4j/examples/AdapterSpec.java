@@ -104,8 +104,20 @@ record AdapterSpec(String name, Path dir) {
      * @return the base model, fp32 on the CPU
      */
     static TransformerModel loadBase(Path model, List<AdapterSpec> specs) {
+        return loadBase(model, specs, null);
+    }
+
+    /**
+     * Loads the base model as {@link #loadBase(Path, List)}, quantised to 4 bits while loading.
+     *
+     * @param model the model directory
+     * @param specs the adapters (the first one's task_type picks the head), or null / empty
+     * @param quantization {@code --quantize}, or null to load the checkpoint as it is
+     * @return the model
+     */
+    static TransformerModel loadBase(Path model, List<AdapterSpec> specs, io.github.peft4j.model.Quantization quantization) {
         return io.github.peft4j.peft.AutoPeftModel.loadBase(model, specs == null || specs.isEmpty() ? null : specs.get(0).dir(),
-                ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32);
+                ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32, quantization);
     }
 
     /**

@@ -165,10 +165,16 @@ final class GenerateCommand implements Callable<Integer> {
     boolean noCache;
 
     @Mixin
+    QuantizeOptions quantize;
+
+    @Mixin
     HelpOption help;
 
     @Override
     public Integer call() {
+        if (quantize.quantization("generate") != null && model.url() != null) {
+            throw new CliException("generate: --quantize needs a local --model DIR, not " + model.url());
+        }
         if ((prompt == null) == (input == null)) {
             throw new CliException("generate: give exactly one of --prompt TEXT and --input FILE");
         }
@@ -194,7 +200,7 @@ final class GenerateCommand implements Callable<Integer> {
             fromText(config);
             return 0;
         }
-        try (Base base = Base.open(model, adapters)) {
+        try (Base base = Base.open(model, adapters, quantize.quantization("generate"))) {
             if (model.url() != null) {
                 checkRemoteRows(base.remote.adapters());
             }
@@ -268,12 +274,12 @@ final class GenerateCommand implements Callable<Integer> {
             this.lm = lm;
         }
 
-        static Base open(ModelRef ref, List<AdapterSpec> adapters) {
+        static Base open(ModelRef ref, List<AdapterSpec> adapters, io.github.peft4j.model.Quantization q) {
             if (ref.url() != null) {
                 RemoteLm r = RemoteLm.connect(ref.url());
                 return new Base(null, r, r);
             }
-            TransformerModel m = AdapterSpec.loadBase(ref.dir(), adapters);
+            TransformerModel m = AdapterSpec.loadBase(ref.dir(), adapters, q);
             try {
                 return new Base(m, null, LanguageModel.of(AdapterSpec.open(m, adapters)));
             } catch (RuntimeException e) {
@@ -355,7 +361,7 @@ final class GenerateCommand implements Callable<Integer> {
                     + " served model's tokenizer.json or its directory); or give token ids with --input");
         }
         try (Tokenizer tok = Tokenizer.load(tokenizer != null ? tokenizer : model.dir());
-                Base base = Base.open(model, adapters)) {
+                Base base = Base.open(model, adapters, quantize.quantization("generate"))) {
             int vocab = base.lm.vocabSize();
             int[] ids = tok.encode(prompt, true);
             if (ids.length == 0) {

@@ -73,6 +73,9 @@ final class LogitsCommand implements Callable<Integer> {
     List<String> rowAdapters;
 
     @Mixin
+    QuantizeOptions quantize;
+
+    @Mixin
     HelpOption help;
 
     @Override
@@ -80,12 +83,13 @@ final class LogitsCommand implements Callable<Integer> {
         if (merge && adapters.isEmpty()) {
             throw new CliException("logits: --merge needs --adapter");
         }
+        io.github.peft4j.model.Quantization q = quantize.quantization("logits");
         AdapterSpec.names("logits", adapters);
         AdapterSpec.checkRows("logits", rowAdapters, adapters);
         if (merge && rowAdapters != null) {
             throw new CliException("logits: --row-adapters needs the adapters unmerged; drop --merge");
         }
-        try (TransformerModel m = AdapterSpec.loadBase(model, adapters);
+        try (TransformerModel m = AdapterSpec.loadBase(model, adapters, q);
                 NDManager nd = NDManager.newBaseManager()) {
             InputFile in = InputFile.read(input, m.vocabSize());
             AdapterSpec.checkRowCount("logits", rowAdapters, in, input);

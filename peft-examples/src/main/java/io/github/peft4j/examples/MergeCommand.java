@@ -28,7 +28,7 @@ import picocli.CommandLine.ParentCommand;
 @Command(name = "merge", sortOptions = false, separator = " ",
         description = {"Merges adapters into the base weights and writes a normal Hugging Face checkpoint.",
             "",
-            "Writes config.json, model.safetensors (fp32), plus generation_config.json and the tokenizer files"
+            "Writes config.json, model.safetensors (fp32; a 4-bit base gives a bnb-4bit checkpoint unless --dense), plus generation_config.json and the tokenizer files"
                 + " (tokenizer.json, tokenizer_config.json, special_tokens_map.json, tokenizer.model, vocab.json,"
                 + " merges.txt, vocab.txt, added_tokens.json) copied from the model directory when present. Everything is"
                 + " written into a hidden temporary directory next to the output and renamed into place, so the output is"
@@ -72,6 +72,12 @@ final class MergeCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Replace a non-empty --output.")
     boolean force;
 
+    @Option(names = "--dense", description = "A 4-bit base (a bnb-4bit checkpoint): dequantise it first and write a dense"
+            + " fp32 checkpoint with the exact merge. Without it, the adapters are merged into the 4-bit weights as HF PEFT"
+            + " does (dequantise, add, requantise: outputs then differ by the rounding error) and a bnb-4bit checkpoint is"
+            + " written.")
+    boolean dense;
+
     @Mixin
     HelpOption help;
 
@@ -90,6 +96,11 @@ final class MergeCommand implements Callable<Integer> {
         }
         Path tmp = null;
         try (TransformerModel m = AdapterSpec.loadBase(model, adapters)) {
+            int dequantised = dense ? io.github.peft4j.model.Quantization.dequantize(m) : 0;
+            if (dense && dequantised == 0) {
+                throw new CliException("merge: --dense: " + model + " has no 4-bit layers (its config.json has no"
+                        + " quantization_config); drop --dense");
+            }
             PeftModel peft = AdapterSpec.open(m, adapters);
             String type = adapters.stream().map(a -> peft.adapter(a.name()).config().peftType()).distinct()
                     .collect(Collectors.joining("+"));
@@ -104,9 +115,11 @@ final class MergeCommand implements Callable<Integer> {
             }
             replace(tmp, output);
             tmp = null;
-            root.out.printf("merged %s adapter%s %s into %s (%,d parameters); wrote %s%n", type,
+            root.out.printf("merged %s adapter%s %s into %s (%,d parameters%s); wrote %s%n", type,
                     adapters.size() > 1 ? "s" : "", adapters.stream().map(a -> a.dir().toString())
-                            .collect(Collectors.joining(", ")), merged.architecture(), merged.numParameters(), output);
+                            .collect(Collectors.joining(", ")), merged.architecture(), merged.numParameters(),
+                    dense ? ", " + dequantised + " 4-bit layers dequantised" : fourBit(merged) ? ", 4-bit, requantised" : "",
+                    output);
         } catch (IOException e) {
             throw new UncheckedIOException("merge: cannot write " + output + ": " + e.getMessage(), e);
         } finally {
@@ -117,19 +130,24 @@ final class MergeCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static boolean nonEmpty(Path dir) {
+    private static boolean fourBit(TransformerModel m) {
+        return m.modules().values().stream().anyMatch(x -> x instanceof io.github.peft4j.nn.quant.Linear4bit);
+    }
+
+    /** @return whether a directory exists and has entries (shared with {@code quantize}) */
+    static boolean nonEmpty(Path dir) {
         if (!Files.isDirectory(dir)) {
             return false;
         }
         try (Stream<Path> s = Files.list(dir)) {
             return s.findAny().isPresent();
         } catch (IOException e) {
-            throw new UncheckedIOException("merge: cannot read " + dir + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
         }
     }
 
     /** Moves the finished directory into place; an old output is moved aside first and deleted afterwards. */
-    private static void replace(Path done, Path output) throws IOException {
+    static void replace(Path done, Path output) throws IOException {
         Path old = null;
         if (Files.exists(output)) {
             old = Files.createTempDirectory(output.getParent(), "." + output.getFileName() + ".old-");
@@ -149,13 +167,13 @@ final class MergeCommand implements Callable<Integer> {
         }
     }
 
-    private static void delete(Path dir) {
+    static void delete(Path dir) {
         try (Stream<Path> s = Files.walk(dir)) {
             for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(p);
             }
         } catch (IOException e) {
-            throw new PeftException("merge: cannot remove " + dir + ": " + e.getMessage(), e);
+            throw new PeftException("cannot remove " + dir + ": " + e.getMessage(), e);
         }
     }
 }

@@ -241,6 +241,9 @@ final class TrainCommand implements Callable<Integer> {
     boolean fp16;
 
     @Mixin
+    QuantizeOptions quantize;
+
+    @Mixin
     HelpOption help;
 
     /** {@code --method}: a registered PEFT type, written lower-case with '-' ({@code prompt-tuning}). */
@@ -286,8 +289,9 @@ final class TrainCommand implements Callable<Integer> {
         String config = method == null ? null : configJson(taskType); // checks the name lists before loading
         BadLinePolicy policy = onBadLine.equals("skip") ? BadLinePolicy.SKIP : BadLinePolicy.STOP;
         PrintStream out = root.out;
-        try (TransformerModel m = Models.load(model, gpu ? Device.gpu() : Device.cpu(),
-                fp16 ? DataType.FLOAT16 : DataType.FLOAT32, taskType)) {
+        io.github.peft4j.model.Quantization q = quantize.quantization("train"); // QLoRA: a 4-bit base
+        try (TransformerModel m = Models.load(model, io.github.peft4j.model.HfConfig.read(model),
+                gpu ? Device.gpu() : Device.cpu(), fp16 ? DataType.FLOAT16 : DataType.FLOAT32, taskType, null, q)) {
             Tokenizer tok = format.equals("pretokenized") ? null : Tokenizer.load(tokenizer == null ? model : tokenizer);
             try {
                 Examples train = read(data, tok, null, m, policy);

@@ -126,7 +126,7 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("![training curves](curves.png)"), md);
-        assertTrue(md.contains("Not run here: dora, ptuning, pfeiffer, adalora, moe-lora (select them with `--methods`"), md);
+        assertTrue(md.contains("Not run here: dora, qlora, ptuning, pfeiffer, adalora, moe-lora (select them with `--methods`"), md);
         byte[] png = Files.readAllBytes(work.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
@@ -144,14 +144,24 @@ class SpamJobTest {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         SpamJob.Result r = SpamJob.run(s, new PrintStream(bytes, true, StandardCharsets.UTF_8));
         String out = bytes.toString(StandardCharsets.UTF_8);
-        assertEquals(List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer", "adalora", "moe-lora", "full"),
+        assertEquals(List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning", "pfeiffer", "adalora", "moe-lora", "full"),
                 r.rows().stream().map(SpamJob.Row::method).toList());
         Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
         long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
         long lora = 2 * 4 * (2 * 64 + 64 * 2);
         assertEquals(lora + head, rows.get("lora").trainable());
         assertEquals(lora + 2 * 4 * 64 + head, rows.get("dora").trainable()); // + a magnitude per output feature
-        // 4 virtual-token embeddings + the MLP encoder Linear(64,64) x 3
+        assertEquals(lora + head, rows.get("qlora").trainable()); // the lora row over 4-bit layers
+        // qlora's base: 2 layers x (q, k, v, attention.output.dense 64x64 + intermediate 64x128 + output 128x64) in 4 bits
+        SpamJob.BaseBytes qb = rows.get("qlora").baseBytes();
+        assertEquals(2 * (4 * 64 * 64 + 2 * 64 * 128), qb.fourBitWeights());
+        assertEquals(rows.get("lora").baseBytes().held(), qb.fp32(), "the fp32 base is the lora row's");
+        assertEquals(0, rows.get("lora").baseBytes().fourBitWeights());
+        // the 4-bit weights take 0.5 byte each + 1 per block of 64, + per layer its code tables and quant state (1.3 KB)
+        long saved = qb.fp32() - qb.held();
+        long fourBitBytes = qb.fourBitWeights() / 2 + qb.fourBitWeights() / 64;
+        assertTrue(saved < 4 * qb.fourBitWeights() - fourBitBytes && saved > 4 * qb.fourBitWeights() - fourBitBytes - 12 * 1600,
+                qb + " vs " + rows.get("lora").baseBytes());        // 4 virtual-token embeddings + the MLP encoder Linear(64,64) x 3
         assertEquals(4 * 64 + 3 * (64 * 64 + 64) + head, rows.get("ptuning").trainable());
         // seq_bn: one adapter per layer after the feed-forward block, 64 -> 64/16 = 4 -> 64
         assertEquals(2 * (64 * 4 + 4 + 4 * 64 + 64) + head, rows.get("pfeiffer").trainable());
@@ -159,7 +169,7 @@ class SpamJobTest {
         assertEquals(2 * 4 * (2 * 64 + 2 + 64 * 2) + head, rows.get("adalora").trainable());
         // moe-lora: 4 experts of rank 1 and a router (4 x 64) per module
         assertEquals(2 * 4 * (4 * 64 + 4 * 64 + 4 * 64) + head, rows.get("moe-lora").trainable());
-        for (String m : List.of("dora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
+        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
             SpamJob.Row row = rows.get(m);
             assertEquals(work.resolve("runs").resolve(m).resolve("adapter"), row.saved());
             assertTrue(Files.isRegularFile(row.saved().resolve("adapter_config.json")), row.toString());
@@ -176,7 +186,7 @@ class SpamJobTest {
         assertTrue(Files.readString(work.resolve("runs/adalora/adapter/adapter_config.json")).contains("\"rank_pattern\" : {"));
         assertTrue(Files.readString(work.resolve("runs/moe-lora/adapter/adapter_config.json")).contains("\"MOE_LORA\""));
         // every adapter carries its trained pooler and classifier
-        for (String m : List.of("dora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
+        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
             try (SafeTensorsFile f = SafeTensorsFile.open(work.resolve("runs").resolve(m)
                     .resolve("adapter/adapter_model.safetensors"))) {
                 assertEquals(4, f.names().stream().filter(k -> k.contains("pooler.dense.") || k.contains("classifier."))
@@ -186,6 +196,7 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("(loaded back from disk: max |test score - in-memory score| = "), md);
+        assertTrue(md.contains(String.format(java.util.Locale.ROOT, "model bytes: %,d", qb.held())), md);
         assertTrue(!md.contains("Not run here"), md);
         // the adalora row reports its final budget: target_r 1 x 8 modules
         assertTrue(md.contains("; final budget 8 ranks of 16 (init_r 2, target_r 1, 8 modules; tinit 0, tfinal 0, deltaT 1);"

@@ -15,9 +15,12 @@ import io.github.peft4j.peft.ProjectionWrapper;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.RowGroups;
 import io.github.peft4j.lora.dora.DoraMagnitude;
+import io.github.peft4j.nn.quant.Linear4bit;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * LoRA on a dense projection (HF {@code tuners/lora/layer.py} {@code Linear}): for every active, unmerged
@@ -28,9 +31,18 @@ import java.util.Set;
  * {@code (g − 1)·base + g·B(A(x))·s} as HF PEFT 0.21 does: {@code base} is the running output without the bias
  * (recomputed from {@code dropout(x)} without bias while dropout acts), {@code g = m / ‖W + s·BA‖_row} with the
  * norm detached. DoRA adapters do not run per row in a mixed-adapter batch (HF refuses that too).
+ *
+ * <p>Over a 4-bit base ({@link Linear4bit}, QLoRA) it works as HF PEFT's {@code bnb.Linear4bit}: DoRA takes the weight
+ * norm from the dequantised weight, and merging dequantises, merges, and requantises (the base then differs from the
+ * exact merge by the rounding error, logged as a warning).
  */
 public final class LoraLayer extends ProjectionWrapper implements Scalable {
+    private static final Logger LOG = LoggerFactory.getLogger(LoraLayer.class);
     private final Projection base;
+    /** A 4-bit base, or null. */
+    private final Linear4bit fourBit;
+    /** While merging into a 4-bit base: its dequantised weight, which the merge rules update. */
+    private NDArray dequantized;
     private final Map<String, Lora> adapters = new LinkedHashMap<>();
     private final MergeOrder merges = new MergeOrder();
 
@@ -60,6 +72,7 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
     public LoraLayer(Projection base, AdapterState state) {
         super(base, state);
         this.base = base;
+        this.fourBit = base instanceof Linear4bit q ? q : null;
     }
 
     /**
@@ -89,7 +102,7 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
      * @param dora {@code use_dora}
      */
     public void addAdapter(String name, int r, double scaling, double dropout, Object init, boolean dora) {
-        if (dora && base.dense() == null) {
+        if (dora && base.dense() == null && fourBit == null) {
             throw new PeftException("DoRA needs the dense weight of the layer it adapts; a "
                     + ((Module) base).getClass().getSimpleName() + " exposes none (a quantised projection or another method's wrapper)");
         }
@@ -116,16 +129,24 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
         Dropout d = add("lora_dropout." + name, new Dropout((float) dropout));
         Lora l = new Lora(pa, pb, scaling, d);
         if (dora) {
-            try (NDArray delta = scaledBa(l, DataType.FLOAT32)) {
+            try (NDArray delta = scaledBa(l, DataType.FLOAT32); ai.djl.ndarray.NDScope scope = new ai.djl.ndarray.NDScope()) {
                 NDArray m0 = DoraMagnitude.initial(weightOutIn(DataType.FLOAT32), delta);
+                ai.djl.ndarray.NDScope.unregister(m0);
                 l.dora = new DoraMagnitude(register(DoraMagnitude.PREFIX + "." + name + ".weight", new Param(m0)));
             }
         }
         adapters.put(name, l);
     }
 
-    /** @return the base weight as {@code (out, in)} in a dtype (a view or a cast copy; never on a gradient path) */
+    /**
+     * @return the base weight as {@code (out, in)} in a dtype (a view or a cast copy, or a 4-bit base's dequantised
+     *     copy; never on a gradient path)
+     */
     private NDArray weightOutIn(DataType dt) {
+        if (fourBit != null) {
+            NDArray w = fourBit.dequantize();
+            return w.getDataType() == dt ? w : w.toType(dt, false);
+        }
         DenseWeights d = denseBase();
         NDArray w = d.weight().array();
         if (w.getDataType() != dt) {
@@ -189,13 +210,29 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
         NDArray baseOut;
         if (l.dropout.p() == 0f || !l.dropout.isTraining()) {
             h = x;
-            Param bias = denseBase().bias();
+            Param bias = baseBias();
             baseOut = bias == null ? running : running.sub(Ops.cast(bias.array(), running.getDataType()));
         } else {
             h = l.dropout.forward(x);
             baseOut = ai.djl.nn.core.Linear.linear(h, w).head();
         }
         return DoraMagnitude.term(g, baseOut, loraBranch(l, h));
+    }
+
+    /** @return the base layer's bias, or null */
+    private Param baseBias() {
+        return fourBit != null ? fourBit.bias() : denseBase().bias();
+    }
+
+    /** @return whether the base weight is stored {@code (in, out)}: never for a 4-bit base (HF: fan_in_fan_out False) */
+    private boolean baseFanInFanOut() {
+        return fourBit == null && denseBase().fanInFanOut();
+    }
+
+    /** @return whether this layer can merge: into dense weights, or a 4-bit base by requantising */
+    @Override
+    public boolean canMerge() {
+        return fourBit != null || super.canMerge();
     }
 
     /** {@code B(A(dropout(x))) * scaling}. */
@@ -227,10 +264,10 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
     public NDArray deltaWeight(String name) {
         Lora l = lora(name);
         NDArray d = l.b.array().matMul(l.a.array()).mul(Ops.scalar(l.a.array(), l.scaling));
-        if (denseBase().fanInFanOut()) {
+        if (baseFanInFanOut()) {
             d = d.transpose();
         }
-        return d.toType(denseBase().weight().array().getDataType(), false);
+        return d.toType(fourBit != null ? DataType.FLOAT32 : denseBase().weight().array().getDataType(), false);
     }
 
     private Lora lora(String name) {
@@ -245,20 +282,44 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
     @Override
     public void merge(String name) {
         lora(name);
-        merges.merge(name, weights);
+        if (fourBit == null) {
+            merges.merge(name, weights);
+        } else if (!merges.contains(name)) {
+            LOG.warn("merging LoRA adapter '{}' into a 4-bit layer: its weight is dequantised, merged and requantised,"
+                    + " so outputs differ from the unmerged adapter by the rounding error", name);
+            throughDequantized(() -> merges.merge(name, weights));
+        }
     }
 
     @Override
     public void unmerge(String name) {
         lora(name);
-        merges.unmerge(name, weights);
+        if (fourBit == null) {
+            merges.unmerge(name, weights);
+        } else if (merges.contains(name)) {
+            LOG.warn("unmerging LoRA adapter '{}' from a 4-bit layer: the weight is requantised again, so it differs from"
+                    + " the weight before the merge by the rounding error", name);
+            throughDequantized(() -> merges.unmerge(name, weights));
+        }
+    }
+
+    /** Runs merge rules on the 4-bit base's dequantised fp32 weight, then requantises it (HF's bnb merge). */
+    private void throughDequantized(Runnable rules) {
+        dequantized = fourBit.dequantize();
+        try {
+            rules.run();
+            fourBit.requantize(dequantized);
+        } finally {
+            dequantized.close();
+            dequantized = null;
+        }
     }
 
     /** The merge rules of this layer: {@code W + ΔW} for LoRA, {@code g ⊙ (W + ΔW)} for DoRA, in the stored layout. */
     private final MergeOrder.Weights weights = new LoraMergeRule() {
         @Override
         public NDArray weight() {
-            return denseBase().weight().array();
+            return dequantized != null ? dequantized : denseBase().weight().array();
         }
 
         @Override
@@ -273,7 +334,7 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
 
         @Override
         boolean storedInOut() {
-            return denseBase().fanInFanOut();
+            return baseFanInFanOut();
         }
     };
 

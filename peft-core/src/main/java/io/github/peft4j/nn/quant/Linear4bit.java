@@ -19,7 +19,8 @@ import java.nio.charset.StandardCharsets;
  * kept packed (two NF4/FP4 codes a byte, an absmax per block, optionally double-quantised). Forward dequantises
  * {@code W} into the input's dtype on the weights' device (a gather over a 256-entry byte to code-pair table, times
  * the block absmax, in fp32 as bitsandbytes) and drops the copy right after the product. It holds no dense weights
- * ({@link #dense()} is null): LoRA wraps it but cannot merge into it.
+ * ({@link #dense()} is null): LoRA wraps it, and merges into it by dequantising, adding and {@link #requantize
+ * requantising}, as HF PEFT.
  *
  * <p>Its parameters carry the names transformers gives them in a bnb-4bit checkpoint: {@code weight} (uint8
  * {@code [(n+1)/2, 1]}), {@code weight.absmax} (fp32, or uint8 with double quantisation), {@code weight.quant_map},
@@ -36,14 +37,16 @@ public final class Linear4bit extends Module implements Projection {
     private final int blocksize;
     private final long out;
     private final long in;
-    private final float offset;
+    private final String dtypeName;
     private final Param packed;
     private final Param absmax;
     private final Param nestedAbsmax;
     private final Param bias;
     private final NDArray pairTable; // [256, 2] fp32: code[b >> 4], code[b & 15]
     private final NDArray dynamicTable; // [256, 1] fp32, double quantisation only
-    private final NDArray offsetScalar;
+    private final Param quantState;
+    private float offset;
+    private NDArray offsetScalar;
 
     /**
      * Creates the layer over arrays in bitsandbytes' layout (as loaded from a checkpoint), taking ownership of them.
@@ -76,6 +79,7 @@ public final class Linear4bit extends Module implements Projection {
         this.out = out;
         this.in = in;
         this.offset = offset;
+        this.dtypeName = dtypeName;
         NDManager m = packed.getManager();
         // counted as HF PEFT counts a Params4bit (two values a byte); the quantisation state counts 0
         this.packed = register("weight", new Param(packed, 2 * packed.getShape().size()));
@@ -86,7 +90,7 @@ public final class Linear4bit extends Module implements Projection {
             register("weight.nested_quant_map", new Param(Ops.owned(m, DynamicMap.values(), new Shape(256)), 0));
         }
         byte[] json = quantStateJson(dtypeName).getBytes(StandardCharsets.UTF_8);
-        register(quantStateKey(type), new Param(bytes(m, json, new Shape(json.length)), 0));
+        this.quantState = register(quantStateKey(type), new Param(bytes(m, json, new Shape(json.length)), 0));
         this.bias = bias == null ? null : register("bias", new Param(bias));
         float[] code = type.code();
         float[] pairs = new float[512];
@@ -119,6 +123,37 @@ public final class Linear4bit extends Module implements Projection {
                 : Ops.owned(manager, w.absmax(), new Shape(w.blocks()));
         NDArray nested = w.doubleQuant() ? Ops.owned(manager, w.nestedAbsmax(), new Shape(w.nestedAbsmax().length)) : null;
         return new Linear4bit(w.type(), w.blocksize(), s[0], s[1], packed, absmax, nested, w.offset(), bias, dtypeName);
+    }
+
+    /**
+     * Replaces the weight by the quantisation of new values with the same code, block size and double quantisation,
+     * as HF PEFT's merge into a bitsandbytes {@code Linear4bit} does ({@code Params4bit(merged, **weight.__dict__)}):
+     * the stored weight then differs from the given values by the quantisation error.
+     *
+     * @param weight the new {@code (out, in)} values, any float dtype, any device (not changed)
+     */
+    public void requantize(NDArray weight) {
+        if (!weight.getShape().equals(new Shape(out, in))) {
+            throw new IllegalArgumentException("requantize: expected a (" + out + ", " + in + ") weight, got "
+                    + weight.getShape());
+        }
+        float[] v;
+        try (NDArray f32 = weight.toType(DataType.FLOAT32, false)) {
+            v = f32.toFloatArray();
+        }
+        FourBitWeights w = FourBitQuantizer.quantize(v, new long[] {out, in}, type, blocksize, doubleQuant());
+        NDManager m = manager();
+        packed.set(bytes(m, w.packed(), packed.shape()));
+        if (w.doubleQuant()) {
+            absmax.set(bytes(m, w.absmax8(), absmax.shape()));
+            nestedAbsmax.set(Ops.owned(m, w.nestedAbsmax(), nestedAbsmax.shape()));
+        } else {
+            absmax.set(Ops.owned(m, w.absmax(), absmax.shape()));
+        }
+        offset = w.offset();
+        offsetScalar = Ops.scalar(packed.array().getDevice(), DataType.FLOAT32, offset); // cached: never closed
+        byte[] json = quantStateJson(dtypeName).getBytes(StandardCharsets.UTF_8);
+        quantState.set(bytes(m, json, new Shape(json.length)));
     }
 
     private String quantStateJson(String dtypeName) {

@@ -27,9 +27,11 @@ import io.github.peft4j.lora.adalora.AdaLoraConfig;
 import io.github.peft4j.lora.moe.MoeLoraConfig;
 import io.github.peft4j.model.HfConfig;
 import io.github.peft4j.model.Models;
+import io.github.peft4j.model.Quantization;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Param;
+import io.github.peft4j.nn.quant.Linear4bit;
 import io.github.peft4j.peft.PeftModel;
 import io.github.peft4j.prompt.PromptTuningConfig;
 import io.github.peft4j.prompt.ptuning.PromptEncoderConfig;
@@ -70,7 +72,9 @@ import org.slf4j.LoggerFactory;
  * {@code full} (every weight; saved as a model directory). Adapters are saved in the HF PEFT layout.
  *
  * <p>Rows beyond the default budget ({@link #DEFAULT_METHODS}; run them with {@code --methods all} or by name):
- * {@code dora} (the lora row's LoRA with {@code use_dora}), {@code ptuning} (P-tuning, MLP encoder, as many virtual
+ * {@code dora} (the lora row's LoRA with {@code use_dora}), {@code qlora} (the lora row's LoRA on the encoder quantised
+ * to NF4 with double quantisation while loading, pooler.dense and classifier kept dense; its settings line gives the
+ * bytes the base weights take), {@code ptuning} (P-tuning, MLP encoder, as many virtual
  * tokens as the prompt row), {@code pfeiffer} (AdapterHub's {@code seq_bn} bottleneck adapter after every
  * feed-forward block, reduction factor 16; saved in peft4j's {@code peft_type: BOTTLENECK} layout, which keeps the
  * trained pooler), {@code adalora} (AdaLoRA from init_r = the lora row's r down to half of it on the lora row's
@@ -85,12 +89,17 @@ public final class SpamJob {
     /** What the adapters train whole ({@code modules_to_save}): the pooler and classifier start random. */
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** Every method, in table order. */
-    public static final List<String> METHODS = List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer",
-            "adalora", "moe-lora", "full");
+    public static final List<String> METHODS = List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning",
+            "pfeiffer", "adalora", "moe-lora", "full");
     /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
     public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
-    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer", "adalora", "moe-lora");
+    static final List<String> RELOAD_CHECKED = List.of("dora", "qlora", "ptuning", "pfeiffer", "adalora", "moe-lora");
+    /**
+     * The qlora row's base: NF4, blocks of 64, double quantisation; the trained head stays dense (transformers'
+     * {@code llm_int8_skip_modules=["bert.pooler", "classifier"]}).
+     */
+    static final Quantization QLORA = Quantization.nf4().withSkipModules(List.of("bert.pooler", "classifier"));
     /** The {@code --methods} value that selects every method. */
     public static final String ALL = "all";
     /** The test group whose accuracy is reported separately. */
@@ -100,11 +109,14 @@ public final class SpamJob {
     // dora, ptuning, pfeiffer: lr from a 40-step sweep of {1e-3, 3e-3 (dora) / 1e-2} on 192 validation emails
     // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
     // adalora, moe-lora: 200 steps at the lora row's lr (not swept)
-    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "dora", 200,
-            "bitfit", 200, "prompt", 200, "ptuning", 200, "pfeiffer", 200, "adalora", 200, "moe-lora", 200, "full", 200);
-    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "dora", 3e-3,
-            "bitfit", 5e-3, "prompt", 3e-2, "ptuning", 1e-2, "pfeiffer", 1e-2, "adalora", 3e-3, "moe-lora", 3e-3,
-            "full", 1e-4);
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.ofEntries(Map.entry("probe", 300),
+            Map.entry("lora", 300), Map.entry("dora", 200), Map.entry("qlora", 300), Map.entry("bitfit", 200),
+            Map.entry("prompt", 200), Map.entry("ptuning", 200), Map.entry("pfeiffer", 200), Map.entry("adalora", 200),
+            Map.entry("moe-lora", 200), Map.entry("full", 200));
+    private static final Map<String, Double> DEFAULT_LR = Map.ofEntries(Map.entry("probe", 5e-3),
+            Map.entry("lora", 3e-3), Map.entry("dora", 3e-3), Map.entry("qlora", 3e-3), Map.entry("bitfit", 5e-3),
+            Map.entry("prompt", 3e-2), Map.entry("ptuning", 1e-2), Map.entry("pfeiffer", 1e-2), Map.entry("adalora", 3e-3),
+            Map.entry("moe-lora", 3e-3), Map.entry("full", 1e-4));
 
     private SpamJob() {}
 
@@ -284,12 +296,42 @@ public final class SpamJob {
      * @param reloadMaxDiff max |spam score difference| over the test split between the adapter loaded back from
      *     {@code saved} (onto a model initialised with another seed) and the in-memory model; NaN for the methods
      *     not checked ({@link #DEFAULT_METHODS}: the lora row is checked on the demo emails instead)
+     * @param detail what the settings line adds after training (adalora: its final budget), or ""
+     * @param baseBytes the bytes of the base model's weights as held and in fp32
      */
     public record Row(String method, long trainable, long total, double accuracy, double macroF1, double hardHamAccuracy,
-            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved, double reloadMaxDiff, String detail) {
+            double trainSeconds, long peakRssBytes, int steps, double lr, Path saved, double reloadMaxDiff, String detail,
+            BaseBytes baseBytes) {
         /** @return trainable parameters as a percentage of all */
         public double trainablePercent() {
             return 100.0 * trainable / total;
+        }
+    }
+
+    /**
+     * The bytes a method's base model weights take in memory (before any adapter is attached).
+     *
+     * @param held the bytes of every base parameter as held (a 4-bit layer: packed codes, absmax and its quantisation
+     *     state; others: their dtype)
+     * @param fp32 the same weights in fp32
+     * @param fourBitWeights weights stored in 4 bits
+     */
+    public record BaseBytes(long held, long fp32, long fourBitWeights) {
+        static BaseBytes of(TransformerModel model) {
+            long held = 0;
+            long fp32 = 0;
+            long fourBit = 0;
+            for (Map.Entry<String, io.github.peft4j.nn.Module> e : model.modules().entrySet()) {
+                for (Param p : e.getValue().localParameters().values()) {
+                    held += p.array().size() * p.array().getDataType().getNumOfBytes();
+                    fp32 += e.getValue() instanceof Linear4bit ? 0 : 4 * p.numel();
+                }
+                if (e.getValue() instanceof Linear4bit l) {
+                    fourBit += l.inFeatures() * l.outFeatures();
+                    fp32 += 4 * l.inFeatures() * l.outFeatures() + (l.bias() == null ? 0 : 4 * l.outFeatures());
+                }
+            }
+            return new BaseBytes(held, fp32, fourBit);
         }
     }
 
@@ -380,7 +422,7 @@ public final class SpamJob {
             if (loraScores != null && s.demo > 0) {
                 List<Integer> picks = demoPicks(test, s.demo, s.seed);
                 Path adapter = s.work.resolve("runs").resolve("lora").resolve("adapter");
-                float[] reloaded = reloadedScores(adapter, modelDir, picks.stream().map(test.examples()::get).toList(),
+                float[] reloaded = reloadedScores("lora", adapter, modelDir, picks.stream().map(test.examples()::get).toList(),
                         spamId, padId, s);
                 demos = new ArrayList<>();
                 reloadDiff = 0;
@@ -511,7 +553,8 @@ public final class SpamJob {
         Path runDir = s.work.resolve("runs").resolve(method);
         try (PeakRss rss = new PeakRss()) {
             Engine.getInstance().setRandomSeed((int) s.seed); // the same random pooler and classifier for every method
-            try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, TaskType.SEQ_CLS)) {
+            try (TransformerModel model = load(modelDir, method)) {
+                BaseBytes baseBytes = BaseBytes.of(model);
                 if (model.config().numLabels() != 2) {
                     throw new PeftException(modelDir + ": num_labels is " + model.config().numLabels() + "; spam vs ham needs 2");
                 }
@@ -555,7 +598,7 @@ public final class SpamJob {
                 Path saved = save(method, peft, model, runDir);
                 double reloadDiff = Double.NaN;
                 if (RELOAD_CHECKED.contains(method)) {
-                    float[] reloaded = reloadedScores(saved, modelDir, test.examples(), spamId, padId, s);
+                    float[] reloaded = reloadedScores(method, saved, modelDir, test.examples(), spamId, padId, s);
                     reloadDiff = 0;
                     for (int k = 0; k < n; k++) {
                         reloadDiff = Math.max(reloadDiff, Math.abs(reloaded[k] - scores[k]));
@@ -563,11 +606,18 @@ public final class SpamJob {
                 }
                 return new Row(method, trainable, total, Metrics.accuracy(gold, pred), Metrics.macroF1(gold, pred),
                         hard == 0 ? Double.NaN : (double) hardRight / hard, seconds, rss.peakBytes(), steps, lr, saved,
-                        reloadDiff, detail(peft));
+                        reloadDiff, detail(peft), baseBytes);
             }
         } catch (IOException e) {
             throw new PeftException(runDir + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The model for a method: the qlora row's is quantised while loading ({@link #QLORA}). */
+    private static TransformerModel load(Path modelDir, String method) {
+        return "qlora".equals(method)
+                ? Models.load(modelDir, HfConfig.read(modelDir), Device.cpu(), DataType.FLOAT32, TaskType.SEQ_CLS, null, QLORA)
+                : Models.load(modelDir, Device.cpu(), DataType.FLOAT32, TaskType.SEQ_CLS);
     }
 
     /** Makes the method's parameters trainable. */
@@ -578,6 +628,7 @@ public final class SpamJob {
             case "full" -> model.parameters().values().forEach(p -> p.setTrainable(true));
             case "lora" -> peft.addAdapter(PeftModel.DEFAULT, lora(s));
             case "dora" -> peft.addAdapter(PeftModel.DEFAULT, lora(s).useDora(true));
+            case "qlora" -> peft.addAdapter(PeftModel.DEFAULT, lora(s)); // over the 4-bit layers of load()
             case "bitfit" -> peft.addAdapter(PeftModel.DEFAULT, new BitFitConfig().modulesToSave(HEAD_MODULES));
             case "prompt" -> {
                 long[] ids = Arrays.stream(tokenizer.encode(PROMPT_INIT_TEXT, false)).asLongStream().toArray();
@@ -711,10 +762,10 @@ public final class SpamJob {
     }
 
     /** Spam scores from a freshly loaded model (initialised with another seed) and an adapter read from disk. */
-    private static float[] reloadedScores(Path adapter, Path modelDir, List<Example> examples, int spamId, int padId,
-            Settings s) {
+    private static float[] reloadedScores(String method, Path adapter, Path modelDir, List<Example> examples, int spamId,
+            int padId, Settings s) {
         Engine.getInstance().setRandomSeed((int) s.seed + 1); // pooler and classifier must come from the adapter
-        try (TransformerModel model = Models.load(modelDir, Device.cpu(), DataType.FLOAT32, TaskType.SEQ_CLS)) {
+        try (TransformerModel model = load(modelDir, method)) {
             PeftModel peft = PeftModel.wrap(model);
             peft.loadAdapter(adapter, PeftModel.DEFAULT, false);
             return spamScores(peft, examples, spamId, padId, s.batchSize);
@@ -831,7 +882,8 @@ public final class SpamJob {
                 trainAll, trainUsed, evalN, s.maxLength, s.batchSize));
         for (Row row : r.rows()) {
             md.append(String.format(Locale.ROOT, "- %s: %d steps, lr %s; %s%s; saved to `%s`%s%n", row.method(), row.steps(),
-                    row.lr(), describe(s, row.method()), row.detail(), row.saved(), Double.isNaN(row.reloadMaxDiff()) ? ""
+                    row.lr(), describe(s, row.method()), row.detail() + ("qlora".equals(row.method()) ? modelBytes(row.baseBytes()) : ""),
+                    row.saved(), Double.isNaN(row.reloadMaxDiff()) ? ""
                             : String.format(Locale.ROOT, " (loaded back from disk: max |test score - in-memory score| "
                                     + "= %.2e)", row.reloadMaxDiff())));
         }
@@ -849,6 +901,13 @@ public final class SpamJob {
         AtomicFiles.writeString(s.results, md.toString());
     }
 
+    /** The qlora row's model bytes: the base as held, its 4-bit part, and the same model in fp32. */
+    private static String modelBytes(BaseBytes b) {
+        return String.format(Locale.ROOT, "; model bytes: %,d (%.1f MiB) for the base, %,d weights of it in 4 bits;"
+                + " the fp32 base: %,d (%.1f MiB)", b.held(), b.held() / 1048576.0, b.fourBitWeights(), b.fp32(),
+                b.fp32() / 1048576.0);
+    }
+
     private static String describe(Settings s, String method) {
         return switch (method) {
             case "probe" -> "frozen encoder, pooler + classifier trained";
@@ -856,6 +915,10 @@ public final class SpamJob {
                     + "classifier in modules_to_save";
             case "dora" -> "DoRA (LoRA with use_dora) r " + s.loraR + ", alpha " + 2 * s.loraR + " on query, key, value and "
                     + "attention.output.dense; pooler.dense and classifier in modules_to_save";
+            case "qlora" -> "QLoRA: the encoder's linear layers quantised to NF4 with double quantisation (blocks of 64) "
+                    + "while loading, pooler.dense and classifier dense (llm_int8_skip_modules " + QLORA.skipModules()
+                    + "); LoRA r " + s.loraR + ", alpha " + 2 * s.loraR + " on query, key, value and attention.output.dense;"
+                    + " pooler.dense and classifier in modules_to_save";
             case "ptuning" -> "P-tuning, " + s.virtualTokens + " virtual tokens from an MLP encoder (hidden size = the "
                     + "model's); pooler.dense and classifier in modules_to_save";
             case "pfeiffer" -> "bottleneck adapter seq_bn (Pfeiffer: after each feed-forward block, reduction factor 16, "

@@ -39,7 +39,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * QLoRA: LoRA over 4-bit ({@link Linear4bit}) projections. HF PEFT adapters made on transformers + bitsandbytes
  * 4-bit models (make_bnb_fixtures.py) give HF's logits; gradients of A and B through the 4-bit base match finite
- * differences; merging into a 4-bit base is refused.
+ * differences; merging into a 4-bit base dequantises, merges and requantises as HF PEFT's {@code bnb.Linear4bit.merge}
+ * and gives HF's merged logits; DoRA on a 4-bit base (norm of the dequantised weight), 4-bit GPT-2 and BERT too.
  */
 class QLoraTest {
     private static final double TOL = 1e-4;
@@ -68,12 +69,138 @@ class QLoraTest {
                 double b = Fixtures.maxAbsDiff(logits(peft, m, name), Fixtures.logits(m, name, "logits.json", "base_logits"));
                 assertTrue(b < TOL, name + " disabled: " + b);
             }
-            PeftException e = assertThrows(PeftException.class, () -> peft.merge("default"));
-            assertTrue(e.getMessage().contains("Linear4bit") && e.getMessage().contains("no dense weights"), e.getMessage());
-            assertThrows(PeftException.class, peft::mergeAndUnload);
-            // nothing changed by the refused merge
-            assertTrue(Fixtures.maxAbsDiff(logits(peft, m, name),
-                    Fixtures.logits(m, name, "logits.json", "adapter_logits")) < TOL);
+        }
+    }
+
+    /** HF's merged logits of an adapter on a 4-bit base (make_bnb_fixtures.py merge / dora / gpt2 / bert). */
+    private static NDArray hfMerged(NDManager m, String adapterCase) {
+        return adapterCase.equals(NF4)
+                ? Fixtures.logits(m, NF4, "merged_logits.json", "merged_logits")
+                : Fixtures.logits(m, adapterCase, "logits.json", "merged_logits");
+    }
+
+    private static final String NF4 = "../bnb/llama_nf4_dq";
+
+    @ParameterizedTest
+    @ValueSource(strings = {NF4, "../bnb/llama_nf4_dq_dora", "../bnb/gpt2_nf4_dq", "../bnb/bert_nf4_dq_skip"})
+    void mergingIntoA4bitBaseRequantisesAsHf(String adapterCase) throws Exception {
+        String baseCase = adapterCase.contains("llama") ? NF4 : adapterCase;
+        try (TransformerModel base = Models.load(Fixtures.dir(baseCase).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(adapterCase).resolve("adapter"), "default", false);
+            double a = Fixtures.maxAbsDiff(logits(peft, m, baseCase),
+                    Fixtures.logits(m, adapterCase, "logits.json", "adapter_logits"));
+            assertTrue(a < TOL, adapterCase + " adapter: " + a);
+            long fourBit = base.modules().values().stream().filter(x -> x instanceof Linear4bit).count();
+            TransformerModel merged = peft.mergeAndUnload();
+            assertEquals(fourBit, merged.modules().values().stream().filter(x -> x instanceof Linear4bit).count(),
+                    "still 4-bit after the merge");
+            NDArray ours = merged.forward(ModelInput.of(Fixtures.ids(m, baseCase, "input_ids"),
+                    Fixtures.ids(m, baseCase, "attention_mask"))).logits();
+            double d = Fixtures.maxAbsDiff(ours, hfMerged(m, adapterCase));
+            double vsUnmerged = Fixtures.maxAbsDiff(ours, Fixtures.logits(m, adapterCase, "logits.json", "adapter_logits"));
+            System.out.printf("qlora merge %s: adapter logits max|diff| = %.3g; merged logits vs HF merged max|diff| = %.3g"
+                    + " (vs unmerged adapter: %.3g)%n", adapterCase, a, d, vsUnmerged);
+            assertTrue(d < TOL, adapterCase + " merged: " + d);
+            assertTrue(vsUnmerged > 10 * d, "the requantisation changes the logits: " + vsUnmerged);
+        }
+    }
+
+    @Test
+    void mergedPackedTensorsEqualBitsandbytes() throws Exception {
+        try (TransformerModel base = Models.load(Fixtures.dir(NF4).resolve("base"));
+                NDManager m = NDManager.newBaseManager();
+                SafeTensorsFile hf = SafeTensorsFile.open(Fixtures.dir(NF4).resolve("merged_q_proj.safetensors"))) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(NF4).resolve("adapter"), "default", false);
+            peft.merge("default");
+            Linear4bit q = (Linear4bit) ((LoraLayer) base.resolve(Q)).baseModule();
+            Map<String, Param> ps = q.localParameters();
+            long bytes = 0;
+            long differing = 0;
+            for (String k : hf.names()) {
+                byte[] expected = hf.load(k, m).toByteArray();
+                byte[] found = ps.get(k).array().toByteArray();
+                assertEquals(expected.length, found.length, k);
+                for (int i = 0; i < expected.length; i++) {
+                    differing += expected[i] != found[i] ? 1 : 0;
+                }
+                bytes += expected.length;
+            }
+            System.out.printf("qlora merge: q_proj's requantised tensors (%s) %d of %d bytes differ from bitsandbytes'%n",
+                    new TreeSet<>(hf.names()), differing, bytes);
+            assertEquals(0, differing, "requantised bytes");
+            // unmerge requantises again (HF: dequantise, subtract, requantise): the base is rounded twice
+            float[] merged = io.github.peft4j.nn.quant.FourBitQuantizer.dequantize(q.toHost());
+            float[] expected;
+            try (NDArray delta = ((LoraLayer) base.resolve(Q)).deltaWeight("default")) {
+                float[] d = delta.toFloatArray();
+                float[] w = new float[merged.length];
+                for (int i = 0; i < w.length; i++) {
+                    w[i] = merged[i] - d[i];
+                }
+                expected = io.github.peft4j.nn.quant.FourBitQuantizer.dequantize(io.github.peft4j.nn.quant.FourBitQuantizer
+                        .quantize(w, new long[] {q.outFeatures(), q.inFeatures()}, q.type(), q.blocksize(), true));
+            }
+            peft.unmerge("default");
+            assertTrue(!((LoraLayer) base.resolve(Q)).isMerged("default"));
+            org.junit.jupiter.api.Assertions.assertArrayEquals(expected,
+                    io.github.peft4j.nn.quant.FourBitQuantizer.dequantize(q.toHost()), 0f, "unmerged, requantised");
+        }
+    }
+
+    @Test
+    void denseMergeOfA4bitModelIsExact() throws Exception {
+        try (TransformerModel base = Models.load(Fixtures.dir(NF4).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            assertEquals(14, Quantization.dequantize(base));
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(NF4).resolve("adapter"), "default", false);
+            TransformerModel merged = peft.mergeAndUnload();
+            assertInstanceOf(io.github.peft4j.nn.Linear.class, merged.resolve(Q));
+            double d = Fixtures.maxAbsDiff(logits(merged, m), Fixtures.logits(m, NF4, "logits.json", "adapter_logits"));
+            System.out.printf("qlora dense merge: merged logits vs HF 4-bit + adapter max|diff| = %.3g%n", d);
+            assertTrue(d < TOL, "dense merge " + d);
+        }
+        try (TransformerModel base = Models.load(Fixtures.dir(NF4).resolve("base"))) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(NF4).resolve("adapter"), "default", false);
+            PeftException e = assertThrows(PeftException.class, () -> Quantization.dequantize(base));
+            assertTrue(e.getMessage().contains("before attaching adapters"), e.getMessage());
+        }
+    }
+
+    private static NDArray logits(TransformerModel model, NDManager m) {
+        return model.forward(ModelInput.of(Fixtures.ids(m, NF4, "input_ids"), Fixtures.ids(m, NF4, "attention_mask")))
+                .logits();
+    }
+
+    @Test
+    void doraOnA4bitBaseGivesHfLogits() throws Exception {
+        String dora = "../bnb/llama_nf4_dq_dora";
+        try (TransformerModel base = Models.load(Fixtures.dir(NF4).resolve("base"));
+                NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            peft.loadAdapter(Fixtures.dir(dora).resolve("adapter"), "default", false);
+            LoraLayer q = assertInstanceOf(LoraLayer.class, base.resolve(Q));
+            assertTrue(q.isDora("default"));
+            assertInstanceOf(Linear4bit.class, q.baseModule());
+            double d = Fixtures.maxAbsDiff(logits(peft, m, NF4), Fixtures.logits(m, dora, "logits.json", "adapter_logits"));
+            System.out.printf("qlora dora adapter logits max|diff| = %.3g%n", d);
+            assertTrue(d < TOL, "dora " + d);
+        }
+        // a new DoRA adapter's magnitude is the row norm of the dequantised weight (B = 0)
+        try (TransformerModel base = Models.load(Fixtures.dir(NF4).resolve("base"))) {
+            Linear4bit w = (Linear4bit) base.resolve(Q);
+            float[] norms;
+            try (NDArray dq = w.dequantize()) {
+                norms = dq.square().sum(new int[] {1}).sqrt().toFloatArray();
+            }
+            PeftModel peft = PeftModel.wrap(base);
+            peft.addAdapter("default", new LoraConfig().r(2).useDora(true).targetModules("q_proj"));
+            float[] mag = base.parameters().get(Q + ".lora_magnitude_vector.default.weight").array().toFloatArray();
+            org.junit.jupiter.api.Assertions.assertArrayEquals(norms, mag, 1e-6f);
         }
     }
 
