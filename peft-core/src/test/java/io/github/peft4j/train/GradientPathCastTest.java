@@ -62,7 +62,9 @@ class GradientPathCastTest {
             Map.entry("PromptTuningAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // initial values
             Map.entry("PromptEmbeddingAdapter.java", List.of("toType(DataType.FLOAT32, true)")), // loading saved values
             Map.entry("Linear4bit.java", List.of("uint8.toType(DataType.INT64, false)", // code indices
-                    "w.toType(dt, false)"))); // the frozen dequantised 4-bit weight (no gradient of its own)
+                    "w.toType(dt, false)", // the frozen dequantised 4-bit weight (no gradient of its own)
+                    "reshape(-1).toType(DataType.INT64, false)", // code indices
+                    "f32.toType(dtype, false)"))); // the frozen dequantised 4-bit weight into the compute dtype
 
     @Test
     void castIsDifferentiableAndToTypeIsNot() {
