@@ -63,7 +63,8 @@ import picocli.CommandLine.ParentCommand;
                 + " (GPT-2 124M, seq 128) and llama-0.5b (24 layers, hidden 896, 14/2 heads, intermediate 4864, vocab"
                 + " 151936, tied embeddings, seq 64). --json prints shape, config, ms_per_step, tokens_per_s, peak_rss_mb"
                 + " (VmHWM, the maximum so far), steps, threads, batch, seq, trainable_params, last_loss, base_mb (the base"
-                + " weights as held), quantised_weights and quant_bits_per_weight. The Python counterpart is"
+                + " weights as held), quantised_weights, quant_bits_per_weight and build_rss_mb (VmRSS once the model is"
+                + " built). The Python counterpart is"
                 + " peft-examples/src/main/python/bench_hf.py (scripts/bench.sh runs both), measured figures in"
                 + " docs/benchmarks.md. Java API: BenchCommand.measure."},
         footer = {"Examples:",
