@@ -457,9 +457,12 @@ public final class BenchCommand implements Callable<Integer> {
         private final NDManager manager;
         private final Quantization q;
         private final Map<Integer, float[]> buffers = new java.util.HashMap<>();
+        private final java.util.SplittableRandom host = new java.util.SplittableRandom(SEED);
+        private final float std;
 
         QuantizingRandom(NDManager manager, float std, Quantization q) {
             this.random = new RandomWeights(manager, DataType.FLOAT32, std);
+            this.std = std;
             this.manager = manager;
             this.q = q;
         }
@@ -479,10 +482,11 @@ public final class BenchCommand implements Callable<Integer> {
             if (!q.quantizes(path)) {
                 return WeightSource.super.linear(path, in, out, bias);
             }
-            // one host buffer per weight size, reused: the build leaves no dense copies on the Java heap either
+            // normal(0, std) drawn on the host into one buffer per weight size, reused: the build allocates (and
+            // frees) no dense weight in libtorch or on the Java heap, as a checkpoint quantised while loading
             float[] dense = buffers.computeIfAbsent((int) (out * in), float[]::new);
-            try (NDArray w = random.get(path + ".weight", new Shape(out, in), Init.NORMAL)) {
-                w.toByteBuffer().asFloatBuffer().get(dense);
+            for (int i = 0; i < dense.length; i++) {
+                dense[i] = (float) (host.nextGaussian() * std);
             }
             FourBitWeights fw = FourBitQuantizer.quantize(dense, new long[] {out, in}, q.type(), q.blocksize(),
                     q.doubleQuant());
