@@ -163,28 +163,9 @@ public final class BertModel extends TransformerModel {
         }
         NDArray mask = Attention.paddingMask(keyMask, x.getDataType());
         NDArray scale = Ops.scalar(x, 1.0 / Math.sqrt(hidden / (double) heads));
-        Module layerList = bert.resolve("encoder.layer");
         for (int i = 0; i < layers; i++) {
-            Module l = layerList.child(Integer.toString(i));
-            NDArray q = splitHeads(l.layer("attention.self.query").forward(x));
-            NDArray k = splitHeads(l.layer("attention.self.key").forward(x));
-            NDArray v = splitHeads(l.layer("attention.self.value").forward(x));
-            if (prefixKv != null) { // prefix tuning: transformers' BertSelfAttention puts the cache's keys first
-                k = onDevice(prefixKv.keys(i)).concat(k, 2);
-                v = onDevice(prefixKv.values(i)).concat(v, 2);
-            }
-            NDArray[] attnKv = {k, v};
-            NDArray layerMask = site(SiteRole.KV_PREFIX, i).prependPrefixes(x, attnKv, mask);
-            NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], layerMask, scale, (Dropout) l.resolve("attention.self.dropout"));
-            NDArray a = l.layer("attention.output.dropout").forward(l.layer("attention.output.dense").forward(ctx));
-            a = site(SiteRole.ATTENTION_PARALLEL, i).apply(x, a, x);
-            a = site(SiteRole.ATTENTION_OUTPUT, i).apply(x, a, x);
-            x = l.layer("attention.output.LayerNorm").forward(a.add(x));
-            NDArray m = Ops.activation(act, l.layer("intermediate.dense").forward(x));
-            m = l.layer("output.dropout").forward(l.layer("output.dense").forward(m));
-            m = site(SiteRole.FFN_PARALLEL, i).apply(x, m, x);
-            m = site(SiteRole.FFN_OUTPUT, i).apply(x, m, x);
-            x = l.layer("output.LayerNorm").forward(m.add(x));
+            int layer = i;
+            x = runBlock(i, x, false, h -> encoderLayer(layer, h, mask, scale, prefixKv));
         }
         NDArray logits;
         switch (task) {
@@ -198,6 +179,31 @@ public final class BertModel extends TransformerModel {
                 logits = null;
         }
         return new ModelOutput(logits, x, null);
+    }
+
+    /** Encoder layer i: {@code [B, S, hidden]} to {@code [B, S, hidden]}; prefixKv is prefix tuning's cache or null. */
+    private NDArray encoderLayer(int i, NDArray x, NDArray mask, NDArray scale, KvCache prefixKv) {
+        Module l = bert.resolve("encoder.layer").child(Integer.toString(i));
+        NDArray q = splitHeads(l.layer("attention.self.query").forward(x));
+        NDArray k = splitHeads(l.layer("attention.self.key").forward(x));
+        NDArray v = splitHeads(l.layer("attention.self.value").forward(x));
+        if (prefixKv != null) { // prefix tuning: transformers' BertSelfAttention puts the cache's keys first
+            k = onDevice(prefixKv.keys(i)).concat(k, 2);
+            v = onDevice(prefixKv.values(i)).concat(v, 2);
+        }
+        NDArray[] attnKv = {k, v};
+        NDArray layerMask = site(SiteRole.KV_PREFIX, i).prependPrefixes(x, attnKv, mask);
+        NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], layerMask, scale, (Dropout) l.resolve("attention.self.dropout"));
+        NDArray a = l.layer("attention.output.dropout").forward(l.layer("attention.output.dense").forward(ctx));
+        a = site(SiteRole.ATTENTION_PARALLEL, i).apply(x, a, x);
+        a = site(SiteRole.ATTENTION_OUTPUT, i).apply(x, a, x);
+        x = l.layer("attention.output.LayerNorm").forward(a.add(x));
+        NDArray m = Ops.activation(act, l.layer("intermediate.dense").forward(x));
+        m = l.layer("output.dropout").forward(l.layer("output.dense").forward(m));
+        m = site(SiteRole.FFN_PARALLEL, i).apply(x, m, x);
+        m = site(SiteRole.FFN_OUTPUT, i).apply(x, m, x);
+        x = l.layer("output.LayerNorm").forward(m.add(x));
+        return x;
     }
 
     /**

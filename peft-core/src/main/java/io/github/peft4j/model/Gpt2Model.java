@@ -92,20 +92,25 @@ public final class Gpt2Model extends TransformerModel {
             mlp.put("dropout", new Dropout(pDrop));
         }
 
-        /** x {@code [B, S, hidden]} -> {@code [B, S, hidden]}; appends this layer's keys/values to kv. */
-        NDArray forward(int i, NDArray x, NDArray mask, NDArray scale, NDArray[] kv) {
+        /**
+         * x {@code [B, S, hidden]} -> {@code [B, S, hidden]}; pastK/pastV this layer's cached keys and values or null;
+         * kvOut, when not null, receives the keys and values including the new positions.
+         */
+        NDArray forward(int i, NDArray x, NDArray mask, NDArray scale, NDArray pastK, NDArray pastV, NDArray[] kvOut) {
             NDArray h = layer("ln_1").forward(x);
             NDArray qkv = layer("attn.c_attn").forward(h); // [B, S, 3 * hidden]
             NDList parts = qkv.split(3, 2);
             NDArray q = splitHeads(parts.get(0));
             NDArray k = splitHeads(parts.get(1));
             NDArray v = splitHeads(parts.get(2));
-            if (kv[0] != null) {
-                k = kv[0].concat(k, 2);
-                v = kv[1].concat(v, 2);
+            if (pastK != null) {
+                k = pastK.concat(k, 2);
+                v = pastV.concat(v, 2);
             }
-            kv[0] = k;
-            kv[1] = v;
+            if (kvOut != null) {
+                kvOut[0] = k;
+                kvOut[1] = v;
+            }
             NDArray[] attnKv = {k, v};
             mask = site(SiteRole.KV_PREFIX, i).prependPrefixes(h, attnKv, mask);
             NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], mask, scale, (Dropout) resolve("attn.attn_dropout"));
@@ -148,10 +153,17 @@ public final class Gpt2Model extends TransformerModel {
             if (scaleByInverseLayer) {
                 scale /= i + 1;
             }
-            NDArray[] kv = {in.past() == null ? null : in.past().keys(i), in.past() == null ? null : in.past().values(i)};
-            x = ((Block) h.child(Integer.toString(i))).forward(i, x, mask, Ops.scalar(x, scale), kv);
-            keys.add(kv[0]);
-            values.add(kv[1]);
+            Block block = (Block) h.child(Integer.toString(i));
+            int layer = i;
+            NDArray scaleArray = Ops.scalar(x, scale);
+            NDArray pastK = in.past() == null ? null : in.past().keys(i);
+            NDArray pastV = in.past() == null ? null : in.past().values(i);
+            NDArray[] kv = in.useCache() ? new NDArray[2] : null;
+            x = runBlock(i, x, in.useCache(), y -> block.forward(layer, y, mask, scaleArray, pastK, pastV, kv));
+            if (kv != null) {
+                keys.add(kv[0]);
+                values.add(kv[1]);
+            }
         }
         x = transformer.layer("ln_f").forward(x);
         // tied head: logits = x wte^T, read through the original embedding's weight

@@ -102,8 +102,12 @@ public final class LlamaModel extends TransformerModel {
 
     /** One decoder layer. */
     private final class Block extends Container {
-        /** x {@code [B, S, hidden]}; cos/sin {@code [B|1, 1, S, headDim]}; kv holds and receives this layer's cache. */
-        NDArray forward(int i, NDArray x, NDArray mask, NDArray cos, NDArray sin, NDArray scale, NDArray[] kv) {
+        /**
+         * x {@code [B, S, hidden]}; cos/sin {@code [B|1, 1, S, headDim]}; pastK/pastV this layer's cached keys and
+         * values or null; kvOut, when not null, receives the keys and values including the new positions.
+         */
+        NDArray forward(int i, NDArray x, NDArray mask, NDArray cos, NDArray sin, NDArray scale, NDArray pastK,
+                NDArray pastV, NDArray[] kvOut) {
             long b = x.getShape().get(0);
             long s = x.getShape().get(1);
             NDArray h = layer("input_layernorm").forward(x);
@@ -112,12 +116,14 @@ public final class LlamaModel extends TransformerModel {
             NDArray v = layer("self_attn.v_proj").forward(h).reshape(b, s, kvHeads, headDim).swapAxes(1, 2);
             q = rotate(q, cos, sin);
             k = rotate(k, cos, sin);
-            if (kv[0] != null) {
-                k = kv[0].concat(k, 2);
-                v = kv[1].concat(v, 2);
+            if (pastK != null) {
+                k = pastK.concat(k, 2);
+                v = pastV.concat(v, 2);
             }
-            kv[0] = k;
-            kv[1] = v;
+            if (kvOut != null) {
+                kvOut[0] = k;
+                kvOut[1] = v;
+            }
             NDArray[] attnKv = {k, v};
             mask = site(SiteRole.KV_PREFIX, i).prependPrefixes(h, attnKv, mask);
             NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], mask, scale, null);
@@ -187,10 +193,16 @@ public final class LlamaModel extends TransformerModel {
         List<NDArray> keys = new ArrayList<>();
         List<NDArray> values = new ArrayList<>();
         for (int i = 0; i < layers; i++) {
-            NDArray[] kv = {in.past() == null ? null : in.past().keys(i), in.past() == null ? null : in.past().values(i)};
-            x = ((Block) ls.child(Integer.toString(i))).forward(i, x, mask, cos, sin, scale, kv);
-            keys.add(kv[0]);
-            values.add(kv[1]);
+            Block block = (Block) ls.child(Integer.toString(i));
+            int layer = i;
+            NDArray pastK = in.past() == null ? null : in.past().keys(i);
+            NDArray pastV = in.past() == null ? null : in.past().values(i);
+            NDArray[] kv = in.useCache() ? new NDArray[2] : null;
+            x = runBlock(i, x, in.useCache(), h -> block.forward(layer, h, mask, cos, sin, scale, pastK, pastV, kv));
+            if (kv != null) {
+                keys.add(kv[0]);
+                values.add(kv[1]);
+            }
         }
         x = model.layer("norm").forward(x);
         NDArray logits = tied ? ai.djl.nn.core.Linear.linear(x, embedTokens.weight().array()).head() : layer("lm_head").forward(x);

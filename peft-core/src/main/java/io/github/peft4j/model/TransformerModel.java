@@ -167,6 +167,48 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
         return ((Layer) resolve(wordEmbeddingsPath())).forward(inputIds);
     }
 
+    private final ThreadLocal<BlockRunner> blockRunner = new ThreadLocal<>();
+
+    /**
+     * Makes a {@link BlockRunner} run this model's blocks on the calling thread until the returned scope is closed
+     * (scopes nest: closing one restores the runner before it). Calls that ask for a cache run their blocks directly.
+     *
+     * @param runner the runner
+     * @return the scope to close
+     */
+    public final RunnerScope useBlockRunner(BlockRunner runner) {
+        BlockRunner previous = blockRunner.get();
+        blockRunner.set(runner);
+        return () -> {
+            if (previous == null) {
+                blockRunner.remove();
+            } else {
+                blockRunner.set(previous);
+            }
+        };
+    }
+
+    /** The scope of a {@link #useBlockRunner} call; closing it restores the previous runner. */
+    public interface RunnerScope extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /**
+     * Runs one transformer block: through the runner installed on this thread, or directly (no runner, or a call that
+     * returns a cache, whose keys and values the block writes as side outputs).
+     *
+     * @param layer the layer index
+     * @param x the block's input {@code [B, S, hidden]}
+     * @param useCache whether the call returns a cache
+     * @param block the block as a function of its input alone
+     * @return the block's output
+     */
+    protected final NDArray runBlock(int layer, NDArray x, boolean useCache, java.util.function.UnaryOperator<NDArray> block) {
+        BlockRunner r = blockRunner.get();
+        return r == null || useCache ? block.apply(x) : r.run(layer, x, block);
+    }
+
     /** @return the parsed config */
     public HfConfig config() {
         return config;

@@ -2,6 +2,7 @@ package io.github.peft4j.train;
 
 import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
@@ -104,6 +105,17 @@ public final class Losses {
                 throw outOfRange(safe, classes, e);
             }
         }
+        // in its own scope: only the loss survives (autograd keeps the log-probabilities its backward reads)
+        NDArray loss;
+        try (NDScope scope = new NDScope()) {
+            loss = composite(logits, target, classes);
+            NDScope.unregister(loss);
+        }
+        NDScope.register(loss);
+        return loss;
+    }
+
+    private static NDArray composite(NDArray logits, NDArray target, long classes) {
         // label-side arithmetic never touches the gradient path: Java numbers are safe here
         NDArray keep = target.neq(Example.IGNORE);
         NDArray safe = target.mul(keep.toType(DataType.INT64, false)); // ignored -> class 0 (weight 0 below)

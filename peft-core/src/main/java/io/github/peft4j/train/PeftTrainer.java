@@ -46,8 +46,17 @@ import java.util.function.Consumer;
  * unscaled, checked and measured in one fused reduction (a step with an inf or NaN is skipped and the scale
  * lowered; the schedule does not advance), clipped and applied. A FLOAT32 model trains in fp32 without scaling.
  *
+ * <p><b>Memory.</b> Each micro-batch runs in its own {@link ai.djl.ndarray.NDScope}, each transformer block in a
+ * nested one, so a block's intermediates are freed as soon as it returns (autograd keeps what backward needs), and the
+ * logits as soon as the loss has consumed them. With {@link Builder#optGradientCheckpointing} the blocks run without
+ * keeping their activations and are recomputed, one at a time, in backward (the same gradients; about one more
+ * forward pass of compute). With a 4-bit base this is also what keeps every layer's dequantised weight from being
+ * held for backward: a 4-bit layer's dense weight then lives only while its block is recomputed.
+ *
  * <p><b>Exact resume.</b> The data order of epoch {@code e} depends only on (seed, e); before step {@code s}
- * libtorch's generator (which dropout draws from) is reseeded with {@code seed + s}; a checkpoint stores the
+ * libtorch's generator (which dropout draws from) is reseeded with {@code seed + s}, before each later micro-batch
+ * and each transformer block with a seed derived from it (so a recomputed block draws the dropout masks it drew in
+ * the forward pass); a checkpoint stores the
  * adapter, the optimizer state and the fp32 trainable parameters, the schedule step, the scaler and the position
  * in the epoch. A run resumed from {@code checkpoint-N} therefore takes the same steps with the same losses.
  */
@@ -234,6 +243,7 @@ public final class PeftTrainer implements AutoCloseable {
         Path resumeFrom;
         LossScaler scaler;
         Consumer<StepInfo> listener;
+        boolean gradientCheckpointing;
 
         private Builder() {}
 
@@ -475,6 +485,22 @@ public final class PeftTrainer implements AutoCloseable {
          */
         public Builder optLossScaler(LossScaler scaler) {
             this.scaler = scaler;
+            return this;
+        }
+
+        /**
+         * Gradient checkpointing per transformer block (transformers' {@code gradient_checkpointing_enable()}): the
+         * forward pass keeps only each block's input, and backward recomputes each block from it, last block first,
+         * with the same dropout masks. The gradients equal those without (up to floating-point rounding); memory drops
+         * from every block's activations to one block's, for about one more forward pass of compute. An adapter whose
+         * extra loss term reads arrays its layers kept during the forward pass cannot train this way (the step fails
+         * and says so).
+         *
+         * @param on whether to checkpoint (default false)
+         * @return this
+         */
+        public Builder optGradientCheckpointing(boolean on) {
+            this.gradientCheckpointing = on;
             return this;
         }
 

@@ -4,13 +4,18 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.data.Batch;
 import io.github.peft4j.data.Example;
+import io.github.peft4j.model.ModelInput;
+import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
+import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.TrainingHooks;
 import io.github.peft4j.peft.TrainingHooks.TrainingStep;
 import java.nio.file.Path;
@@ -28,8 +33,11 @@ import org.slf4j.LoggerFactory;
  * order of Hugging Face's loop with PEFT training hooks, for the {@link TrainingHooks} of every active trainable
  * adapter:
  * <ol>
- *   <li>for each micro-batch: forward, task loss (fp32) plus every hook's {@link TrainingHooks#extraLoss}, backward
- *       of that sum times the micro-batch's share of the step's labelled items (times the loss scale in fp16);</li>
+ *   <li>for each micro-batch, in its own scope: forward (blocks run by a {@link StepBlocks}: each block's
+ *       intermediates freed when it returns, dropout seeded per block, with gradient checkpointing no activations
+ *       kept), task loss (fp32) plus every hook's {@link TrainingHooks#extraLoss}, backward of that sum times the
+ *       micro-batch's share of the step's labelled items (times the loss scale in fp16), then with gradient
+ *       checkpointing the blocks' recomputation and backward, last block first;</li>
  *   <li>unscale the gradients (fp16), then {@link TrainingHooks#afterBackward};</li>
  *   <li>one fused reduction: finiteness (fp16) and global norm; clip;</li>
  *   <li>the optimizer update, unless fp16 found an inf or NaN: then the step is skipped, the scale lowered, the
@@ -113,12 +121,7 @@ final class TrainingLoop {
                             continue;
                         }
                         double share = (double) counts[i] / total;
-                        try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                            NDArray l = t.taskLoss.loss(t.peft.forward(batches.get(i).input()), batches.get(i).labels());
-                            l = withExtraTerms(Ops.cast(l, DataType.FLOAT32), hooks, now);
-                            loss += l.getFloat() * share;
-                            gc.backward(t.precision.forBackward(l, share));
-                        }
+                        loss += microBatch(model, batches.get(i), share, hooks, now, step, i);
                     }
                     skipped = !update(lr, hooks, now);
                 }
@@ -191,8 +194,46 @@ final class TrainingLoop {
         return new PeftTrainer.TrainResult(step, losses, lastEval, best == null ? Double.NaN : best, bestStep, stoppedEarly);
     }
 
-    /** The micro-batch's loss plus every hook's extra term (each a 0-d array on the parameters' gradient path). */
-    private static NDArray withExtraTerms(NDArray loss, List<TrainingHooks> hooks, TrainingStep now) {
+    /**
+     * Forward, loss and backward of one micro-batch in its own scope (its arrays are freed when it ends), the blocks
+     * run by a {@link StepBlocks} (each block's intermediates freed when it returns; with gradient checkpointing,
+     * recomputed in backward), the logits closed once the loss has consumed them.
+     *
+     * @return the micro-batch's loss times its share
+     */
+    private double microBatch(TransformerModel model, Batch batch, double share, List<TrainingHooks> hooks,
+            TrainingStep now, long step, int index) {
+        if (index > 0) { // the first micro-batch draws from the step's seed; later ones from their own
+            JniUtils.setSeed(StepBlocks.mix(b.seed + step, -index));
+        }
+        StepBlocks blocks = new StepBlocks(StepBlocks.mix(b.seed + step, index), b.gradientCheckpointing);
+        ModelInput input = batch.input();
+        try (NDScope scope = new NDScope();
+                GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+            NDArray l;
+            try (TransformerModel.RunnerScope rs = model.useBlockRunner(blocks)) {
+                ModelOutput out = t.peft.forward(input);
+                l = t.taskLoss.loss(out, batch.labels());
+                out.logits().close(); // consumed: the loss's backward keeps what it needs
+            }
+            l = withExtraTerms(Ops.cast(l, DataType.FLOAT32), hooks, now, blocks.pending());
+            double value = l.getFloat() * share;
+            gc.backward(t.precision.forBackward(l, share));
+            if (blocks.pending()) {
+                try (AdapterState.CallScope call = t.peft.state().enter(input.context())) {
+                    blocks.backward();
+                }
+            }
+            return value;
+        }
+    }
+
+    /**
+     * The micro-batch's loss plus every hook's extra term (each a 0-d array on the parameters' gradient path). With
+     * gradient checkpointing a term must be on the gradient path (a term computed from arrays a layer kept during
+     * the forward pass, which ran without recording, is not).
+     */
+    private static NDArray withExtraTerms(NDArray loss, List<TrainingHooks> hooks, TrainingStep now, boolean checkpointed) {
         NDArray l = loss;
         for (TrainingHooks h : hooks) {
             NDArray extra = h.extraLoss(now);
@@ -203,9 +244,30 @@ final class TrainingLoop {
                 throw new PeftException("PeftTrainer: " + h.getClass().getSimpleName() + ".extraLoss returned shape "
                         + extra.getShape() + " at step " + now.step() + "; expected a 0-d array");
             }
+            if (checkpointed && !recorded(extra)) {
+                throw new PeftException("PeftTrainer: " + h.getClass().getSimpleName() + ".extraLoss at step " + now.step()
+                        + " has no gradient path under gradient checkpointing (it reads arrays kept from the forward pass,"
+                        + " which runs without gradient recording); train this adapter without gradient checkpointing");
+            }
             l = l.add(Ops.cast(extra, DataType.FLOAT32));
         }
         return l;
+    }
+
+    /**
+     * Whether a 0-d term is on a gradient path: the backward of {@code 0 · term} (keeping the graph) succeeds. DJL
+     * cannot tell a recorded non-leaf from a constant otherwise.
+     */
+    private static boolean recorded(NDArray term) {
+        try (NDScope scope = new NDScope()) {
+            JniUtils.backward((PtNDArray) term.mul(Ops.scalar(term, 0)), (PtNDArray) term.onesLike(), true, false);
+            return true;
+        } catch (ai.djl.engine.EngineException e) {
+            if (String.valueOf(e.getMessage()).contains("does not require grad")) {
+                return false;
+            }
+            throw e;
+        }
     }
 
     /**

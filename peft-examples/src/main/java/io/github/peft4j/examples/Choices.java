@@ -128,4 +128,11 @@ abstract class Choices implements ITypeConverter<String>, Iterable<String> {
             return ids;
         }
     }
+
+    /** {@code bench --config}. */
+    static final class BenchConfigs extends Choices {
+        BenchConfigs() {
+            super(Arrays.stream(BenchCommand.BenchConfig.values()).map(BenchCommand.BenchConfig::id).toList());
+        }
+    }
 }

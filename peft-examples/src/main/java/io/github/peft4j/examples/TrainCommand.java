@@ -196,6 +196,11 @@ final class TrainCommand implements Callable<Integer> {
             description = "Clip the global gradient norm (number >= 0, 0 = off; default: ${DEFAULT-VALUE}).")
     double clip = 1.0;
 
+    @Option(names = "--gradient-checkpointing", description = "Recompute each transformer block in backward instead of"
+            + " keeping its activations (the same gradients; memory of one block's activations instead of all, for"
+            + " about one more forward pass of compute; with a 4-bit base also no dequantised weights held).")
+    boolean gradientCheckpointing;
+
     @Option(names = "--eval-data", paramLabel = "FILE", converter = Converters.ExistingFile.class,
             description = "Evaluation data in the --format (evaluated every --eval-every steps and at the end).")
     Path evalData;
@@ -327,6 +332,7 @@ final class TrainCommand implements Callable<Integer> {
             PeftTrainer.Builder b = PeftTrainer.builder().setModel(peft).setTrainData(train).optOptimizer(opt)
                     .optLearningRate(lr).optScheduler(kind).optWarmupSteps(warmupSteps).optBatchSize(batchSize)
                     .optGradientAccumulation(gradAccum).optEpochs(epochs).optMaxGradNorm(clip).optShuffle(!noShuffle)
+                    .optGradientCheckpointing(gradientCheckpointing)
                     .optSeed(seed).optOutputDir(output).optCheckpointEvery(checkpointEvery).optLogEvery(logEvery)
                     .optCollator(new Collator(padId, false)).optResumeFrom(resume);
             if (maxSteps != null) {

@@ -36,9 +36,34 @@ class BenchCommandTest {
         }
     }
 
+    /** The 4-bit configs: NF4 bytes per weight as bitsandbytes stores them, and a step with checkpointing. */
+    @Test
+    void qloraConfigsReportTheirBaseBytes() throws Exception {
+        String out = run(0, "bench", "--shape", "llama-tiny", "--config", "qlora-gc,qlora-nodq,lora", "--steps", "1",
+                "--warmup", "0", "--json")[0];
+        String[] lines = out.strip().split("\n");
+        assertEquals(3, lines.length, out);
+        ObjectMapper json = new ObjectMapper();
+        JsonNode dq = json.readTree(lines[0]);
+        JsonNode nodq = json.readTree(lines[1]);
+        JsonNode dense = json.readTree(lines[2]);
+        assertEquals("qlora-gc", dq.get("config").asText());
+        // llama-tiny's linear layers but lm_head: 2 layers x (4 x 64 x 64 + 3 x 64 x 256) weights
+        long weights = 2L * (4 * 64 * 64 + 3 * 64 * 256);
+        assertEquals(weights, dq.get("quantised_weights").asLong());
+        // blocks of 64: 4 bits + 8 bits of absmax code per 64 values + the fp32 nested absmax and offset per tensor
+        assertEquals(4.5, nodq.get("quant_bits_per_weight").asDouble(), 1e-9);
+        assertTrue(dq.get("quant_bits_per_weight").asDouble() > 4.125 && dq.get("quant_bits_per_weight").asDouble() < 4.14,
+                lines[0]);
+        assertEquals(0, dense.get("quantised_weights").asLong());
+        assertTrue(dq.get("base_mb").asDouble() < dense.get("base_mb").asDouble(), out);
+        assertEquals(Math.log(128), dq.get("last_loss").asDouble(), 0.5, lines[0]);
+    }
+
     @Test
     void badOptionsExitWithStatus2() {
         assertTrue(run(2, "bench", "--shape", "gpt3")[1].contains("unknown --shape 'gpt3'"));
         assertTrue(run(2, "bench", "--shape", "gpt2-tiny", "--steps", "0")[1].contains("--steps must be an integer >= 1"));
+        assertTrue(run(2, "bench", "--shape", "gpt2-tiny", "--config", "qlora")[1].contains("needs a Llama shape"));
     }
 }

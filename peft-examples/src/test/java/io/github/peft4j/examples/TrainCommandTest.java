@@ -47,6 +47,23 @@ class TrainCommandTest {
         assertTrue(r.out().contains("trained 5 steps"), r.out());
     }
 
+    /** {@code --gradient-checkpointing}: the same five SGD steps still give HF PEFT's losses (recomputed blocks). */
+    @Test
+    void gradientCheckpointingGivesTheSameHfLosses(@TempDir Path dir) throws Exception {
+        JsonNode expected = JSON.readTree(CASE.resolve("losses.json").toFile());
+        Path metrics = dir.resolve("m.jsonl");
+        CliResult r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--init-adapter", CASE.resolve("adapter").toString(),
+                "--data", CASE.resolve("data.jsonl").toString(), "--optimizer", "sgd", "--lr", "0.1", "--max-steps", "5",
+                "--batch-size", "2", "--no-shuffle", "--clip", "0.6", "--metrics", metrics.toString(), "--output",
+                dir.resolve("out").toString(), "--gradient-checkpointing");
+        assertEquals(0, r.status(), r.err());
+        List<JsonNode> m = lines(metrics);
+        assertEquals(5, m.size());
+        for (int i = 0; i < 5; i++) {
+            assertEquals(expected.get("losses").get(i).asDouble(), m.get(i).get("loss").asDouble(), 1e-4, "step " + (i + 1));
+        }
+    }
+
     @Test
     void newLoraAdapterWithEvalCheckpointsAndResume(@TempDir Path dir) throws Exception {
         String[] common = {"--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),

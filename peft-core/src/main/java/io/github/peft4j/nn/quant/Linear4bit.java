@@ -216,20 +216,46 @@ public final class Linear4bit extends Module implements Projection {
      * @return a new fp32 {@code (out, in)} array; the caller closes it
      */
     public NDArray dequantize() {
+        return dequantize(DataType.FLOAT32);
+    }
+
+    /**
+     * Dequantises into a compute dtype: fp32 {@code code[q] * absmax}, as bitsandbytes, then rounded to {@code dtype}.
+     * Each temporary (the int64 code indices, the fp32 codes, the fp32 product before the cast) is closed as soon as
+     * the next one exists, so at most two weight-sized arrays exist at a time.
+     *
+     * @param dtype the compute dtype
+     * @return a new {@code (out, in)} array in {@code dtype}, in no {@link NDScope}; the caller closes it
+     */
+    public NDArray dequantize(DataType dtype) {
         long n = out * in;
+        long blocks = absmax.shape().get(0);
+        NDArray w;
         try (NDScope scope = new NDScope()) {
-            NDArray codes = lookup(packed.array().reshape(-1), pairTable).reshape(-1);
-            if (codes.getShape().get(0) != n) {
-                codes = codes.get("0:" + n);
+            NDArray scale = nestedAbsmax == null ? absmax.array() : reconstructAbsmax(); // [blocks] fp32
+            NDArray codes;
+            try (NDArray idx = packed.array().reshape(-1).toType(DataType.INT64, false)) {
+                codes = ai.djl.nn.core.Embedding.embedding(idx, pairTable, SparseFormat.DENSE).head().reshape(-1);
             }
-            NDArray scale = (nestedAbsmax == null ? absmax.array() : reconstructAbsmax()).repeat(0, blocksize);
-            if (scale.getShape().get(0) != n) {
-                scale = scale.get("0:" + n);
+            if (codes.getShape().get(0) == blocks * blocksize) { // whole blocks: scale by broadcasting
+                try (NDArray c = codes) {
+                    w = c.reshape(blocks, blocksize).mul(scale.reshape(blocks, 1));
+                }
+            } else { // a partial last block (or an odd count): one absmax per value
+                try (NDArray c = codes.get("0:" + n); NDArray per = scale.repeat(0, blocksize).get("0:" + n)) {
+                    w = c.mul(per);
+                }
+                codes.close();
             }
-            NDArray w = codes.mul(scale).reshape(out, in);
+            w = w.reshape(out, in);
+            if (dtype != DataType.FLOAT32) {
+                try (NDArray f32 = w) {
+                    w = f32.toType(dtype, false);
+                }
+            }
             NDScope.unregister(w);
-            return w;
         }
+        return w;
     }
 
     /** {@code table[index]} along the first axis for uint8 indices. */
@@ -239,22 +265,16 @@ public final class Linear4bit extends Module implements Projection {
     }
 
     /**
-     * {@inheritDoc} The weight is dequantised into the input's dtype for this call only; the bias is cast on the
+     * {@inheritDoc} The weight is dequantised into the input's dtype for this call and its handle closed right after
+     * the product (under gradient recording autograd keeps it for the input's gradient until backward has used it;
+     * without recording, as in a checkpointed block's forward pass, it is freed at once). The bias is cast on the
      * gradient path.
      */
     @Override
     public NDArray forward(NDArray x) {
         DataType dt = x.getDataType();
-        NDArray w = dequantize();
-        if (dt != DataType.FLOAT32) {
-            NDArray cast = w.toType(dt, false);
-            w.close();
-            w = cast;
-        }
-        try {
+        try (NDArray w = dequantize(dt)) {
             return ai.djl.nn.core.Linear.linear(x, w, bias == null ? null : Ops.cast(bias.array(), dt)).head();
-        } finally {
-            w.close(); // autograd keeps what backward needs
         }
     }
 
