@@ -24,7 +24,7 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 final class FuzzHarness {
     /** The longest rejection message accepted as "one clear line". */
-    static final int MAX_MESSAGE = 2000;
+    static final int MAX_MESSAGE = io.github.peft4j.PeftException.MAX_MESSAGE;
 
     private static final Map<String, AtomicLong[]> COUNTS = new ConcurrentHashMap<>();
     private static final Map<String, PrintWriter> LOGS = new ConcurrentHashMap<>();
