@@ -47,7 +47,13 @@ for t in "${TARGETS[@]}"; do
   set -e
   secs=$(( $(date +%s) - start ))
   runs=$(grep -oP 'Done \K\d+(?= runs)' "$log" | tail -1 || true)
-  read -r _ _ inputs _ accepted _ rejected < "$OUT/$t.summary.txt" 2>/dev/null || { inputs=?; accepted=?; rejected=?; }
+  if [ -f "$OUT/$t.summary.txt" ]; then
+    read -r _ _ inputs _ accepted _ rejected < "$OUT/$t.summary.txt"
+  else
+    inputs=?; accepted=?; rejected=?  # the JVM died before its summary (a crash: see the log)
+  fi
+  # a finding is a failed test, or (with keep_going) a reported exception or a deadly signal (a JVM crash)
+  if grep -aq '== Java Exception\|deadly signal' "$log"; then [ $rc -eq 0 ] && rc=1; fi
   result=$([ $rc -eq 0 ] && echo ok || echo "FINDINGS (rc $rc, see $log)")
   [ -n "${runs:-}" ] && inputs="$runs"
   printf '%-18s %10s %10s %10s %8s %s\n' "$t" "$inputs" "$accepted" "$rejected" "$secs" "$result" | tee -a "$OUT/campaign.txt"

@@ -86,6 +86,15 @@ put("modelConfig", "gpt2", read(FIX + "/hf-peft/gpt2_lora/base/config.json"))
 put("modelConfig", "bert", read(FIX + "/hf-peft/bert_lora/base/config.json"))
 put("modelConfig", "bnb", read(FIX + "/bnb/llama_nf4_dq/base/config.json"))
 
+# a sharded index over the tiny Llama's one file (and one with a '..' shard name)
+_b = read(FIX + "/hf-peft/llama_lora/base/model.safetensors")
+_h = json.loads(_b[8:8 + struct.unpack("<Q", _b[:8])[0]])
+_wm = {k: "model-00001-of-00001.safetensors" for k in _h if k != "__metadata__"}
+put("shardIndex", "index", json.dumps({"metadata": {"total_size": 0}, "weight_map": _wm}, indent=2))
+_bad = dict(_wm)
+_bad[next(iter(_bad))] = "../model-00001-of-00001.safetensors"
+put("shardIndex", "traversal", json.dumps({"metadata": {}, "weight_map": _bad}))
+
 # adapter configs
 put("adapterConfig", "lora", read(FIX + "/hf-peft/llama_lora/adapter/adapter_config.json"))
 for case in ["llama_ia3", "llama_dora", "llama_adalora", "llama_prompt", "llama_prefix"]:

@@ -20,6 +20,8 @@ import java.util.Map;
  */
 public final class FuzzSeeds {
     private static final Map<Long, Long> SHRINK = Map.of(384L, 8L, 1536L, 16L, 30522L, 32L, 512L, 8L);
+    /** Integer constants (reshape targets: 12 heads of 32) shrunk to 2 heads of 4. */
+    private static final Map<Long, Long> INTS = Map.of(384L, 8L, 12L, 2L, 32L, 4L, 1536L, 16L);
 
     private FuzzSeeds() {}
 
@@ -35,7 +37,15 @@ public final class FuzzSeeds {
         GraphProto.Builder g = model.getGraph().toBuilder();
         for (int i = 0; i < g.getInitializerCount(); i++) {
             TensorProto t = g.getInitializer(i);
+            if (t.getDataType() == TensorProto.DataType.INT64_VALUE) {
+                g.setInitializer(i, shrinkInts(t));
+                continue;
+            }
             if (t.getDataType() != TensorProto.DataType.FLOAT_VALUE) {
+                continue;
+            }
+            if (t.getDimsList().stream().reduce(1L, (x, y) -> x * y) <= 1) {
+                g.setInitializer(i, shrinkScale(t));
                 continue;
             }
             TensorProto.Builder b = t.toBuilder().clearDims().clearRawData().clearFloatData();
@@ -52,8 +62,56 @@ public final class FuzzSeeds {
             b.setRawData(ByteString.copyFrom(raw.array()));
             g.setInitializer(i, b);
         }
+        for (int i = 0; i < g.getNodeCount(); i++) {
+            ai.onnx.proto.OnnxMl.NodeProto.Builder n = g.getNode(i).toBuilder();
+            for (int a = 0; a < n.getAttributeCount(); a++) {
+                if (n.getAttribute(a).hasT() && n.getAttribute(a).getT().getDataType() == TensorProto.DataType.INT64_VALUE) {
+                    n.setAttribute(a, n.getAttribute(a).toBuilder().setT(shrinkInts(n.getAttribute(a).getT())));
+                } else if (n.getAttribute(a).hasT()
+                        && n.getAttribute(a).getT().getDataType() == TensorProto.DataType.FLOAT_VALUE) {
+                    n.setAttribute(a, n.getAttribute(a).toBuilder().setT(shrinkScale(n.getAttribute(a).getT())));
+                }
+            }
+            g.setNode(i, n);
+        }
         byte[] out = model.toBuilder().setGraph(g).build().toByteArray();
         Files.write(Path.of(args[0]), out);
         System.out.println("wrote " + args[0] + " (" + out.length + " bytes)");
+        System.out.println("imports as: " + OnnxBertImporter.read(Path.of(args[0])).config());
+    }
+
+    /** A scalar: the attention scale sqrt(32) of 32-wide heads becomes sqrt(4) = 2; others stay. */
+    private static TensorProto shrinkScale(TensorProto t) {
+        TensorProto.Builder b = t.toBuilder();
+        float v;
+        if (t.getFloatDataCount() == 1) {
+            v = t.getFloatData(0);
+            if (Math.abs(v - Math.sqrt(32)) < 1e-4) {
+                b.setFloatData(0, 2f);
+            }
+        } else if (t.getRawData().size() == 4) {
+            v = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).getFloat();
+            if (Math.abs(v - Math.sqrt(32)) < 1e-4) {
+                b.setRawData(ByteString.copyFrom(ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putFloat(2f).array()));
+            }
+        }
+        return b.build();
+    }
+
+    private static TensorProto shrinkInts(TensorProto t) {
+        TensorProto.Builder b = t.toBuilder();
+        if (t.getInt64DataCount() > 0) {
+            b.clearInt64Data();
+            t.getInt64DataList().forEach(v -> b.addInt64Data(INTS.getOrDefault(v, v)));
+        } else if (!t.getRawData().isEmpty()) {
+            ByteBuffer in = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer out = ByteBuffer.allocate(in.remaining()).order(ByteOrder.LITTLE_ENDIAN);
+            while (in.remaining() >= 8) {
+                long v = in.getLong();
+                out.putLong(INTS.getOrDefault(v, v));
+            }
+            b.setRawData(ByteString.copyFrom(out.array()));
+        }
+        return b.build();
     }
 }

@@ -73,6 +73,7 @@ final class FuzzTargets {
         m.put("torchBin", FuzzTargets::torchBin);
         m.put("torchPickle", FuzzTargets::torchPickle);
         m.put("modelConfig", FuzzTargets::modelConfig);
+        m.put("shardIndex", FuzzTargets::shardIndex);
         m.put("adapterConfig", FuzzTargets::adapterConfig);
         m.put("adapterHubConfig", FuzzTargets::adapterHubConfig);
         m.put("jsonLines", FuzzTargets::jsonLines);
@@ -144,6 +145,20 @@ final class FuzzTargets {
         Path dir = scratch.resolve("model");
         linkOnce(Fixtures.dir("llama_lora").resolve("base/model.safetensors"), dir.resolve("model.safetensors"));
         write(dir.resolve("config.json"), data);
+        try (TransformerModel model = Models.load(dir)) {
+            model.numParameters();
+        }
+    }
+
+    /**
+     * A sharded checkpoint's {@code model.safetensors.index.json} next to the tiny Llama's weights as its one shard
+     * ({@code model-00001-of-00001.safetensors}) and its config; the model is built and loaded.
+     */
+    static void shardIndex(byte[] data, Path scratch) throws IOException {
+        Path dir = scratch.resolve("sharded");
+        linkOnce(Fixtures.dir("llama_lora").resolve("base/model.safetensors"), dir.resolve("model-00001-of-00001.safetensors"));
+        linkOnce(Fixtures.dir("llama_lora").resolve("base/config.json"), dir.resolve("config.json"));
+        write(dir.resolve("model.safetensors.index.json"), data);
         try (TransformerModel model = Models.load(dir)) {
             model.numParameters();
         }

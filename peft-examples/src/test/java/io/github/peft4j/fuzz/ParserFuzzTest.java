@@ -37,6 +37,12 @@ class ParserFuzzTest {
         FuzzHarness.run("modelConfig", data);
     }
 
+    /** Fuzzes a sharded checkpoint's model.safetensors.index.json. */
+    @FuzzTest(maxExecutions = RUNS, maxDuration = "30m")
+    void shardIndex(byte[] data) throws Exception {
+        FuzzHarness.run("shardIndex", data);
+    }
+
     /** Fuzzes an HF PEFT adapter_config.json. */
     @FuzzTest(maxExecutions = RUNS, maxDuration = "30m")
     void adapterConfig(byte[] data) throws Exception {
