@@ -18,7 +18,7 @@ import java.util.Random;
  * Soak benchmarks (not CI): {@code Soak serve MINUTES} keeps {@code peft4j serve} under the {@link ServeLoad} mix
  * (4 clients) for that long and samples the process RSS every 30 s; {@code Soak train STEPS} trains a tiny Llama
  * LoRA for that many steps and samples the RSS (native memory: libtorch's arrays live outside the Java heap) every
- * 500 steps. Each prints its samples and the growth between the first and the second half of the run, the figure
+ * 1/20 of the run. Each prints its samples and the growth between the first and the second half of the run, the figure
  * that says whether memory is flat. Run with {@code scripts/soak.sh}.
  */
 public final class Soak {
@@ -95,6 +95,7 @@ public final class Soak {
             data.add(Example.tokens(ids));
         }
         List<double[]> samples = new ArrayList<>();
+        long every = Math.max(1, steps / 20);
         long t0 = System.nanoTime();
         try (TransformerModel model = TinyModels.llama(); Sgd sgd = Sgd.builder().build()) {
             PeftModel peft = PeftModel.wrap(model);
@@ -104,7 +105,7 @@ public final class Soak {
             try (PeftTrainer t = PeftTrainer.builder().setModel(peft).setTrainData(data).optOptimizer(sgd)
                     .optLearningRate(0.01).optMaxSteps(steps).optBatchSize(4).optLogEvery(0).optStepListener(s -> {
                         lastLoss[0] = s.loss();
-                        if (s.step() == 1 || s.step() % 500 == 0) {
+                        if (s.step() == 1 || s.step() % every == 0) {
                             double sec = (System.nanoTime() - t0) / 1e9;
                             samples.add(new double[] {sec, s.step(), rssMiB()});
                             System.out.printf("train soak: step %6d  %6.0f s  loss %.4f  RSS %7.1f MiB  heap %6.1f MiB%n",
