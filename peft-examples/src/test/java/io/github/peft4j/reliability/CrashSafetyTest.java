@@ -55,7 +55,7 @@ class CrashSafetyTest {
         List<Long> steps = new ArrayList<>();
         for (int kill = 1; kill <= KILLS; kill++) {
             Process child = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "-Xmx512m", "-Dai.djl.offline=true", "-Dai.djl.default_engine=PyTorch",
+                    "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Dai.djl.offline=true", "-Dai.djl.default_engine=PyTorch",
                     "-Dorg.slf4j.simpleLogger.defaultLogLevel=error", "-cp", System.getProperty("java.class.path"),
                     CrashChild.class.getName(), root.toString()).redirectErrorStream(true).start();
             BufferedReader out = new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8));
