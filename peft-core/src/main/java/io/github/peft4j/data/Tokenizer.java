@@ -69,7 +69,7 @@ public final class Tokenizer implements AutoCloseable {
         byte[] bytes;
         JsonNode root;
         try {
-            bytes = Files.readAllBytes(file);
+            bytes = Files.readAllBytes(io.github.peft4j.io.SizeLimits.check(file, io.github.peft4j.io.SizeLimits.TOKENIZER_JSON));
             root = JSON.readTree(bytes);
         } catch (IOException e) {
             throw new PeftException(file + ": cannot read tokenizer.json: " + e.getMessage(), e);
@@ -78,6 +78,7 @@ public final class Tokenizer implements AutoCloseable {
             throw new PeftException(file + ": not a Hugging Face tokenizer.json (expected a JSON object with a"
                     + " \"model\" entry)");
         }
+        checkPostProcessor(file, root.get("post_processor"));
         Map<String, String> options = new HashMap<>();
         options.put("addSpecialTokens", "true");
         options.put("truncation", "false");
@@ -97,6 +98,63 @@ public final class Tokenizer implements AutoCloseable {
         Tokenizer t = new Tokenizer(hf, file, vocabulary(root), dir);
         LOG.debug("loaded tokenizer {} ({} tokens, bos {}, eos {}, pad {})", file, t.vocab.size(), t.bos, t.eos, t.pad);
         return t;
+    }
+
+    /**
+     * Checks what the native tokenizers library takes on trust and would abort the whole JVM over (a Rust panic
+     * cannot unwind through JNI): every special token a {@code TemplateProcessing} template names must be in its
+     * {@code special_tokens}, each with as many {@code ids} as {@code tokens} (found by fuzzing tokenizer.json).
+     */
+    private static void checkPostProcessor(Path file, JsonNode pp) {
+        if (pp == null || !pp.isObject()) {
+            return;
+        }
+        String type = pp.path("type").asText("");
+        if (type.equals("Sequence")) {
+            for (JsonNode p : pp.path("processors")) {
+                checkPostProcessor(file, p);
+            }
+            return;
+        }
+        if (!type.equals("TemplateProcessing")) {
+            return;
+        }
+        JsonNode special = pp.path("special_tokens");
+        for (String template : List.of("single", "pair")) {
+            for (JsonNode piece : pp.path(template)) {
+                JsonNode st = piece.get("SpecialToken");
+                if (st != null && !special.has(st.path("id").asText(""))) {
+                    throw new PeftException(file + ": post_processor template '" + template + "' names special token "
+                            + st.path("id") + " that its special_tokens do not define (defined: "
+                            + iterable(special.fieldNames()) + ")");
+                }
+            }
+        }
+        for (Iterator<Map.Entry<String, JsonNode>> it = special.fields(); it.hasNext();) {
+            Map.Entry<String, JsonNode> e = it.next();
+            if (e.getValue().path("ids").size() != e.getValue().path("tokens").size()) {
+                throw new PeftException(file + ": post_processor special token '" + e.getKey() + "' has "
+                        + e.getValue().path("ids").size() + " ids but " + e.getValue().path("tokens").size() + " tokens");
+            }
+        }
+    }
+
+    private static List<String> iterable(Iterator<String> it) {
+        List<String> out = new java.util.ArrayList<>();
+        it.forEachRemaining(out::add);
+        return out;
+    }
+
+    /** Runs a call into the native library, turning its errors (a vocabulary without [UNK]...) into PeftExceptions. */
+    private <T> T call(String what, java.util.function.Supplier<T> f) {
+        try {
+            return f.get();
+        } catch (RuntimeException e) {
+            if (e instanceof PeftException || e instanceof IllegalArgumentException) {
+                throw e;
+            }
+            throw new PeftException(file + ": the tokenizers library failed to " + what + ": " + e.getMessage(), e);
+        }
     }
 
     /** Token → id from the model vocabulary (BPE/WordPiece/WordLevel map or Unigram list) and added tokens. */
@@ -147,7 +205,7 @@ public final class Tokenizer implements AutoCloseable {
             return JSON.missingNode();
         }
         try {
-            JsonNode n = JSON.readTree(p.toFile());
+            JsonNode n = JSON.readTree(io.github.peft4j.io.SizeLimits.check(p, io.github.peft4j.io.SizeLimits.CONFIG_JSON).toFile());
             return n == null ? JSON.missingNode() : n;
         } catch (IOException e) {
             throw new PeftException(p + ": not valid JSON: " + e.getMessage(), e);
@@ -162,7 +220,7 @@ public final class Tokenizer implements AutoCloseable {
      * @return the token ids
      */
     public int[] encode(String text, boolean addSpecialTokens) {
-        return toInt(tokenizer.encode(text, addSpecialTokens, false).getIds());
+        return toInt(call("encode", () -> tokenizer.encode(text, addSpecialTokens, false)).getIds());
     }
 
     /**
@@ -177,7 +235,7 @@ public final class Tokenizer implements AutoCloseable {
         if (words.isEmpty()) {
             throw new IllegalArgumentException("encodeWords needs at least one word");
         }
-        Encoding e = tokenizer.encode(words.toArray(new String[0]), addSpecialTokens, false);
+        Encoding e = call("encode", () -> tokenizer.encode(words.toArray(new String[0]), addSpecialTokens, false));
         long[] special = e.getSpecialTokenMask();
         long[] w = e.getWordIds();
         int[] wordIds = new int[w.length];
@@ -208,7 +266,7 @@ public final class Tokenizer implements AutoCloseable {
         for (int i = 0; i < ids.length; i++) {
             l[i] = ids[i];
         }
-        return tokenizer.decode(l, skipSpecialTokens);
+        return call("decode", () -> tokenizer.decode(l, skipSpecialTokens));
     }
 
     /** @return the end-of-sequence token id, if the tokenizer or model declares one */

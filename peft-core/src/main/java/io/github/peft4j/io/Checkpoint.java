@@ -100,9 +100,11 @@ public final class Checkpoint implements AutoCloseable {
     private static Map<String, String> readWeightMap(Path index) {
         JsonNode root;
         try {
-            root = SafeTensorsFile.JSON.readTree(index.toFile());
+            root = SafeTensorsFile.JSON.readTree(SizeLimits.check(index, SizeLimits.INDEX_JSON).toFile());
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new PeftException(index + ": not valid JSON: " + e.getOriginalMessage(), e);
+        } catch (java.io.CharConversionException e) { // bytes that are no Unicode text (found by fuzzing)
+            throw new PeftException(index + ": not valid JSON text: " + e.getMessage(), e);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + index + ": " + e.getMessage(), e);
         }

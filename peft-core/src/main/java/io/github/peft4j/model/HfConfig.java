@@ -42,7 +42,7 @@ public final class HfConfig {
             throw new PeftException(dir + ": not a Hugging Face model directory (no config.json)");
         }
         try {
-            JsonNode node = JSON.readTree(file.toFile());
+            JsonNode node = JSON.readTree(io.github.peft4j.io.SizeLimits.check(file, io.github.peft4j.io.SizeLimits.CONFIG_JSON).toFile());
             if (!(node instanceof ObjectNode)) {
                 throw new PeftException(file + ": expected a JSON object");
             }

@@ -134,7 +134,7 @@ public final class AutoPeftModel {
     private static TaskType taskOf(Path configFile) {
         JsonNode n;
         try {
-            n = JSON.readTree(configFile.toFile());
+            n = JSON.readTree(io.github.peft4j.io.SizeLimits.check(configFile, io.github.peft4j.io.SizeLimits.CONFIG_JSON).toFile());
         } catch (IOException e) {
             throw new PeftException(configFile + ": malformed JSON: " + e.getMessage(), e);
         }

@@ -121,7 +121,7 @@ public final class PeftMethods {
             throw new PeftException(file + ": no such file (an adapter directory holds adapter_config.json)");
         }
         try {
-            return parse(Files.readString(file), file.toString());
+            return parse(Files.readString(io.github.peft4j.io.SizeLimits.check(file, io.github.peft4j.io.SizeLimits.CONFIG_JSON)), file.toString());
         } catch (IOException e) {
             throw new PeftException(file + ": cannot read: " + e.getMessage(), e);
         }

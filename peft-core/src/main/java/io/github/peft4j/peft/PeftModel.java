@@ -44,6 +44,12 @@ import org.slf4j.LoggerFactory;
  *     peft.save(Path.of("my-adapter"));
  * }
  * }</pre>
+ *
+ * <p>Threads: {@link #forward} (and generation and serving on top of it) may run on several threads at once on one
+ * PeftModel for inference (each call's row adapters are per thread); changing adapters (add, load, delete,
+ * {@code setActive}, {@code disabled}, merge, unmerge) must happen on one thread while no forward call runs
+ * elsewhere, and is refused with a {@link PeftException} when one does. Training uses one thread. See
+ * docs/reliability.md.
  */
 public final class PeftModel {
     private static final Logger LOG = LoggerFactory.getLogger(PeftModel.class);
@@ -105,10 +111,9 @@ public final class PeftModel {
     }
 
     private Adapter attach(String name, PeftConfig config, String where, boolean trainable) {
+        checkNoForwardElsewhere("adding or loading an adapter");
         checkUsable();
-        if (name == null || name.isEmpty() || name.contains(".") || name.contains("/")) {
-            throw new PeftException("adapter name '" + name + "' must be non-empty without '.' or '/'");
-        }
+        io.github.peft4j.io.SafeNames.adapterName(name); // it becomes a directory name and a request parameter
         if (adapters.containsKey(name)) {
             throw new PeftException("an adapter named '" + name + "' already exists; delete it first or pick another name");
         }
@@ -171,6 +176,7 @@ public final class PeftModel {
      * @param names adapter names
      */
     public void setActive(String... names) {
+        checkNoForwardElsewhere("setActive");
         checkUsable();
         for (String n : names) {
             entry(n);
@@ -246,6 +252,7 @@ public final class PeftModel {
      * @return the scope
      */
     public AutoCloseable disabled() {
+        checkNoForwardElsewhere("disabled");
         checkUsable();
         if (state.isDisabled()) {
             throw new PeftException("adapters are already disabled");
@@ -266,6 +273,7 @@ public final class PeftModel {
      * @param name the adapter name
      */
     public void deleteAdapter(String name) {
+        checkNoForwardElsewhere("deleteAdapter");
         checkUsable();
         Entry e = entry(name);
         if (state.active().contains(name)) {
@@ -295,6 +303,8 @@ public final class PeftModel {
         if (rows != null) {
             checkRowAdapters(rows);
         }
+        forwardsInFlight.incrementAndGet();
+        forwardsHere.get()[0]++;
         try (AdapterState.CallScope scope = state.enter(input.context())) {
             ModelInput in = input;
             PromptAdapter prompt = activePrompt();
@@ -302,6 +312,9 @@ public final class PeftModel {
                 in = prompt.prepare(in, model);
             }
             return model.forward(in);
+        } finally {
+            forwardsHere.get()[0]--;
+            forwardsInFlight.decrementAndGet();
         }
     }
 
@@ -599,6 +612,7 @@ public final class PeftModel {
      * @param names adapter names
      */
     public void merge(String... names) {
+        checkNoForwardElsewhere("merge");
         for (String n : names) {
             mergeable(n);
         }
@@ -627,6 +641,7 @@ public final class PeftModel {
      * @param names adapter names
      */
     public void unmerge(String... names) {
+        checkNoForwardElsewhere("unmerge");
         for (String n : names) {
             Adapter a = entry(n).adapter();
             Mergeable m = a.capability(Mergeable.class);
@@ -645,6 +660,7 @@ public final class PeftModel {
      * @return the base model with merged weights
      */
     public TransformerModel mergeAndUnload() {
+        checkNoForwardElsewhere("mergeAndUnload");
         checkUsable();
         List<String> active = new ArrayList<>(state.active());
         merge(active.toArray(new String[0]));
@@ -666,6 +682,24 @@ public final class PeftModel {
         model.parameters().values().forEach(p -> p.setTrainable(false));
         unloaded = true;
         return model;
+    }
+
+    /** Forward calls running now, on any thread, and on this thread (a hook may call forward re-entrantly). */
+    private final java.util.concurrent.atomic.AtomicInteger forwardsInFlight = new java.util.concurrent.atomic.AtomicInteger();
+    private final ThreadLocal<int[]> forwardsHere = ThreadLocal.withInitial(() -> new int[1]);
+
+    /**
+     * Refuses to change the adapter set or the active adapters while inference runs on other threads (their layers
+     * read that state without locks): {@link #forward} may be called from several threads at once, the changes
+     * only from one thread while no forward call runs elsewhere.
+     */
+    private void checkNoForwardElsewhere(String op) {
+        int others = forwardsInFlight.get() - forwardsHere.get()[0];
+        if (others > 0) {
+            throw new PeftException(op + ": " + others + " forward call(s) are running on other threads; change adapters "
+                    + "(add, load, delete, setActive, disabled, merge, unmerge) only while no inference runs, or give "
+                    + "each thread its own PeftModel");
+        }
     }
 
     private void checkUsable() {

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.nn.Param;
@@ -14,7 +15,6 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -73,6 +73,7 @@ final class Checkpoints {
      * @param state the loop state to save with it
      */
     void write(TrainerState state) {
+        checkFinite(state.globalStep());
         Path target = outputDir.resolve(PREFIX + state.globalStep());
         Path tmp = outputDir.resolve("." + PREFIX + state.globalStep() + ".tmp");
         try {
@@ -89,8 +90,7 @@ final class Checkpoints {
                 SafeTensorsWriter.write(tmp.resolve(PeftTrainer.OPTIMIZER_FILE), tensors, Map.of("format", "pt"));
             }
             state.write(tmp);
-            deleteTree(target);
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+            AtomicFiles.replaceDirectory(tmp, target);
             LOG.info("saved checkpoint {}", target);
             List<Path> all = list(outputDir);
             for (int i = 0; i < all.size() - keep; i++) {
@@ -106,20 +106,34 @@ final class Checkpoints {
         return peft.adapter(adapterName()).capability(TrainingHooks.class);
     }
 
+    /**
+     * Refuses to checkpoint non-finite trainable values (an update that overflowed): the newest checkpoint on disk
+     * stays the last good one.
+     */
+    private void checkFinite(long step) {
+        try (NDScope scope = new NDScope()) {
+            for (Map.Entry<String, Param> e : trainable.entrySet()) {
+                NDArray a = e.getValue().array();
+                if (a.isNaN().logicalOr(a.isInfinite()).any().getBoolean()) {
+                    List<Path> saved = list(outputDir);
+                    throw new PeftException("PeftTrainer: step " + step + ": trainable parameter '" + e.getKey()
+                            + "' holds NaN or infinite values after the update; training stopped without writing "
+                            + "checkpoint-" + step + ", " + (saved.isEmpty() ? "no checkpoint was written yet"
+                                    : "the newest checkpoint is " + saved.get(saved.size() - 1))
+                            + " (lower the learning rate or clip gradients, then resume from it)");
+                }
+            }
+        }
+    }
+
     /** Replaces {@code best/} with the current adapter (written to a temporary directory, then renamed). */
     void saveBest() {
         Path target = outputDir.resolve(PeftTrainer.BEST);
         Path tmp = outputDir.resolve("." + PeftTrainer.BEST + ".tmp");
-        Path old = outputDir.resolve("." + PeftTrainer.BEST + ".old");
         try {
             deleteTree(tmp);
             peft.saveAdapter(adapterName(), tmp);
-            deleteTree(old);
-            if (Files.exists(target)) {
-                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-            }
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            deleteTree(old);
+            AtomicFiles.replaceDirectory(tmp, target);
         } catch (IOException e) {
             throw new PeftException(target + ": cannot save the best adapter: " + e.getMessage(), e);
         }

@@ -5,12 +5,10 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.io.AtomicFiles;
-import java.io.BufferedWriter;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -113,12 +111,8 @@ public final class MetricsLog {
                 if (file.toAbsolutePath().getParent() != null) {
                     Files.createDirectories(file.toAbsolutePath().getParent());
                 }
-                try (BufferedWriter w = Files.newBufferedWriter(file, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
-                        StandardOpenOption.APPEND)) {
-                    w.write(JSON.writeValueAsString(n));
-                    w.write('\n');
-                }
-            } catch (IOException e) {
+                AtomicFiles.appendLine(file, JSON.writeValueAsString(n)); // the line lands whole, even if killed
+            } catch (IOException | java.io.UncheckedIOException e) {
                 throw new PeftException(file + ": cannot append metrics: " + e.getMessage(), e);
             }
         }

@@ -74,7 +74,7 @@ public record TrainerState(
             throw new PeftException(dir + ": no " + FILE + " (not a checkpoint directory written by PeftTrainer)");
         }
         try {
-            TrainerState s = JSON.readValue(file.toFile(), TrainerState.class);
+            TrainerState s = JSON.readValue(io.github.peft4j.io.SizeLimits.check(file, io.github.peft4j.io.SizeLimits.CONFIG_JSON).toFile(), TrainerState.class);
             if (s.globalStep < 0 || s.epoch < 0 || s.batchInEpoch < 0 || s.schedulerStep < 0) {
                 throw new PeftException(file + ": negative step, epoch or position: " + s);
             }

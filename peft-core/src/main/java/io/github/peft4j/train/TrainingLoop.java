@@ -39,6 +39,8 @@ import org.slf4j.LoggerFactory;
  *       micro-batch's share of the step's labelled items (times the loss scale in fp16), then with gradient
  *       checkpointing the blocks' recomputation and backward, last block first;</li>
  *   <li>unscale the gradients (fp16), then {@link TrainingHooks#afterBackward};</li>
+ *   <li>without loss scaling (fp32): a NaN or infinite loss or gradient stops training with a {@link PeftException}
+ *       naming the step and the newest checkpoint, before the update (so nothing non-finite is ever saved);</li>
  *   <li>one fused reduction: finiteness (fp16) and global norm; clip;</li>
  *   <li>the optimizer update, unless fp16 found an inf or NaN: then the step is skipped, the scale lowered, the
  *       schedule does not advance, and the gradients are zeroed;</li>
@@ -123,7 +125,7 @@ final class TrainingLoop {
                         double share = (double) counts[i] / total;
                         loss += microBatch(model, batches.get(i), share, hooks, now, step, i);
                     }
-                    skipped = !update(lr, hooks, now);
+                    skipped = !update(lr, hooks, now, loss);
                 }
                 if (!skipped) {
                     schedStep++;
@@ -275,10 +277,13 @@ final class TrainingLoop {
      *
      * @return false if the step was skipped for an overflow
      */
-    private boolean update(double lr, List<TrainingHooks> hooks, TrainingStep now) {
+    private boolean update(double lr, List<TrainingHooks> hooks, TrainingStep now, double loss) {
         Collection<Param> params = t.trainable.values();
         t.precision.unscale(params);
         hooks.forEach(h -> h.afterBackward(now));
+        if (!t.precision.scaler().enabled()) { // with fp16 loss scaling the scaler skips such a step instead
+            stopIfNotFinite(now.step(), loss, params);
+        }
         boolean take = t.precision.checkAndClip(params, b.maxGradNorm);
         if (take) {
             t.optimizer.update(t.trainable, lr);
@@ -290,6 +295,33 @@ final class TrainingLoop {
         hooks.forEach(h -> h.afterStep(now));
         Gradients.zero(params);
         return take;
+    }
+
+    /**
+     * Without a loss scaler, a NaN or infinite loss or gradient would poison the trainable parameters (and every
+     * checkpoint after it): training stops before the update, with an error naming the step and the newest
+     * checkpoint, which still holds the last good values.
+     */
+    private void stopIfNotFinite(long step, double loss, Collection<Param> params) {
+        String what = null;
+        if (!Double.isFinite(loss)) {
+            what = "the loss is " + loss;
+        } else {
+            double norm = GradClip.norm(params);
+            if (!Double.isFinite(norm)) {
+                what = "the gradients are not finite (global norm " + norm + ")";
+            }
+        }
+        if (what == null) {
+            return;
+        }
+        Gradients.zero(params);
+        List<Path> saved = b.outputDir == null ? List.of() : Checkpoints.list(b.outputDir);
+        throw new PeftException("PeftTrainer: step " + step + ": " + what + "; training stopped before this step's "
+                + "update, so the parameters hold step " + (step - 1) + "'s values and "
+                + (saved.isEmpty() ? "no checkpoint was written yet" : "the newest checkpoint is "
+                        + saved.get(saved.size() - 1))
+                + " (lower the learning rate, clip gradients or check the data, then resume from it)");
     }
 
     private boolean better(double value, double best) {

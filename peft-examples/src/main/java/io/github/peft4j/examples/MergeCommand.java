@@ -7,7 +7,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
+import io.github.peft4j.io.AtomicFiles;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -110,10 +110,10 @@ final class MergeCommand implements Callable<Integer> {
             merged.save(tmp);
             for (String f : COPIED) {
                 if (Files.isRegularFile(model.resolve(f))) {
-                    Files.copy(model.resolve(f), tmp.resolve(f));
+                    AtomicFiles.copy(model.resolve(f), tmp.resolve(f));
                 }
             }
-            replace(tmp, output);
+            AtomicFiles.replaceDirectory(tmp, output);
             tmp = null;
             root.out.printf("merged %s adapter%s %s into %s (%,d parameters%s); wrote %s%n", type,
                     adapters.size() > 1 ? "s" : "", adapters.stream().map(a -> a.dir().toString())
@@ -143,27 +143,6 @@ final class MergeCommand implements Callable<Integer> {
             return s.findAny().isPresent();
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
-        }
-    }
-
-    /** Moves the finished directory into place; an old output is moved aside first and deleted afterwards. */
-    static void replace(Path done, Path output) throws IOException {
-        Path old = null;
-        if (Files.exists(output)) {
-            old = Files.createTempDirectory(output.getParent(), "." + output.getFileName() + ".old-");
-            Files.delete(old);
-            Files.move(output, old, StandardCopyOption.ATOMIC_MOVE);
-        }
-        try {
-            Files.move(done, output, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            if (old != null) {
-                Files.move(old, output, StandardCopyOption.ATOMIC_MOVE);
-            }
-            throw e;
-        }
-        if (old != null) {
-            delete(old);
         }
     }
 

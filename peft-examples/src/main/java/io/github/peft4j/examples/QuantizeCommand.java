@@ -1,5 +1,6 @@
 package io.github.peft4j.examples;
 
+import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.model.HfConfig;
 import io.github.peft4j.model.Models;
 import io.github.peft4j.model.Quantization;
@@ -118,7 +119,7 @@ final class QuantizeCommand implements Callable<Integer> {
                     Files.copy(model.resolve(f), tmp.resolve(f));
                 }
             }
-            MergeCommand.replace(tmp, output);
+            AtomicFiles.replaceDirectory(tmp, output);
             tmp = null;
             report(m, q, output);
         } catch (IOException e) {

@@ -64,7 +64,7 @@ public final class AdapterHubFormat implements AdapterFormat {
 
     private static ObjectNode readJson(Path file) {
         try {
-            JsonNode n = json().readTree(file.toFile());
+            JsonNode n = json().readTree(io.github.peft4j.io.SizeLimits.check(file, io.github.peft4j.io.SizeLimits.CONFIG_JSON).toFile());
             if (!(n instanceof ObjectNode o)) {
                 throw new PeftException(file + ": expected a JSON object");
             }

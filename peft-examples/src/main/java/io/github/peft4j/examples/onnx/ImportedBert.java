@@ -16,7 +16,6 @@ import java.io.UncheckedIOException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.security.SecureRandom;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -83,22 +82,7 @@ public record ImportedBert(String source, ObjectNode config, Map<String, Tensor>
             Files.createDirectories(parent);
             Files.createDirectory(tmp);
             writeInto(tmp, tokenizerJson);
-            if (nonEmpty) {
-                Path old = parent.resolve("." + target.getFileName() + ".old-" + suffix);
-                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-                try {
-                    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-                } catch (IOException e) {
-                    Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-                    throw e;
-                }
-                deleteTree(old);
-            } else {
-                if (exists) {
-                    Files.delete(target); // an empty directory
-                }
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            }
+            AtomicFiles.replaceDirectory(tmp, target);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot save the imported model to " + dir + ": " + e.getMessage(), e);
         } finally {

