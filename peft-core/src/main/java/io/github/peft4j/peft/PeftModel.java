@@ -295,7 +295,7 @@ public final class PeftModel {
         if (rows != null) {
             checkRowAdapters(rows);
         }
-        try (AdapterState.CallScope scope = state.enter(input.context())) {
+        try (AdapterState.CallScope scope = state.enter(input.context(), input.attentionMask())) {
             ModelInput in = input;
             PromptAdapter prompt = activePrompt();
             if (prompt != null) {
