@@ -34,8 +34,10 @@ Added for issue 12 (run with --new to make only these; the older cases stay as t
     <arch>_seq_bn_inv/                 seq_bn_inv: Pfeiffer + NICE invertible adapter on the embeddings
     bert_double_seq_bn_inv/            double_seq_bn_inv (Houlsby + NICE)
     union_defaults.json                AdapterHub's to_dict() of UniPELTConfig(), MAMConfig(), seq_bn_inv
-    roundtrip/<case>.json              with --check DIR --arch ARCH --name NAME: AdapterHub's logits of a peft4j-written
-                                       directory, plus AdapterHub's missing/unexpected keys when loading it
+    roundtrip/<case>.json              with --check DIR --arch ARCH [--name NAME] --digests: AdapterHub's logits of a
+                                       peft4j-written directory (UnionParityTest writes it with -Dpeft4j.adapterhub.write=true),
+                                       AdapterHub's missing/unexpected keys (none, else it fails) and the SHA-256 of every
+                                       file it loaded (the test checks peft4j writes those bytes; the directory is deleted)
 
 Adapter weights of the logits cases are drawn N(0, 0.3) after add_adapter (AdapterHub's inits are near zero or zero),
 so the comparison is meaningful. The safetensors files are AdapterHub's own save; where it cannot save safetensors
@@ -308,7 +310,7 @@ def make_train():
     print(case, "losses", losses)
 
 
-def check(dir_, arch, name):
+def check(dir_, arch, name, digests=False):
     """AdapterHub loads a directory peft4j wrote; its logits go to roundtrip/<case>.json."""
     m = load_base(arch)
     adapters.init(m)
@@ -322,9 +324,14 @@ def check(dir_, arch, name):
     unexpected = sorted(info.get("unexpected_keys", []))
     if missing or unexpected:
         raise SystemExit("%s: AdapterHub reports missing keys %s, unexpected keys %s" % (dir_, missing, unexpected))
-    dump(os.path.join(ROOT, "roundtrip", case + ".json"), {"loaded": loaded, "adapter_logits": out.tolist(),
-                                                           "adapter_logits_shape": list(out.shape),
-                                                           "missing_keys": missing, "unexpected_keys": unexpected})
+    record = {"loaded": loaded, "adapter_logits": out.tolist(), "adapter_logits_shape": list(out.shape),
+              "missing_keys": missing, "unexpected_keys": unexpected}
+    if digests:  # the directory itself is not committed: the test checks that peft4j writes these exact bytes
+        import hashlib
+        record["adapter_logits"] = rounded(out.tolist())
+        record["sha256"] = {f: hashlib.sha256(open(os.path.join(dir_, f), "rb").read()).hexdigest()
+                            for f in sorted(os.listdir(dir_))}
+    dump(os.path.join(ROOT, "roundtrip", case + ".json"), record)
     print("AdapterHub loaded", dir_, "as", loaded)
 
 
@@ -334,9 +341,11 @@ def main():
     ap.add_argument("--arch", default="bert")
     ap.add_argument("--name", default="bn", help="the adapter name to load as (--check)")
     ap.add_argument("--new", action="store_true", help="make only the issue-12 additions")
+    ap.add_argument("--digests", action="store_true",
+                    help="with --check: record the files' SHA-256 and 6-decimal logits (the directory is not committed)")
     args = ap.parse_args()
     if args.check:
-        check(args.check, args.arch, args.name)
+        check(args.check, args.arch, args.name, args.digests)
         return
     if args.new:
         add_pickles()

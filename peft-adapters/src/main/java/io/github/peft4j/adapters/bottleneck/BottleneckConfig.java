@@ -50,7 +50,8 @@ public final class BottleneckConfig extends PeftConfig {
     Object residualBeforeLn = true;
     boolean adapterResidualBeforeLn;
     String invAdapter;
-    Double invAdapterReductionFactor;
+    /** A number (AdapterHub writes the presets' 2 as an integer). */
+    Number invAdapterReductionFactor;
     boolean crossAdapter;
     List<Integer> leaveOut = new ArrayList<>();
     double dropout = 0.0;
@@ -140,7 +141,8 @@ public final class BottleneckConfig extends PeftConfig {
      */
     public BottleneckConfig invAdapter(String kind, double reductionFactor) {
         invAdapter = kind;
-        invAdapterReductionFactor = kind == null ? null : reductionFactor;
+        invAdapterReductionFactor = kind == null ? null
+                : reductionFactor == Math.rint(reductionFactor) ? (Number) (int) reductionFactor : (Number) reductionFactor;
         return this;
     }
 
@@ -166,7 +168,7 @@ public final class BottleneckConfig extends PeftConfig {
 
     /** @return {@code inv_adapter_reduction_factor} (2 when unset, AdapterHub's presets' value) */
     double invReduction() {
-        return invAdapterReductionFactor == null ? 2.0 : invAdapterReductionFactor;
+        return invAdapterReductionFactor == null ? 2.0 : invAdapterReductionFactor.doubleValue();
     }
 
     /**
@@ -476,7 +478,7 @@ public final class BottleneckConfig extends PeftConfig {
             throw new PeftException(where + ": inv_adapter '" + invAdapter + "' is not supported (expected \"nice\" or null;"
                     + " GLOW coupling blocks are not implemented)");
         }
-        if (invAdapterReductionFactor != null && !(invAdapterReductionFactor > 0)) {
+        if (invAdapterReductionFactor != null && !(invAdapterReductionFactor.doubleValue() > 0)) {
             throw new PeftException(where + ": inv_adapter_reduction_factor must be > 0, got " + invAdapterReductionFactor);
         }
         io.github.peft4j.adapters.unipelt.Gate.Positions.parse(gatePositions, where);

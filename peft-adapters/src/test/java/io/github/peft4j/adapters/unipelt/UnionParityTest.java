@@ -11,7 +11,19 @@ import io.github.peft4j.adapters.bottleneck.AdapterHubCases;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.peft.PeftModel;
 import io.github.peft4j.testing.Fixtures;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.peft4j.adapters.bottleneck.AdapterHubFormat;
+import io.github.peft4j.adapters.bottleneck.BottleneckAdapters;
+import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
+import io.github.peft4j.io.SafeTensorsFile;
+import io.github.peft4j.peft.PeftMethods;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.TreeSet;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -50,5 +62,100 @@ class UnionParityTest {
                 assertArrayEquals(plain, AdapterHubCases.forward(peft, m, name).toFloatArray(), "deleted");
             }
         }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"bert_unipelt", "bert_mam", "bert_union_custom", "bert_seq_bn_inv", "gpt2_unipelt", "gpt2_mam",
+        "gpt2_union_custom", "llama_unipelt", "llama_mam", "llama_union_custom", "llama_seq_bn_inv"})
+    void savedAndReloadedInBothLayoutsGivesTheSameLogitsAndAdapterHubsFiles(String name, @TempDir Path tmp) throws Exception {
+        try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            Path theirs = AdapterHubCases.form(name, "safetensors", tmp);
+            BottleneckAdapters.load(peft, theirs, "u", false);
+            float[] expected = AdapterHubCases.forward(peft, m, name).toFloatArray();
+            peft.saveAdapter("u", tmp.resolve("peft4j"));
+            BottleneckAdapters.saveAdapterHub(peft, "u", tmp.resolve("adapterhub"));
+            String type = peft.adapter("u").config().peftType();
+            peft.deleteAdapter("u");
+            peft.loadAdapter(tmp.resolve("peft4j"), "again", false);
+            assertArrayEquals(expected, AdapterHubCases.forward(peft, m, name).toFloatArray(), "peft4j layout");
+            assertEquals(type, PeftMethods.read(tmp.resolve("peft4j").resolve("adapter_config.json")).peftType());
+            peft.deleteAdapter("again");
+            BottleneckAdapters.load(peft, tmp.resolve("adapterhub"), "third", false);
+            assertArrayEquals(expected, AdapterHubCases.forward(peft, m, name).toFloatArray(), "AdapterHub layout");
+            // the same tensor names (AdapterHub's duplicates included) and the same config as AdapterHub's own files
+            try (SafeTensorsFile a = SafeTensorsFile.open(theirs.resolve(AdapterHubFormat.WEIGHTS_FILE));
+                    SafeTensorsFile b = SafeTensorsFile.open(tmp.resolve("adapterhub").resolve(AdapterHubFormat.WEIGHTS_FILE))) {
+                assertEquals(new TreeSet<>(a.names()), new TreeSet<>(b.names()));
+            }
+            ObjectMapper json = new ObjectMapper();
+            JsonNode theirConfig = json.readTree(theirs.resolve(AdapterHubFormat.CONFIG_FILE).toFile());
+            JsonNode ourConfig = json.readTree(tmp.resolve("adapterhub").resolve(AdapterHubFormat.CONFIG_FILE).toFile());
+            assertEquals(theirConfig.get("config"), ourConfig.get("config"));
+            for (String k : List.of("hidden_size", "model_class", "model_type", "version")) {
+                assertEquals(theirConfig.get(k), ourConfig.get(k), k);
+            }
+        }
+    }
+
+    /** peft4j's presets are AdapterHub's: {@code UniPELTConfig()}, {@code MAMConfig()}, {@code seq_bn_inv}, ... */
+    @Test
+    void presetsEqualAdapterHubsDefaults() {
+        JsonNode d = AdapterHubCases.json(".", "union_defaults.json");
+        assertEquals(d.get("unipelt"), UnionConfig.uniPelt().adapterHubConfig());
+        assertEquals(d.get("mam"), UnionConfig.mam().adapterHubConfig());
+        assertEquals(d.get("seq_bn_inv"), AdapterHubFormat.hubDict(BottleneckConfig.preset("seq_bn_inv")));
+        assertEquals(d.get("double_seq_bn_inv"), AdapterHubFormat.hubDict(BottleneckConfig.preset("double_seq_bn_inv")));
+        assertEquals(d.get("prefix_tuning"), PeftMethods.mapper().valueToTree(new HubPrefixConfig()));
+        assertEquals(d.get("lora"), PeftMethods.mapper().valueToTree(new HubLoraConfig()));
+    }
+
+    /**
+     * A peft4j-written AdapterHub directory of a union loads in AdapterHub with the same logits. With
+     * {@code -Dpeft4j.adapterhub.write=true} this test writes {@code roundtrip/CASE/}; then
+     * {@code make_adapterhub_fixtures.py --check roundtrip/CASE --arch ARCH --digests} has AdapterHub load it (failing on
+     * any missing or unexpected key) and records its logits and the SHA-256 of every file in {@code roundtrip/CASE.json};
+     * the directory is then deleted. Here the writer must produce exactly those bytes, and the logits must match.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"bert_unipelt", "bert_mam", "bert_seq_bn_inv", "gpt2_union_custom", "llama_mam"})
+    void peft4jWrittenUnionLoadsInAdapterHubWithTheSameLogits(String name, @TempDir Path tmp) throws Exception {
+        boolean write = Boolean.getBoolean("peft4j.adapterhub.write");
+        Path out = write ? AdapterHubCases.dir("roundtrip").resolve(name) : tmp.resolve(name);
+        try (TransformerModel base = AdapterHubCases.base(AdapterHubCases.arch(name)); NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(base);
+            BottleneckAdapters.load(peft, AdapterHubCases.form(name, "safetensors", tmp), "bn", true);
+            for (io.github.peft4j.nn.Param p : peft.trainableParameters().values()) { // new values, head copy included
+                p.array().muli(1.5f).addi(0.05f);
+            }
+            NDArray ours = AdapterHubCases.forward(peft, m, name);
+            BottleneckAdapters.saveAdapterHub(peft, "bn", out);
+            if (write) {
+                return;
+            }
+            JsonNode record = AdapterHubCases.json("roundtrip", name + ".json");
+            JsonNode sums = record.get("sha256");
+            List<String> files;
+            try (java.util.stream.Stream<Path> s = Files.list(out)) {
+                files = s.map(f -> f.getFileName().toString()).sorted().toList();
+            }
+            assertEquals(new TreeSet<>(iterable(sums.fieldNames())), new TreeSet<>(files), "the files AdapterHub loaded");
+            for (String f : files) {
+                String sum = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(out.resolve(f))));
+                assertEquals(sums.get(f).asText(), sum, f + ": not the bytes AdapterHub loaded");
+            }
+            assertEquals(0, record.get("missing_keys").size(), "AdapterHub's missing keys " + record.get("missing_keys"));
+            assertEquals(0, record.get("unexpected_keys").size(), "AdapterHub's unexpected keys");
+            NDArray theirs = AdapterHubCases.logits(m, "roundtrip", name + ".json", "adapter_logits");
+            double diff = Fixtures.maxAbsDiff(ours, theirs);
+            System.out.printf("parity adapterhub loads peft4j-written %s max|diff| = %.3g%n", name, diff);
+            assertTrue(diff < 1e-4, name + ": AdapterHub's logits of the peft4j-written adapter differ by " + diff);
+        }
+    }
+
+    private static <T> java.util.List<T> iterable(java.util.Iterator<T> it) {
+        java.util.List<T> out = new java.util.ArrayList<>();
+        it.forEachRemaining(out::add);
+        return out;
     }
 }
