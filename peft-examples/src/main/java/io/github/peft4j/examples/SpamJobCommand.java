@@ -29,9 +29,11 @@ import picocli.CommandLine.ParentCommand;
                 + " attention.output.dense.",
             "",
             "Rows beyond the default budget (--methods all, or by name): dora (the lora row with use_dora), ptuning"
-                + " (P-tuning, MLP encoder, --virtual-tokens), pfeiffer (bottleneck adapter seq_bn); the pooler and"
+                + " (P-tuning, MLP encoder, --virtual-tokens), pfeiffer (bottleneck adapter seq_bn), houlsby"
+                + " (double_seq_bn), parallel (par_bn), unipelt (AdapterHub's UniPELT); the pooler and"
                 + " classifier in modules_to_save; each is loaded back from disk and checked against the in-memory test"
-                + " scores. Defaults dora=200/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2 (docs/results-extended.md).",
+                + " scores. Defaults dora=200/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2, houlsby=200/1e-2, parallel=200/1e-2,"
+                + " unipelt=200/1e-2 (docs/results-extended.md).",
             "",
             "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",

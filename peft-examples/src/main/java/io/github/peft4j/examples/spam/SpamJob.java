@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.adapters.BitFitConfig;
 import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
+import io.github.peft4j.adapters.unipelt.UnionConfig;
 import io.github.peft4j.data.Batch;
 import io.github.peft4j.data.ClassificationData;
 import io.github.peft4j.data.Collator;
@@ -72,6 +73,8 @@ import org.slf4j.LoggerFactory;
  * feed-forward block, reduction factor 16; saved in peft4j's {@code peft_type: BOTTLENECK} layout, which keeps the
  * trained pooler). Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
  * model initialised with another seed and must give the in-memory test scores ({@link Row#reloadMaxDiff()}).
+ * {@code houlsby} ({@code double_seq_bn}), {@code parallel} ({@code par_bn}) and {@code unipelt} (AdapterHub's
+ * UniPELT: gated prefix tuning + seq_bn + LoRA) are checked the same way.
  */
 public final class SpamJob {
     private static final Logger LOG = LoggerFactory.getLogger(SpamJob.class);
@@ -80,11 +83,11 @@ public final class SpamJob {
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** Every method, in table order. */
     public static final List<String> METHODS = List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer",
-            "full");
+            "houlsby", "parallel", "unipelt", "full");
     /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
     public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
-    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer");
+    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer", "houlsby", "parallel", "unipelt");
     /** The {@code --methods} value that selects every method. */
     public static final String ALL = "all";
     /** The test group whose accuracy is reported separately. */
@@ -93,10 +96,15 @@ public final class SpamJob {
     public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
     // dora, ptuning, pfeiffer: lr from a 40-step sweep of {1e-3, 3e-3 (dora) / 1e-2} on 192 validation emails
     // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
-    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "dora", 200,
-            "bitfit", 200, "prompt", 200, "ptuning", 200, "pfeiffer", 200, "full", 200);
-    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "dora", 3e-3,
-            "bitfit", 5e-3, "prompt", 3e-2, "ptuning", 1e-2, "pfeiffer", 1e-2, "full", 1e-4);
+    // houlsby, parallel, unipelt: pfeiffer's 200 steps and lr 1e-2 (not swept; docs/results-extended.md)
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.ofEntries(Map.entry("probe", 300), Map.entry("lora", 300),
+            Map.entry("dora", 200), Map.entry("bitfit", 200), Map.entry("prompt", 200), Map.entry("ptuning", 200),
+            Map.entry("pfeiffer", 200), Map.entry("houlsby", 200), Map.entry("parallel", 200), Map.entry("unipelt", 200),
+            Map.entry("full", 200));
+    private static final Map<String, Double> DEFAULT_LR = Map.ofEntries(Map.entry("probe", 5e-3), Map.entry("lora", 3e-3),
+            Map.entry("dora", 3e-3), Map.entry("bitfit", 5e-3), Map.entry("prompt", 3e-2), Map.entry("ptuning", 1e-2),
+            Map.entry("pfeiffer", 1e-2), Map.entry("houlsby", 1e-2), Map.entry("parallel", 1e-2), Map.entry("unipelt", 1e-2),
+            Map.entry("full", 1e-4));
 
     private SpamJob() {}
 
@@ -581,6 +589,9 @@ public final class SpamJob {
                     .encoderReparameterizationType(PromptEncoderConfig.MLP).numVirtualTokens(s.virtualTokens)
                     .modulesToSave(HEAD_MODULES));
             case "pfeiffer" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.seqBn().modulesToSave(HEAD_MODULES));
+            case "houlsby" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.doubleSeqBn().modulesToSave(HEAD_MODULES));
+            case "parallel" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.parBn().modulesToSave(HEAD_MODULES));
+            case "unipelt" -> peft.addAdapter(PeftModel.DEFAULT, UnionConfig.uniPelt().modulesToSave(HEAD_MODULES));
             default -> throw new PeftException("spam-job: unknown method '" + method + "'");
         }
     }
@@ -806,6 +817,13 @@ public final class SpamJob {
                     + "model's); pooler.dense and classifier in modules_to_save";
             case "pfeiffer" -> "bottleneck adapter seq_bn (Pfeiffer: after each feed-forward block, reduction factor 16, "
                     + "relu); pooler.dense and classifier in modules_to_save; saved in peft4j's peft_type BOTTLENECK layout";
+            case "houlsby" -> "bottleneck adapter double_seq_bn (Houlsby: after each attention and feed-forward block, "
+                    + "reduction factor 16, swish); pooler.dense and classifier in modules_to_save";
+            case "parallel" -> "bottleneck adapter par_bn (He et al.: parallel to each feed-forward block, reduction factor 2, "
+                    + "relu, scaling 4, mam init); pooler.dense and classifier in modules_to_save";
+            case "unipelt" -> "UniPELT (AdapterHub's UniPELTConfig: prefix tuning 10 tokens with a 512 MLP, seq_bn reduction 16, "
+                    + "LoRA r 8 alpha 2 on query and value, each gated); pooler.dense and classifier in modules_to_save; "
+                    + "saved in peft4j's peft_type UNION layout";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
                     + "\"; pooler.dense and classifier in modules_to_save";
