@@ -33,6 +33,8 @@ Added for issue 12 (run with --new to make only these; the older cases stay as t
                                        leave_out, LoRA on q, k, v, intermediate and output, ungated bottleneck)
     <arch>_seq_bn_inv/                 seq_bn_inv: Pfeiffer + NICE invertible adapter on the embeddings
     bert_double_seq_bn_inv/            double_seq_bn_inv (Houlsby + NICE)
+    bert_unipelt_train/                initial/ (AdapterHub's pickle save of UniPELT with prefix 4 tokens, bottleneck 4,
+                                       AdapterHub's init, seed 4), data.json, losses.json: 5 SGD steps as bert_seq_bn_train
     union_defaults.json                AdapterHub's to_dict() of UniPELTConfig(), MAMConfig(), seq_bn_inv
     roundtrip/<case>.json              with --check DIR --arch ARCH [--name NAME] --digests: AdapterHub's logits of a
                                        peft4j-written directory (UnionParityTest writes it with -Dpeft4j.adapterhub.write=true),
@@ -243,6 +245,41 @@ def make_union_cases(arch):
         print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
 
 
+def make_train_union():
+    """5 SGD steps of UniPELT on BERT seq-cls from AdapterHub's own init (seed 4), saved as its default pickle."""
+    m = load_base("bert")
+    adapters.init(m)
+    torch.manual_seed(4)
+    A = adapters
+    m.add_adapter("u", config=A.UniPELTConfig(prefix_tuning=A.PrefixTuningConfig(prefix_length=4, bottleneck_size=4)))
+    case = os.path.join(ROOT, "bert_unipelt_train")
+    shutil.rmtree(case, ignore_errors=True)
+    os.makedirs(case)
+    m.save_adapter(os.path.join(case, "initial"), "u")  # pytorch_adapter.bin + pytorch_model_head.bin
+    m.train_adapter("u")
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(1, 100, (10, 6), generator=g)
+    labels = torch.randint(0, 3, (10,), generator=g)
+    params = [p for p in m.parameters() if p.requires_grad]
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.1)
+    losses = []
+    for step in range(5):
+        b = slice(2 * step, 2 * step + 2)
+        out = m(input_ids=ids[b], attention_mask=torch.ones_like(ids[b]), labels=labels[b])
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(out.loss.item())
+    m.eval()
+    after = logits(m, ids[:2].tolist(), [[1] * 6] * 2)
+    dump(os.path.join(case, "data.json"), {"input_ids": ids.tolist(), "labels": labels.tolist()})
+    dump(os.path.join(case, "losses.json"), {"losses": losses, "lr": 0.1, "batch_size": 2, "steps": 5,
+                                             "trainable": names, "after_logits": after.tolist(),
+                                             "after_logits_shape": list(after.shape)})
+    print(case, "losses", losses)
+
+
 def make_defaults():
     A = adapters
     dump(os.path.join(ROOT, "union_defaults.json"), {
@@ -352,6 +389,7 @@ def main():
         for arch in ["bert", "gpt2", "llama"]:
             make_union_cases(arch)
         make_defaults()
+        make_train_union()
         return
     for arch in ["bert", "gpt2", "llama"]:
         d = os.path.join(ROOT, "bases", arch)

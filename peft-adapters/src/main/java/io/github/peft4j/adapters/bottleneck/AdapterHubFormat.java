@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.io.AtomicFiles;
-import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;

@@ -153,6 +153,47 @@ class UnionParityTest {
         }
     }
 
+    /**
+     * AdapterHub's {@code train_adapter} of UniPELT (every part and gate, and the classifier, trainable) from its own
+     * initialisation, saved as its default pickle: 5 SGD steps (lr 0.1, batches of 2, no clipping) give its losses.
+     */
+    @Test
+    void fiveSgdStepsOfUniPeltOnBertGiveAdapterHubsLosses() {
+        String name = "bert_unipelt_train";
+        JsonNode expected = AdapterHubCases.json(name, "losses.json");
+        JsonNode data = AdapterHubCases.json(name, "data.json");
+        List<io.github.peft4j.data.Example> examples = new java.util.ArrayList<>();
+        long[][] ids = Fixtures.matrix(data.get("input_ids"));
+        for (int i = 0; i < ids.length; i++) {
+            int[] row = java.util.Arrays.stream(ids[i]).mapToInt(v -> (int) v).toArray();
+            examples.add(io.github.peft4j.data.Example.classified(row, data.get("labels").get(i).asInt()));
+        }
+        try (TransformerModel model = AdapterHubCases.base("bert"); io.github.peft4j.train.Sgd sgd = io.github.peft4j.train.Sgd.builder().build();
+                NDManager m = NDManager.newBaseManager()) {
+            PeftModel peft = PeftModel.wrap(model);
+            BottleneckAdapters.load(peft, AdapterHubCases.dir(name).resolve("initial"), "u", true);
+            assertEquals(expected.get("trainable").size(), peft.trainableParameters().size(), "trainable tensors "
+                    + peft.trainableParameters().keySet() + " vs AdapterHub's " + expected.get("trainable"));
+            try (io.github.peft4j.train.PeftTrainer t = io.github.peft4j.train.PeftTrainer.builder().setModel(peft)
+                    .setTrainData(examples).optOptimizer(sgd).optLearningRate(expected.get("lr").asDouble()).optMaxSteps(5)
+                    .optBatchSize(2).optShuffle(false).optMaxGradNorm(0).build()) {
+                List<Double> losses = t.train().losses();
+                assertEquals(5, losses.size());
+                double worst = 0;
+                for (int i = 0; i < 5; i++) {
+                    worst = Math.max(worst, Math.abs(expected.get("losses").get(i).asDouble() - losses.get(i)));
+                }
+                System.out.printf("parity adapterhub unipelt train 5 SGD steps losses %s max|diff| = %.2e%n", losses, worst);
+                assertTrue(worst < 1e-4, "losses " + losses + " vs AdapterHub " + expected.get("losses"));
+            }
+            NDArray after = peft.forward(io.github.peft4j.model.ModelInput.of(m.create(new long[][] {ids[0], ids[1]}), null))
+                    .logits();
+            double diff = Fixtures.maxAbsDiff(after, AdapterHubCases.logits(m, name, "losses.json", "after_logits"));
+            System.out.printf("parity adapterhub unipelt logits after 5 steps max|diff| = %.3g%n", diff);
+            assertTrue(diff < 1e-4, "logits after training: max |diff| " + diff);
+        }
+    }
+
     private static <T> java.util.List<T> iterable(java.util.Iterator<T> it) {
         java.util.List<T> out = new java.util.ArrayList<>();
         it.forEachRemaining(out::add);
