@@ -16,10 +16,12 @@ public final class AdapterState {
 
     private static final class Call {
         final CallContext context;
+        final ai.djl.ndarray.NDArray attentionMask;
         RowGroups groups;
 
-        Call(CallContext context) {
+        Call(CallContext context, ai.djl.ndarray.NDArray attentionMask) {
             this.context = context;
+            this.attentionMask = attentionMask;
         }
     }
 
@@ -72,6 +74,12 @@ public final class AdapterState {
         return c.groups;
     }
 
+    /** @return the attention mask {@code [B, past + S]} of the forward call running on this thread, or null */
+    public ai.djl.ndarray.NDArray attentionMask() {
+        Call c = call.get();
+        return c == null ? null : c.attentionMask;
+    }
+
     /** @return the context of the forward call running on this thread ({@link CallContext#NONE} outside one) */
     public CallContext context() {
         Call c = call.get();
@@ -86,8 +94,20 @@ public final class AdapterState {
      * @return the scope
      */
     public CallScope enter(CallContext context) {
+        return enter(context, null);
+    }
+
+    /**
+     * As {@link #enter(CallContext)}, also making the call's attention mask readable by layers (gates that average
+     * over the attended positions only).
+     *
+     * @param context the call's context
+     * @param attentionMask the call's {@code [B, past + S]} key mask (1 = attend), or null
+     * @return the scope
+     */
+    public CallScope enter(CallContext context, ai.djl.ndarray.NDArray attentionMask) {
         Call previous = call.get();
-        call.set(new Call(context));
+        call.set(new Call(context, attentionMask));
         return () -> {
             if (previous == null) {
                 call.remove();

@@ -305,7 +305,7 @@ public final class PeftModel {
         }
         forwardsInFlight.incrementAndGet();
         forwardsHere.get()[0]++;
-        try (AdapterState.CallScope scope = state.enter(input.context())) {
+        try (AdapterState.CallScope scope = state.enter(input.context(), input.attentionMask())) {
             ModelInput in = input;
             PromptAdapter prompt = activePrompt();
             if (prompt != null) {

@@ -31,11 +31,12 @@ import picocli.CommandLine.ParentCommand;
             "Rows beyond the default budget (--methods all, or by name): dora (the lora row with use_dora), qlora (the"
                 + " lora row on the encoder quantised to NF4 + double quantisation while loading; its model bytes are in"
                 + " its settings line), ptuning (P-tuning, MLP encoder, --virtual-tokens), pfeiffer (bottleneck adapter"
-                + " seq_bn), adalora (AdaLoRA from init_r = r to r/2, its final budget in the settings line), moe-lora"
-                + " (4 LoRA experts of rank r/2, top 2 per token); the pooler and classifier in modules_to_save; each is"
-                + " loaded back from disk and checked against the in-memory test scores. Defaults dora=200/3e-3,"
-                + " qlora=300/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2, adalora=200/3e-3, moe-lora=200/3e-3"
-                + " (docs/results-extended.md).",
+                + " seq_bn), houlsby (double_seq_bn), parallel (par_bn), unipelt (AdapterHub's UniPELT), adalora (AdaLoRA"
+                + " from init_r = r to r/2, its final budget in the settings line), moe-lora (4 LoRA experts of rank r/2,"
+                + " top 2 per token); the pooler and classifier in modules_to_save; each is loaded back from disk and"
+                + " checked against the in-memory test scores. Defaults dora=200/3e-3, qlora=300/3e-3, ptuning=200/1e-2,"
+                + " pfeiffer=200/1e-2, houlsby=200/1e-2, parallel=200/1e-2, unipelt=200/1e-2, adalora=200/3e-3,"
+                + " moe-lora=200/3e-3 (docs/results-extended.md).",
             "",
             "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",

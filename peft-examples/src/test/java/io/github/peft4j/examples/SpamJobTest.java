@@ -126,7 +126,7 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("![training curves](curves.png)"), md);
-        assertTrue(md.contains("Not run here: dora, qlora, ptuning, pfeiffer, adalora, moe-lora (select them with `--methods`"), md);
+        assertTrue(md.contains("Not run here: dora, qlora, ptuning, pfeiffer, houlsby, parallel, unipelt, adalora, moe-lora (select them with `--methods`"), md);
         byte[] png = Files.readAllBytes(work.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
@@ -144,8 +144,8 @@ class SpamJobTest {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         SpamJob.Result r = SpamJob.run(s, new PrintStream(bytes, true, StandardCharsets.UTF_8));
         String out = bytes.toString(StandardCharsets.UTF_8);
-        assertEquals(List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning", "pfeiffer", "adalora", "moe-lora", "full"),
-                r.rows().stream().map(SpamJob.Row::method).toList());
+        assertEquals(List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning", "pfeiffer", "houlsby",
+                "parallel", "unipelt", "adalora", "moe-lora", "full"), r.rows().stream().map(SpamJob.Row::method).toList());
         Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
         long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
         long lora = 2 * 4 * (2 * 64 + 64 * 2);
@@ -161,7 +161,8 @@ class SpamJobTest {
         long saved = qb.fp32() - qb.held();
         long fourBitBytes = qb.fourBitWeights() / 2 + qb.fourBitWeights() / 64;
         assertTrue(saved < 4 * qb.fourBitWeights() - fourBitBytes && saved > 4 * qb.fourBitWeights() - fourBitBytes - 12 * 1600,
-                qb + " vs " + rows.get("lora").baseBytes());        // 4 virtual-token embeddings + the MLP encoder Linear(64,64) x 3
+                qb + " vs " + rows.get("lora").baseBytes());
+        // 4 virtual-token embeddings + the MLP encoder Linear(64,64) x 3
         assertEquals(4 * 64 + 3 * (64 * 64 + 64) + head, rows.get("ptuning").trainable());
         // seq_bn: one adapter per layer after the feed-forward block, 64 -> 64/16 = 4 -> 64
         assertEquals(2 * (64 * 4 + 4 + 4 * 64 + 64) + head, rows.get("pfeiffer").trainable());
@@ -169,7 +170,16 @@ class SpamJobTest {
         assertEquals(2 * 4 * (2 * 64 + 2 + 64 * 2) + head, rows.get("adalora").trainable());
         // moe-lora: 4 experts of rank 1 and a router (4 x 64) per module
         assertEquals(2 * 4 * (4 * 64 + 4 * 64 + 4 * 64) + head, rows.get("moe-lora").trainable());
-        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
+        // double_seq_bn: two per layer; par_bn: 64 -> 32 -> 64 after each feed-forward block
+        assertEquals(2 * 2 * (64 * 4 + 4 + 4 * 64 + 64) + head, rows.get("houlsby").trainable());
+        assertEquals(2 * (64 * 32 + 32 + 32 * 64 + 64) + head, rows.get("parallel").trainable());
+        // UniPELT: prefix wte (10, 64) + MLP 64 -> 512 -> 2 layers x 2 x 64, a prefix gate per layer; seq_bn + its gate;
+        // LoRA r 8 on query and value + their gates
+        long prefix = 10 * 64 + (64 * 512 + 512) + (512 * 256 + 256) + 2 * (64 + 1);
+        long bn = 2 * (64 * 4 + 4 + 4 * 64 + 64 + 64 + 1);
+        long loraU = 2 * 2 * (8 * 64 + 64 * 8 + 64 + 1);
+        assertEquals(prefix + bn + loraU + head, rows.get("unipelt").trainable());
+        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora")) {
             SpamJob.Row row = rows.get(m);
             assertEquals(work.resolve("runs").resolve(m).resolve("adapter"), row.saved());
             assertTrue(Files.isRegularFile(row.saved().resolve("adapter_config.json")), row.toString());
@@ -185,8 +195,9 @@ class SpamJobTest {
         assertTrue(Files.readString(work.resolve("runs/pfeiffer/adapter/adapter_config.json")).contains("\"BOTTLENECK\""));
         assertTrue(Files.readString(work.resolve("runs/adalora/adapter/adapter_config.json")).contains("\"rank_pattern\" : {"));
         assertTrue(Files.readString(work.resolve("runs/moe-lora/adapter/adapter_config.json")).contains("\"MOE_LORA\""));
+        assertTrue(Files.readString(work.resolve("runs/unipelt/adapter/adapter_config.json")).contains("\"UNION\""));
         // every adapter carries its trained pooler and classifier
-        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "adalora", "moe-lora")) {
+        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora")) {
             try (SafeTensorsFile f = SafeTensorsFile.open(work.resolve("runs").resolve(m)
                     .resolve("adapter/adapter_model.safetensors"))) {
                 assertEquals(4, f.names().stream().filter(k -> k.contains("pooler.dense.") || k.contains("classifier."))

@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.io.AtomicFiles;
-import io.github.peft4j.io.SafeTensorsFile;
 import io.github.peft4j.io.SafeTensorsWriter;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
@@ -27,11 +26,14 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * AdapterHub's {@code save_adapter} directories for bottleneck adapters, both ways: {@code adapter_config.json}
- * ({@code {"config": {...BnConfig...}, "hidden_size", "model_class", "model_name", "model_type", "name",
- * "version"}}, no {@code peft_type}), {@code adapter.safetensors} with AdapterHub's keys
- * ({@code bert.encoder.layer.0.output.adapters.NAME.adapter_down.0.weight}) and, for classification models,
- * {@code head_config.json} + {@code model_head.safetensors} ({@code classifier.weight}, {@code classifier.bias}),
+ * AdapterHub's {@code save_adapter} directories for bottleneck adapters and union adapters (UniPELT, MAM, any
+ * {@code ConfigUnion} of bottleneck, prefix tuning and LoRA), both ways: {@code adapter_config.json}
+ * ({@code {"config": {...BnConfig... or "architecture": "union", "configs": [...]}, "hidden_size", "model_class",
+ * "model_name", "model_type", "name", "version"}}, no {@code peft_type}), {@code adapter.safetensors} or AdapterHub's
+ * default {@code pytorch_adapter.bin} (read by the safe {@link io.github.peft4j.io.TorchBinFile}, no pickled code runs)
+ * with AdapterHub's keys ({@code bert.encoder.layer.0.output.adapters.NAME.adapter_down.0.weight}) and, for
+ * classification models, {@code head_config.json} + {@code model_head.safetensors} / {@code pytorch_model_head.bin}
+ * ({@code classifier.weight}, {@code classifier.bias}),
  * which peft4j maps to the adapter's {@code modules_to_save} copy of the head. Registered as an
  * {@link AdapterFormat}, so {@link PeftModel#loadAdapter} reads these directories directly.
  */
@@ -40,8 +42,10 @@ public final class AdapterHubFormat implements AdapterFormat {
     public static final String CONFIG_FILE = "adapter_config.json";
     /** The weights, safetensors variant ({@code save_adapter(..., use_safetensors=True)}). */
     public static final String WEIGHTS_FILE = "adapter.safetensors";
-    /** The weights, torch pickle variant (not read: convert it to safetensors). */
+    /** The weights, torch pickle variant (AdapterHub's default; read safely by {@link io.github.peft4j.io.TorchBinFile}). */
     public static final String PICKLE_FILE = "pytorch_adapter.bin";
+    /** The static head's weights, torch pickle variant. */
+    public static final String HEAD_PICKLE_FILE = "pytorch_model_head.bin";
     /** The static head's config. */
     public static final String HEAD_CONFIG_FILE = "head_config.json";
     /** The static head's weights. */
@@ -98,17 +102,6 @@ public final class AdapterHubFormat implements AdapterFormat {
         Path file = dir.resolve(CONFIG_FILE);
         ObjectNode root = readJson(file);
         ObjectNode cfg = (ObjectNode) root.get("config");
-        JsonNode arch = cfg.get("architecture");
-        if (arch != null && !arch.isNull() && !"bottleneck".equals(arch.asText())) {
-            throw new PeftException(file + ": config.architecture '" + arch.asText()
-                    + "' is not a bottleneck adapter (peft4j reads AdapterHub's bottleneck adapters: seq_bn, double_seq_bn,"
-                    + " par_bn and other BnConfig)");
-        }
-        for (String k : REQUIRED) {
-            if (!cfg.has(k)) {
-                throw new PeftException(file + ": config has no '" + k + "' (a BnConfig needs " + REQUIRED + ")");
-            }
-        }
         String type = root.path("model_type").asText(null);
         if (type != null && !type.equals(model.config().modelType())) {
             throw new PeftException(file + ": the adapter is for model_type '" + type + "', the model is '"
@@ -118,50 +111,122 @@ public final class AdapterHubFormat implements AdapterFormat {
             throw new PeftException(file + ": hidden_size " + root.get("hidden_size").asInt() + ", the model has "
                     + model.hiddenSize());
         }
-        // BnConfig's defaults under the file's values (AdapterHub writes every field; older files may not)
+        String modelName = root.hasNonNull("model_name") && !root.get("model_name").asText().isEmpty()
+                ? root.get("model_name").asText() : null;
+        JsonNode arch = cfg.get("architecture");
+        String a = arch == null || arch.isNull() ? "bottleneck" : arch.asText();
+        PeftConfig out;
+        switch (a) {
+            case "bottleneck" -> out = bottleneckConfig(cfg, file.toString());
+            case "union", "prefix_tuning", "lora" -> {
+                ObjectNode u = json().createObjectNode();
+                u.put("peft_type", io.github.peft4j.adapters.unipelt.UnionConfig.TYPE);
+                u.set("configs", "union".equals(a) ? cfg.get("configs") : json().createArrayNode().add(cfg));
+                out = PeftMethods.parse(u.toString(), file.toString());
+            }
+            default -> throw new PeftException(file + ": config.architecture '" + a + "' is not supported (peft4j reads"
+                    + " AdapterHub's bottleneck adapters, prefix_tuning, lora and their unions such as UniPELT and MAM)");
+        }
+        if (modelName != null) {
+            out.baseModelNameOrPath(modelName);
+        }
+        return out;
+    }
+
+    /**
+     * A bottleneck config from AdapterHub's BnConfig dict (BnConfig's defaults under the dict's values; AdapterHub
+     * writes every field, older files may not).
+     *
+     * @param cfg the dict ({@code architecture} absent, null or {@code "bottleneck"})
+     * @param where for messages
+     * @return the config
+     */
+    public static BottleneckConfig bottleneckConfig(ObjectNode cfg, String where) {
+        for (String k : REQUIRED) {
+            if (!cfg.has(k)) {
+                throw new PeftException(where + ": config has no '" + k + "' (a BnConfig needs " + REQUIRED + ")");
+            }
+        }
         ObjectNode merged = json().valueToTree(new BottleneckConfig().originalLnBefore(false));
         merged.setAll(cfg);
         merged.remove("architecture");
         merged.put("peft_type", BottleneckConfig.TYPE);
-        if (root.hasNonNull("model_name") && !root.get("model_name").asText().isEmpty()) {
-            merged.put("base_model_name_or_path", root.get("model_name").asText());
+        return (BottleneckConfig) PeftMethods.parse(merged.toString(), where);
+    }
+
+    /**
+     * @param c a bottleneck config
+     * @return AdapterHub's BnConfig dict of it (peft4j's own keys and HF PEFT's common keys removed)
+     */
+    public static ObjectNode hubDict(BottleneckConfig c) {
+        ObjectNode cfg = json().valueToTree(c);
+        PEFT_KEYS.forEach(cfg::remove);
+        cfg.remove("gate_positions");
+        return cfg;
+    }
+
+    /** AdapterHub's module dicts that hold adapters by name. */
+    private static final java.util.regex.Pattern CONTAINER =
+            java.util.regex.Pattern.compile("(^|\\.)(adapters|invertible_adapters|loras|prefix_tunings|prefix_gates)\\.");
+
+    /**
+     * An AdapterHub key without the adapter name: {@code ...output.adapters.NAME.adapter_up.weight} ->
+     * {@code ...output.adapters.adapter_up.weight} (also after {@code invertible_adapters}, {@code loras},
+     * {@code prefix_tunings} and {@code prefix_gates}).
+     *
+     * @param key the key
+     * @param name the adapter name in it
+     * @return the key without it, or null when the key holds no {@code <container>.NAME.} segment
+     */
+    public static String withoutName(String key, String name) {
+        java.util.regex.Matcher m = CONTAINER.matcher(key);
+        while (m.find()) {
+            if (key.startsWith(name + ".", m.end())) {
+                return key.substring(0, m.end()) + key.substring(m.end() + name.length() + 1);
+            }
         }
-        return PeftMethods.parse(merged.toString(), file.toString());
+        return null;
     }
 
     @Override
     public Map<String, NDArray> readTensors(Path dir, Adapter adapter, NDManager manager) {
-        if (!(adapter instanceof BottleneckAdapter bn)) {
-            throw new PeftException(dir + ": an AdapterHub directory loads as a bottleneck adapter, got "
+        if (!(adapter instanceof AdapterHubAdapter)) {
+            throw new PeftException(dir + ": an AdapterHub directory loads as a bottleneck or union adapter, got "
                     + adapter.config().peftType());
         }
         Path weights = dir.resolve(WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) {
-            throw new PeftException(dir + ": no " + WEIGHTS_FILE + (Files.isRegularFile(dir.resolve(PICKLE_FILE))
-                    ? " (only the torch pickle " + PICKLE_FILE + "; save with use_safetensors=True or convert it)" : ""));
+            weights = dir.resolve(PICKLE_FILE);
+            if (!Files.isRegularFile(weights)) {
+                throw new PeftException(dir + ": no " + WEIGHTS_FILE + " or " + PICKLE_FILE);
+            }
         }
         String fileName = readJson(dir.resolve(CONFIG_FILE)).path("name").asText(null);
+        java.util.Set<String> expected = adapter.stateDict().keySet();
         Map<String, NDArray> out = new LinkedHashMap<>();
-        try (SafeTensorsFile file = SafeTensorsFile.open(weights)) {
+        try (io.github.peft4j.io.TensorFile<?> file = io.github.peft4j.io.TensorFile.open(weights)) {
             for (String k : file.names()) {
-                int at = k.indexOf(BottleneckAdapter.ADAPTERS);
-                String rest = at < 0 ? null : k.substring(at + BottleneckAdapter.ADAPTERS.length());
-                String seg = fileName == null ? null : fileName + ".";
-                if (rest == null || seg == null || !rest.startsWith(seg)) {
+                String local = fileName == null ? null : withoutName(k, fileName);
+                if (local == null) {
                     throw new PeftException(weights + ": tensor '" + k + "' is not an AdapterHub key of adapter '" + fileName
-                            + "' (expected '<module>.adapters." + fileName + ".<parameter>')");
+                            + "' (expected '<module>.adapters." + fileName + ".<parameter>' or a loras / prefix_tunings /"
+                            + " prefix_gates / invertible_adapters key)");
                 }
-                String local = rest.substring(seg.length());
-                if (bn.lnBefore() && local.startsWith(TIED_LN)) {
-                    continue; // the same LayerNorm as adapter_norm_before (AdapterHub's nn.Sequential keeps both keys)
+                if (!expected.contains(local) && (local.contains(".prefix_tuning.pool.")
+                        || local.contains(".adapters." + TIED_LN) && expected.contains(local.replace("." + TIED_LN,
+                                ".adapter_norm_before.")))) {
+                    continue; // AdapterHub's second key of one tensor: the pool under every layer, ln_before's LayerNorm
                 }
-                out.put(k.substring(0, at) + BottleneckAdapter.ADAPTERS + local, file.load(k, manager));
+                out.put(local, file.load(k, manager));
             }
         }
         TaskType task = adapter.config().task();
         Path head = dir.resolve(HEAD_WEIGHTS_FILE);
+        if (!Files.isRegularFile(head)) {
+            head = dir.resolve(HEAD_PICKLE_FILE);
+        }
         if ((task == TaskType.SEQ_CLS || task == TaskType.TOKEN_CLS) && Files.isRegularFile(head)) {
-            try (SafeTensorsFile file = SafeTensorsFile.open(head)) {
+            try (io.github.peft4j.io.TensorFile<?> file = io.github.peft4j.io.TensorFile.open(head)) {
                 for (String k : file.names()) {
                     out.put(LayerAdapter.TUNER_PREFIX + k, file.load(k, manager));
                 }
@@ -172,38 +237,31 @@ public final class AdapterHubFormat implements AdapterFormat {
 
     /**
      * Writes an adapter as AdapterHub's {@code save_adapter(dir, name, use_safetensors=True)} does, so that
-     * AdapterHub's {@code load_adapter(dir)} reads it; for classification models also the trained head copy.
+     * AdapterHub's {@code load_adapter(dir, use_safetensors=True)} reads it; for classification models also the trained
+     * head copy. Union adapters (UniPELT, MAM) are written with every key AdapterHub's state dict has (the prefix pool
+     * under each layer too), each as its own tensor.
      *
      * @param peft the model
-     * @param name a bottleneck adapter's name (also the name written into the keys and the config)
+     * @param name a bottleneck or union adapter's name (also the name written into the keys and the config)
      * @param dir the directory (created if needed)
      */
     public static void save(PeftModel peft, String name, Path dir) {
         Adapter a = peft.adapter(name);
-        if (!(a instanceof BottleneckAdapter bn)) {
+        if (!(a instanceof AdapterHubAdapter hub)) {
             throw new PeftException("adapter '" + name + "' is " + a.config().peftType()
-                    + ", not a bottleneck adapter: only those have an AdapterHub layout");
+                    + ", not a bottleneck or union adapter: only those have an AdapterHub layout");
         }
         TransformerModel model = peft.model();
-        ObjectNode cfg = json().valueToTree(bn.bottleneckConfig());
-        PEFT_KEYS.forEach(cfg::remove);
         ObjectNode root = json().createObjectNode();
-        root.set("config", cfg);
+        root.set("config", hub.adapterHubConfig());
         root.put("hidden_size", model.hiddenSize());
         root.put("model_class", model.architecture());
-        String modelName = bn.bottleneckConfig().baseModelNameOrPathValue();
+        String modelName = a.config().baseModelNameOrPath();
         root.put("model_name", modelName == null ? "" : modelName);
         root.put("model_type", model.config().modelType());
         root.put("name", name);
         root.put("version", VERSION);
-        Map<String, NDArray> tensors = new LinkedHashMap<>();
-        bn.keyed(name).forEach((k, p) -> {
-            tensors.put(k, p.array());
-            String norm = ".adapter_norm_before.";
-            if (k.contains(norm)) { // AdapterHub's state dict has the ln_before LayerNorm under both names
-                tensors.put(k.replace(norm, "." + TIED_LN), p.array());
-            }
-        });
+        Map<String, NDArray> tensors = hub.adapterHubTensors();
         try {
             Files.createDirectories(dir);
             SafeTensorsWriter.write(dir.resolve(WEIGHTS_FILE), tensors, Map.of("format", "pt"));

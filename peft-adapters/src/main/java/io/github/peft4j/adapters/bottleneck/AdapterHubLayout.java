@@ -11,7 +11,7 @@ import io.github.peft4j.model.TransformerModel;
  * ({@code transformer.h.0.output_adapters.adapters.NAME...}, {@code model.layers.0.attention_adapters.adapters...}).
  * This is AdapterHub's file layout, so it is per architecture here; the computation itself only uses hook sites.
  */
-final class AdapterHubLayout {
+public final class AdapterHubLayout {
     private final String prefix;
     private final String layers;
     private final String attention;
@@ -28,7 +28,7 @@ final class AdapterHubLayout {
      * @param model the model
      * @return its AdapterHub layout
      */
-    static AdapterHubLayout of(TransformerModel model) {
+    public static AdapterHubLayout of(TransformerModel model) {
         String type = model.config().modelType();
         String layers;
         String attention;
@@ -77,5 +77,68 @@ final class AdapterHubLayout {
      */
     String holder(boolean mh, int layer) {
         return prefix + layers + layer + "." + (mh ? attention : output);
+    }
+
+    /** @return the base model's path with a trailing dot ({@code bert.}, {@code transformer.}, {@code model.}) */
+    public String root() {
+        return prefix;
+    }
+
+    /** @return the model's AdapterHub model type family: {@code bert}, {@code gpt2} or {@code llama} */
+    public String family() {
+        return switch (layers) {
+            case "encoder.layer." -> "bert";
+            case "h." -> "gpt2";
+            default -> "llama";
+        };
+    }
+
+    /**
+     * @param layer a layer
+     * @return the module holding AdapterHub's {@code prefix_tuning} layer of that layer's self-attention
+     *     ({@code bert.encoder.layer.0.attention.self}, {@code transformer.h.0.attn}, {@code model.layers.0.self_attn})
+     */
+    public String attention(int layer) {
+        return prefix + layers + layer + "." + switch (family()) {
+            case "bert" -> "attention.self";
+            case "gpt2" -> "attn";
+            default -> "self_attn";
+        };
+    }
+
+    /**
+     * The modules AdapterHub wraps with LoRA in one layer, by its location: {@code selfattn} (one module per attention
+     * matrix q, k, v; GPT-2's fused {@code c_attn} for all three), {@code intermediate}, {@code output}.
+     *
+     * @param layer the layer
+     * @param location {@code selfattn}, {@code intermediate} or {@code output}
+     * @param matrix {@code q}, {@code k} or {@code v} for {@code selfattn}, else null
+     * @return the module path
+     */
+    public String loraTarget(int layer, String location, String matrix) {
+        String l = prefix + layers + layer + ".";
+        String family = family();
+        return switch (location) {
+            case "selfattn" -> switch (family) {
+                case "bert" -> l + "attention.self." + switch (matrix) {
+                    case "q" -> "query";
+                    case "k" -> "key";
+                    default -> "value";
+                };
+                case "gpt2" -> l + "attn.c_attn";
+                default -> l + "self_attn." + matrix + "_proj";
+            };
+            // AdapterHub's own assignment (models/llama/mixin_llama.py): down_proj is "intermediate", up_proj "output"
+            case "intermediate" -> l + switch (family) {
+                case "bert" -> "intermediate.dense";
+                case "gpt2" -> "mlp.c_fc";
+                default -> "mlp.down_proj";
+            };
+            default -> l + switch (family) {
+                case "bert" -> "output.dense";
+                case "gpt2" -> "mlp.c_proj";
+                default -> "mlp.up_proj";
+            };
+        };
     }
 }

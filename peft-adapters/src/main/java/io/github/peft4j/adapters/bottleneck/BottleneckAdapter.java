@@ -20,7 +20,7 @@ import java.util.Map;
  * Each hook returns the sub-block output unchanged while its adapter is inactive or disabled; in a mixed-adapter
  * batch it acts on its own rows only ({@link RowRouted}).
  */
-public final class BottleneckAdapter implements Adapter, RowRouted {
+public final class BottleneckAdapter implements AdapterHubAdapter, RowRouted {
     /** Where AdapterHub keeps the adapter segment in its keys. */
     static final String ADAPTERS = ".adapters.";
 
@@ -31,19 +31,35 @@ public final class BottleneckAdapter implements Adapter, RowRouted {
     private final BottleneckConfig config;
     private final AdapterState state;
     private final List<Placed> placed;
+    /** The NICE invertible adapter on the embedding output, or null. */
+    private final NiceBlock inv;
+    /** Its AdapterHub module path ({@code bert.invertible_adapters}). */
+    private final String invHolder;
 
-    BottleneckAdapter(String name, BottleneckConfig config, AdapterState state, List<Placed> placed) {
+    BottleneckAdapter(String name, BottleneckConfig config, AdapterState state, List<Placed> placed, NiceBlock inv,
+            String invHolder) {
         this.name = name;
         this.config = config;
         this.state = state;
         this.placed = List.copyOf(placed);
+        this.inv = inv;
+        this.invHolder = invHolder;
         for (Placed p : this.placed) {
             BottleneckBlock b = p.block();
-            b.site().install(name, (input, output, residual) -> hook(b, output, residual));
+            b.site().install(name, (input, output, residual) -> hook(b::apply, output, residual));
+        }
+        if (inv != null) { // AdapterHub applies only the first active adapter's invertible adapter
+            inv.site().install(name, (input, output, residual) -> firstActive() ? hook((h, x) -> inv.apply(h), output, output)
+                    : output);
         }
     }
 
-    private NDArray hook(BottleneckBlock b, NDArray h, NDArray x) {
+    private boolean firstActive() {
+        return state.context().rowAdapters() != null || state.active().stream().filter(state::isActive).findFirst()
+                .map(name::equals).orElse(false);
+    }
+
+    private NDArray hook(java.util.function.BinaryOperator<NDArray> b, NDArray h, NDArray x) {
         RowGroups groups = state.rowGroups(h.getManager());
         if (groups == null) {
             return state.isActive(name) ? b.apply(h, x) : h;
@@ -80,7 +96,28 @@ public final class BottleneckAdapter implements Adapter, RowRouted {
         for (Placed p : placed) {
             p.block().params.forEach((k, v) -> out.put(p.holder() + ADAPTERS + name + "." + k, v));
         }
+        if (inv != null) {
+            inv.params.forEach((k, v) -> out.put(invHolder + "." + name + "." + k, v));
+        }
         return Collections.unmodifiableMap(out);
+    }
+
+    @Override
+    public com.fasterxml.jackson.databind.node.ObjectNode adapterHubConfig() {
+        return AdapterHubFormat.hubDict(config);
+    }
+
+    @Override
+    public Map<String, NDArray> adapterHubTensors() {
+        Map<String, NDArray> tensors = new LinkedHashMap<>();
+        keyed(name).forEach((k, p) -> {
+            tensors.put(k, p.array());
+            String norm = ".adapter_norm_before.";
+            if (k.contains(norm)) { // AdapterHub's state dict has the ln_before LayerNorm under both names
+                tensors.put(k.replace(norm, ".adapter_down.0."), p.array());
+            }
+        });
+        return tensors;
     }
 
     /**
@@ -92,6 +129,9 @@ public final class BottleneckAdapter implements Adapter, RowRouted {
         String seg = adapterName == null ? "" : adapterName + ".";
         for (Placed p : placed) {
             p.block().params.forEach((k, v) -> out.put(p.holder() + ADAPTERS + seg + k, v));
+        }
+        if (inv != null) {
+            inv.params.forEach((k, v) -> out.put(invHolder + "." + seg + k, v));
         }
         return out;
     }
@@ -118,6 +158,10 @@ public final class BottleneckAdapter implements Adapter, RowRouted {
         for (Placed p : placed) {
             p.block().site().uninstall(name);
             p.block().params.values().forEach(v -> v.array().close());
+        }
+        if (inv != null) {
+            inv.site().uninstall(name);
+            inv.params.values().forEach(v -> v.array().close());
         }
     }
 }

@@ -6,8 +6,9 @@ import io.github.peft4j.peft.PeftModel;
 import java.nio.file.Path;
 
 /**
- * AdapterHub interchange for bottleneck adapters: load a directory written by AdapterHub's {@code save_adapter}, and
- * write one that AdapterHub's {@code load_adapter} reads. ({@link PeftModel#loadAdapter} also reads AdapterHub
+ * AdapterHub interchange for bottleneck adapters and union adapters (UniPELT, MAM): load a directory written by
+ * AdapterHub's {@code save_adapter} (safetensors or its default {@code pytorch_adapter.bin}), and write one that
+ * AdapterHub's {@code load_adapter(dir, use_safetensors=True)} reads. ({@link PeftModel#loadAdapter} also reads AdapterHub
  * directories, through {@link AdapterHubFormat}; {@link PeftModel#saveAdapter} writes peft4j's own
  * {@code peft_type: BOTTLENECK} files.)
  */
@@ -15,7 +16,7 @@ public final class BottleneckAdapters {
     private BottleneckAdapters() {}
 
     /**
-     * Loads an AdapterHub bottleneck adapter and makes it active.
+     * Loads an AdapterHub bottleneck or union adapter and makes it active.
      *
      * @param peft the model
      * @param dir AdapterHub's directory
@@ -32,7 +33,7 @@ public final class BottleneckAdapters {
     }
 
     /**
-     * Writes a bottleneck adapter in AdapterHub's layout.
+     * Writes a bottleneck or union adapter in AdapterHub's layout.
      *
      * @param peft the model
      * @param name the adapter

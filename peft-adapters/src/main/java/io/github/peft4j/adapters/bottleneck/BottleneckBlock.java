@@ -27,15 +27,20 @@ final class BottleneckBlock {
     private final HookSite site;
     private final boolean parallel;
     private final BooleanSupplier training;
+    private final java.util.function.Supplier<NDArray> attentionMask;
+    private final io.github.peft4j.adapters.unipelt.Gate.Positions gatePositions;
     private final String downName;
     /** local name to parameter, in AdapterHub's order */
     final Map<String, Param> params = new LinkedHashMap<>();
 
-    BottleneckBlock(BottleneckConfig c, HookSite site, int hidden, int bottleneck, NDManager m, BooleanSupplier training) {
+    BottleneckBlock(BottleneckConfig c, HookSite site, int hidden, int bottleneck, NDManager m, BooleanSupplier training,
+            java.util.function.Supplier<NDArray> attentionMask) {
         this.c = c;
         this.site = site;
         this.parallel = c.isParallel();
         this.training = training;
+        this.attentionMask = attentionMask;
+        this.gatePositions = c.gatePositions();
         this.downName = c.lnBeforeOn() ? "adapter_down.1" : "adapter_down.0";
         if (c.initSeed() != null) { // AdapterHub's fix_seed: every module starts from the same seed
             Engine.getInstance().setRandomSeed(c.initSeed());
@@ -68,9 +73,13 @@ final class BottleneckBlock {
             params.put("adapter_norm_after.weight", new Param(m.ones(new Shape(hidden), DataType.FLOAT32)));
             params.put("adapter_norm_after.bias", new Param(m.zeros(new Shape(hidden), DataType.FLOAT32)));
         }
-        if (c.gated()) {
-            params.put("gate.weight", new Param(m.randomNormal(0f, 0.02f, new Shape(1, hidden), DataType.FLOAT32)));
-            params.put("gate.bias", new Param(m.zeros(new Shape(1), DataType.FLOAT32)));
+        if (c.gated()) { // bert and mam_adapter: init_bert_weights; houlsby leaves nn.Linear's default init
+            float bound = (float) (1 / Math.sqrt(hidden));
+            boolean linearInit = "houlsby".equals(init);
+            params.put("gate.weight", new Param(linearInit ? m.randomUniform(-bound, bound, new Shape(1, hidden), DataType.FLOAT32)
+                    : m.randomNormal(0f, 0.02f, new Shape(1, hidden), DataType.FLOAT32)));
+            params.put("gate.bias", new Param(linearInit ? m.randomUniform(-bound, bound, new Shape(1), DataType.FLOAT32)
+                    : m.zeros(new Shape(1), DataType.FLOAT32)));
         }
     }
 
@@ -138,21 +147,25 @@ final class BottleneckBlock {
         DataType dt = z.getDataType();
         NDArray in = c.lnBeforeOn() ? norm(z, "adapter_norm_before") : z;
         NDArray down = ai.djl.nn.core.Linear.linear(in, p(downName + ".weight", dt), p(downName + ".bias", dt)).head();
-        String act = c.nonLinearityName();
-        down = "tanh".equals(act) ? down.tanh() : Ops.activation(act, down);
+        down = activate(c.nonLinearityName(), down);
         NDArray up = ai.djl.nn.core.Linear.linear(down, p("adapter_up.weight", dt), p("adapter_up.bias", dt)).head();
         up = c.learnedScaling() != null ? up.mul(p("scaling", dt)) : up.mul(Ops.scalar(up, c.fixedScaling()));
         if (c.dropoutP() > 0 && training.getAsBoolean()) {
             up = ai.djl.nn.norm.Dropout.dropout(up, (float) c.dropoutP(), true).head();
         }
-        if (c.gated()) { // mean over the sequence of sigmoid(gate(z)): [B, 1, 1]
-            NDArray g = ai.djl.nn.core.Linear.linear(z, p("gate.weight", dt), p("gate.bias", dt)).head();
-            up = up.mul(ai.djl.nn.Activation.sigmoid(g).mean(new int[] {1}, true));
+        if (c.gated()) { // mean over the sequence of sigmoid(gate(z)): [B, 1] -> [B, 1, 1]
+            up = up.mul(io.github.peft4j.adapters.unipelt.Gate.mean(z, p("gate.weight", dt), p("gate.bias", dt),
+                    gatePositions, attentionMask.get()).expandDims(1));
         }
         if (parallel && c.lnAfterOn()) {
             up = norm(up, "adapter_norm_after");
         }
         return up;
+    }
+
+    /** AdapterHub's {@code Activation_Function_Class} for the names peft4j supports (tanh besides {@link Ops#activation}). */
+    static NDArray activate(String act, NDArray x) {
+        return "tanh".equals(act) ? x.tanh() : Ops.activation(act, x);
     }
 
     private NDArray norm(NDArray x, String name) {

@@ -16,9 +16,16 @@ import java.util.Map;
  * {@link #seqBn()} (Pfeiffer, {@code seq_bn}), {@link #doubleSeqBn()} (Houlsby, {@code double_seq_bn}),
  * {@link #parBn()} (parallel, {@code par_bn}); a new config starts as {@code seq_bn}, AdapterHub's default.
  *
- * <p>Not supported (a clear error): {@code phm_layer} (Compacter), {@code inv_adapter}, {@code cross_adapter},
+ * {@link #seqBnInv()} / {@link #doubleSeqBnInv()} ({@code seq_bn_inv}, {@code double_seq_bn_inv}) add AdapterHub's NICE
+ * invertible adapter ({@code inv_adapter: "nice"}) on the embedding output.
+ *
+ * <p>Not supported (a clear error): {@code phm_layer} (Compacter), {@code inv_adapter: "glow"}, {@code cross_adapter},
  * {@code stochastic_depth > 0}, and {@code original_ln_after: false} (peft4j's models always add the residual, and
  * BERT applies its LayerNorm, after the site).
+ *
+ * <p>peft4j's own key {@code gate_positions} ({@code "all"}, AdapterHub's, when absent; or {@code "attended"}) chooses the
+ * positions a {@code use_gating} gate averages over (see {@link io.github.peft4j.adapters.unipelt.Gate}); it is not
+ * written when absent, so AdapterHub's files stay as AdapterHub writes them.
  */
 public final class BottleneckConfig extends PeftConfig {
     /** The {@code peft_type}. */
@@ -43,7 +50,8 @@ public final class BottleneckConfig extends PeftConfig {
     Object residualBeforeLn = true;
     boolean adapterResidualBeforeLn;
     String invAdapter;
-    Double invAdapterReductionFactor;
+    /** A number (AdapterHub writes the presets' 2 as an integer). */
+    Number invAdapterReductionFactor;
     boolean crossAdapter;
     List<Integer> leaveOut = new ArrayList<>();
     double dropout = 0.0;
@@ -63,6 +71,8 @@ public final class BottleneckConfig extends PeftConfig {
     Integer phmRank = 1;
     Boolean phmBias = true;
     Double stochasticDepth = 0.0;
+    @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+    String gatePositions;
 
     /** A {@code seq_bn} config (AdapterHub's default). */
     public BottleneckConfig() {
@@ -94,9 +104,20 @@ public final class BottleneckConfig extends PeftConfig {
         return c;
     }
 
+    /** @return AdapterHub's {@code seq_bn_inv}: {@link #seqBn()} + a NICE invertible adapter (reduction 2) on the embeddings */
+    public static BottleneckConfig seqBnInv() {
+        return seqBn().invAdapter("nice", 2.0);
+    }
+
+    /** @return AdapterHub's {@code double_seq_bn_inv}: {@link #doubleSeqBn()} + a NICE invertible adapter (reduction 2) */
+    public static BottleneckConfig doubleSeqBnInv() {
+        return doubleSeqBn().invAdapter("nice", 2.0);
+    }
+
     /**
      * @param name an AdapterHub preset: {@code seq_bn} / {@code pfeiffer}, {@code double_seq_bn} / {@code houlsby},
-     *     {@code par_bn} / {@code parallel}, {@code scaled_parallel} (par_bn with learned scaling)
+     *     {@code par_bn} / {@code parallel}, {@code scaled_parallel} / {@code scaled_par_bn} (par_bn with learned
+     *     scaling), {@code seq_bn_inv} / {@code pfeiffer+inv}, {@code double_seq_bn_inv} / {@code houlsby+inv}
      * @return a new config
      */
     public static BottleneckConfig preset(String name) {
@@ -104,10 +125,50 @@ public final class BottleneckConfig extends PeftConfig {
             case "seq_bn", "pfeiffer" -> seqBn();
             case "double_seq_bn", "houlsby" -> doubleSeqBn();
             case "par_bn", "parallel" -> parBn();
-            case "scaled_parallel" -> parBn().scaling("learned");
-            default -> throw new PeftException("unknown bottleneck preset '" + name
-                    + "'; expected seq_bn, pfeiffer, double_seq_bn, houlsby, par_bn, parallel or scaled_parallel");
+            case "scaled_parallel", "scaled_par_bn" -> parBn().scaling("learned");
+            case "seq_bn_inv", "pfeiffer+inv" -> seqBnInv();
+            case "double_seq_bn_inv", "houlsby+inv" -> doubleSeqBnInv();
+            default -> throw new PeftException("unknown bottleneck preset '" + name + "'; expected seq_bn, pfeiffer,"
+                    + " double_seq_bn, houlsby, par_bn, parallel, scaled_parallel, scaled_par_bn, seq_bn_inv, pfeiffer+inv,"
+                    + " double_seq_bn_inv or houlsby+inv");
         };
+    }
+
+    /**
+     * @param kind {@code "nice"} (AdapterHub's NICE coupling block on the embedding output), or null for none
+     * @param reductionFactor the coupling subnetworks' reduction ({@code inv_adapter_reduction_factor})
+     * @return this
+     */
+    public BottleneckConfig invAdapter(String kind, double reductionFactor) {
+        invAdapter = kind;
+        invAdapterReductionFactor = kind == null ? null
+                : reductionFactor == Math.rint(reductionFactor) ? (Number) (int) reductionFactor : (Number) reductionFactor;
+        return this;
+    }
+
+    /**
+     * @param positions which positions a {@code use_gating} gate averages over (peft4j's {@code gate_positions})
+     * @return this
+     */
+    public BottleneckConfig gatePositions(io.github.peft4j.adapters.unipelt.Gate.Positions positions) {
+        gatePositions = positions == null || positions == io.github.peft4j.adapters.unipelt.Gate.Positions.ALL ? null
+                : positions.value();
+        return this;
+    }
+
+    /** @return the gate's positions (AdapterHub's {@code ALL} unless set) */
+    public io.github.peft4j.adapters.unipelt.Gate.Positions gatePositions() {
+        return io.github.peft4j.adapters.unipelt.Gate.Positions.parse(gatePositions, "bottleneck config");
+    }
+
+    /** @return {@code inv_adapter}, or null */
+    public String invAdapter() {
+        return invAdapter;
+    }
+
+    /** @return {@code inv_adapter_reduction_factor} (2 when unset, AdapterHub's presets' value) */
+    double invReduction() {
+        return invAdapterReductionFactor == null ? 2.0 : invAdapterReductionFactor.doubleValue();
     }
 
     /**
@@ -413,9 +474,14 @@ public final class BottleneckConfig extends PeftConfig {
         if (phmLayer) {
             throw new PeftException(where + ": phm_layer: true (Compacter) is not supported");
         }
-        if (invAdapter != null) {
-            throw new PeftException(where + ": inv_adapter '" + invAdapter + "' (invertible adapters) is not supported");
+        if (invAdapter != null && !"nice".equals(invAdapter)) {
+            throw new PeftException(where + ": inv_adapter '" + invAdapter + "' is not supported (expected \"nice\" or null;"
+                    + " GLOW coupling blocks are not implemented)");
         }
+        if (invAdapterReductionFactor != null && !(invAdapterReductionFactor.doubleValue() > 0)) {
+            throw new PeftException(where + ": inv_adapter_reduction_factor must be > 0, got " + invAdapterReductionFactor);
+        }
+        io.github.peft4j.adapters.unipelt.Gate.Positions.parse(gatePositions, where);
         if (crossAdapter) {
             throw new PeftException(where + ": cross_adapter: true is not supported (no encoder-decoder models)");
         }

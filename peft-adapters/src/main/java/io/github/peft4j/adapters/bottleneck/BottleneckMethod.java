@@ -29,7 +29,18 @@ public final class BottleneckMethod implements PeftMethod {
 
     @Override
     public Adapter attach(AdapterContext context, String name, PeftConfig config) {
-        BottleneckConfig c = (BottleneckConfig) config;
+        return build(context, name, (BottleneckConfig) config);
+    }
+
+    /**
+     * Builds a bottleneck adapter (also used as one part of a union adapter, UniPELT / MAM).
+     *
+     * @param context the model and state
+     * @param name the adapter name
+     * @param c the config
+     * @return the adapter, its hooks installed
+     */
+    public static BottleneckAdapter build(AdapterContext context, String name, BottleneckConfig c) {
         TransformerModel model = context.model();
         int layers = model.dims().layers();
         for (int l : c.leaveOut()) {
@@ -49,17 +60,20 @@ public final class BottleneckMethod implements PeftMethod {
             if (c.mhAdapter()) {
                 SiteRole role = c.isParallel() ? SiteRole.ATTENTION_PARALLEL : SiteRole.ATTENTION_OUTPUT;
                 placed.add(new BottleneckAdapter.Placed(layout.holder(true, i), new BottleneckBlock(c, model.site(role, i),
-                        hidden, r, model.manager(), model::isTraining)));
+                        hidden, r, model.manager(), model::isTraining, context.state()::attentionMask)));
             }
             if (c.outputAdapter()) {
                 SiteRole role = c.isParallel() ? SiteRole.FFN_PARALLEL : SiteRole.FFN_OUTPUT;
                 placed.add(new BottleneckAdapter.Placed(layout.holder(false, i), new BottleneckBlock(c, model.site(role, i),
-                        hidden, r, model.manager(), model::isTraining)));
+                        hidden, r, model.manager(), model::isTraining, context.state()::attentionMask)));
             }
         }
         if (placed.isEmpty()) {
             throw new PeftException(context.source() + ": leave_out " + c.leaveOut() + " leaves no layer for an adapter");
         }
-        return new BottleneckAdapter(name, c, context.state(), placed);
+        NiceBlock inv = c.invAdapter() == null ? null : new NiceBlock(model.site(SiteRole.EMBEDDING_OUTPUT, -1),
+                model.config().has("embedding_size") ? model.config().integer("embedding_size") : hidden, c.invReduction(),
+                c.nonLinearityName(), model.manager());
+        return new BottleneckAdapter(name, c, context.state(), placed, inv, layout.root() + "invertible_adapters");
     }
 }

@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.adapters.BitFitConfig;
 import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
+import io.github.peft4j.adapters.unipelt.UnionConfig;
 import io.github.peft4j.data.Batch;
 import io.github.peft4j.data.ClassificationData;
 import io.github.peft4j.data.Collator;
@@ -82,6 +83,8 @@ import org.slf4j.LoggerFactory;
  * {@code moe-lora} (a mixture of 4 LoRA experts of half the lora row's rank, top 2 per token, on the same modules).
  * Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
  * model initialised with another seed and must give the in-memory test scores ({@link Row#reloadMaxDiff()}).
+ * {@code houlsby} ({@code double_seq_bn}), {@code parallel} ({@code par_bn}) and {@code unipelt} (AdapterHub's
+ * UniPELT: gated prefix tuning + seq_bn + LoRA) are checked the same way.
  */
 public final class SpamJob {
     private static final Logger LOG = LoggerFactory.getLogger(SpamJob.class);
@@ -90,11 +93,12 @@ public final class SpamJob {
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** Every method, in table order. */
     public static final List<String> METHODS = List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning",
-            "pfeiffer", "adalora", "moe-lora", "full");
+            "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora", "full");
     /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
     public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
-    static final List<String> RELOAD_CHECKED = List.of("dora", "qlora", "ptuning", "pfeiffer", "adalora", "moe-lora");
+    static final List<String> RELOAD_CHECKED = List.of("dora", "qlora", "ptuning", "pfeiffer", "houlsby", "parallel",
+            "unipelt", "adalora", "moe-lora");
     /**
      * The qlora row's base: NF4, blocks of 64, double quantisation; the trained head stays dense (transformers'
      * {@code llm_int8_skip_modules=["bert.pooler", "classifier"]}).
@@ -109,13 +113,16 @@ public final class SpamJob {
     // dora, ptuning, pfeiffer: lr from a 40-step sweep of {1e-3, 3e-3 (dora) / 1e-2} on 192 validation emails
     // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
     // adalora, moe-lora: 200 steps at the lora row's lr (not swept)
+    // houlsby, parallel, unipelt: pfeiffer's 200 steps and lr 1e-2 (not swept; docs/results-extended.md)
     private static final Map<String, Integer> DEFAULT_STEPS = Map.ofEntries(Map.entry("probe", 300),
             Map.entry("lora", 300), Map.entry("dora", 200), Map.entry("qlora", 300), Map.entry("bitfit", 200),
-            Map.entry("prompt", 200), Map.entry("ptuning", 200), Map.entry("pfeiffer", 200), Map.entry("adalora", 200),
+            Map.entry("prompt", 200), Map.entry("ptuning", 200), Map.entry("pfeiffer", 200), Map.entry("houlsby", 200),
+            Map.entry("parallel", 200), Map.entry("unipelt", 200), Map.entry("adalora", 200),
             Map.entry("moe-lora", 200), Map.entry("full", 200));
     private static final Map<String, Double> DEFAULT_LR = Map.ofEntries(Map.entry("probe", 5e-3),
             Map.entry("lora", 3e-3), Map.entry("dora", 3e-3), Map.entry("qlora", 3e-3), Map.entry("bitfit", 5e-3),
-            Map.entry("prompt", 3e-2), Map.entry("ptuning", 1e-2), Map.entry("pfeiffer", 1e-2), Map.entry("adalora", 3e-3),
+            Map.entry("prompt", 3e-2), Map.entry("ptuning", 1e-2), Map.entry("pfeiffer", 1e-2), Map.entry("houlsby", 1e-2),
+            Map.entry("parallel", 1e-2), Map.entry("unipelt", 1e-2), Map.entry("adalora", 3e-3),
             Map.entry("moe-lora", 3e-3), Map.entry("full", 1e-4));
 
     private SpamJob() {}
@@ -640,6 +647,9 @@ public final class SpamJob {
                     .encoderReparameterizationType(PromptEncoderConfig.MLP).numVirtualTokens(s.virtualTokens)
                     .modulesToSave(HEAD_MODULES));
             case "pfeiffer" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.seqBn().modulesToSave(HEAD_MODULES));
+            case "houlsby" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.doubleSeqBn().modulesToSave(HEAD_MODULES));
+            case "parallel" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.parBn().modulesToSave(HEAD_MODULES));
+            case "unipelt" -> peft.addAdapter(PeftModel.DEFAULT, UnionConfig.uniPelt().modulesToSave(HEAD_MODULES));
             case "adalora" -> {
                 int steps = s.steps.get(method);
                 AdaLoraConfig c = new AdaLoraConfig().initR(s.loraR).targetR(Math.max(1, s.loraR / 2)).loraAlpha(2 * s.loraR)
@@ -923,6 +933,13 @@ public final class SpamJob {
                     + "model's); pooler.dense and classifier in modules_to_save";
             case "pfeiffer" -> "bottleneck adapter seq_bn (Pfeiffer: after each feed-forward block, reduction factor 16, "
                     + "relu); pooler.dense and classifier in modules_to_save; saved in peft4j's peft_type BOTTLENECK layout";
+            case "houlsby" -> "bottleneck adapter double_seq_bn (Houlsby: after each attention and feed-forward block, "
+                    + "reduction factor 16, swish); pooler.dense and classifier in modules_to_save";
+            case "parallel" -> "bottleneck adapter par_bn (He et al.: parallel to each feed-forward block, reduction factor 2, "
+                    + "relu, scaling 4, mam init); pooler.dense and classifier in modules_to_save";
+            case "unipelt" -> "UniPELT (AdapterHub's UniPELTConfig: prefix tuning 10 tokens with a 512 MLP, seq_bn reduction 16, "
+                    + "LoRA r 8 alpha 2 on query and value, each gated); pooler.dense and classifier in modules_to_save; "
+                    + "saved in peft4j's peft_type UNION layout";
             case "adalora" -> "AdaLoRA init_r " + s.loraR + " -> target_r " + Math.max(1, s.loraR / 2) + ", alpha " + 2 * s.loraR
                     + " on query, key, value and attention.output.dense, orth_reg_weight 0.5; pooler.dense and classifier in"
                     + " modules_to_save";
