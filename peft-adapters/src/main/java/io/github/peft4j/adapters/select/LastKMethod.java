@@ -1,5 +1,6 @@
 package io.github.peft4j.adapters.select;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.peft4j.peft.Adapter;
 import io.github.peft4j.peft.AdapterContext;
 import io.github.peft4j.peft.PeftConfig;
@@ -29,7 +30,11 @@ public final class LastKMethod implements PeftMethod {
     public Adapter attach(AdapterContext context, String name, PeftConfig config) {
         LastKConfig c = (LastKConfig) config;
         c.lastK(c.resolvedK(context.model().numLayers()));
-        LastKConfig layers = PeftMethods.copy(c);
+        // the selection is SELECTIVE's with layers_to_transform = the last k layers (the saved config keeps last_k)
+        ObjectNode json = PeftMethods.mapper().valueToTree(c);
+        json.put("peft_type", SelectiveConfig.PEFT_TYPE);
+        json.remove("last_k");
+        SelectiveConfig layers = (SelectiveConfig) PeftMethods.parse(json.toString(), "LAST_K selection");
         layers.layersToTransform(Selection.lastLayers(context.model(), c.lastK(), "LAST_K last_k"));
         return new InPlaceAdapter(context, name, c, SelectiveMethod.select(context.model(), layers), k -> k);
     }

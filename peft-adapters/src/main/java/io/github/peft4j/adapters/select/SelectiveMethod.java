@@ -44,7 +44,8 @@ public final class SelectiveMethod implements PeftMethod {
      * @return key to parameter (not empty)
      */
     static Map<String, Param> select(TransformerModel model, SelectiveConfig c) {
-        List<String> paths = Selection.modules(model, c, Selection::hasParameters, KINDS);
+        // a pattern may also match containers or dropouts: they simply contribute no parameter of their own
+        List<String> paths = Selection.modules(model, c, m -> true, KINDS);
         List<String> names = c.parameterNames();
         Map<String, Param> params = Selection.parameters(model, paths, (m, k) -> names == null || names.contains(k));
         if (names != null) {
@@ -55,6 +56,10 @@ public final class SelectiveMethod implements PeftMethod {
                             + model.resolve(paths.get(0)).parameters().keySet() + ")");
                 }
             }
+        }
+        if (params.isEmpty()) {
+            throw new PeftException(c.peftType() + ": target_modules " + c.targetModules() + " selects modules without parameters"
+                    + " of their own (e.g. '" + paths.get(0) + "'); expected " + KINDS);
         }
         return params;
     }
