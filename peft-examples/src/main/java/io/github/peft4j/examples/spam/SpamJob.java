@@ -9,6 +9,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.adapters.BitFitConfig;
+import io.github.peft4j.adapters.select.DiffPruningConfig;
+import io.github.peft4j.adapters.select.LastKConfig;
+import io.github.peft4j.adapters.select.LnTuningConfig;
+import io.github.peft4j.adapters.select.SparseMaskConfig;
 import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
 import io.github.peft4j.data.Batch;
 import io.github.peft4j.data.ClassificationData;
@@ -70,7 +74,8 @@ import org.slf4j.LoggerFactory;
  * {@code dora} (the lora row's LoRA with {@code use_dora}), {@code ptuning} (P-tuning, MLP encoder, as many virtual
  * tokens as the prompt row), {@code pfeiffer} (AdapterHub's {@code seq_bn} bottleneck adapter after every
  * feed-forward block, reduction factor 16; saved in peft4j's {@code peft_type: BOTTLENECK} layout, which keeps the
- * trained pooler). Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
+ * trained pooler), and the selective rows {@code ln-tuning}, {@code last-k}, {@code sparse} (a fixed 1 % magnitude
+ * mask) and {@code learned-mask} (diff pruning). Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
  * model initialised with another seed and must give the in-memory test scores ({@link Row#reloadMaxDiff()}).
  */
 public final class SpamJob {
@@ -80,11 +85,12 @@ public final class SpamJob {
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** Every method, in table order. */
     public static final List<String> METHODS = List.of("probe", "lora", "dora", "bitfit", "prompt", "ptuning", "pfeiffer",
-            "full");
+            "ln-tuning", "last-k", "sparse", "learned-mask", "full");
     /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
     public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
-    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer");
+    static final List<String> RELOAD_CHECKED = List.of("dora", "ptuning", "pfeiffer", "ln-tuning", "last-k", "sparse",
+            "learned-mask");
     /** The {@code --methods} value that selects every method. */
     public static final String ALL = "all";
     /** The test group whose accuracy is reported separately. */
@@ -93,10 +99,16 @@ public final class SpamJob {
     public static final String PROMPT_INIT_TEXT = "classify this email as spam or ham";
     // dora, ptuning, pfeiffer: lr from a 40-step sweep of {1e-3, 3e-3 (dora) / 1e-2} on 192 validation emails
     // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
-    private static final Map<String, Integer> DEFAULT_STEPS = Map.of("probe", 300, "lora", 300, "dora", 200,
-            "bitfit", 200, "prompt", 200, "ptuning", 200, "pfeiffer", 200, "full", 200);
-    private static final Map<String, Double> DEFAULT_LR = Map.of("probe", 5e-3, "lora", 3e-3, "dora", 3e-3,
-            "bitfit", 5e-3, "prompt", 3e-2, "ptuning", 1e-2, "pfeiffer", 1e-2, "full", 1e-4);
+    // ln-tuning, last-k, sparse, learned-mask: 200 steps, lr not swept (the norm rows' lr as bitfit's x2, last-k
+    // twice full's, the masked rows between full's and bitfit's)
+    private static final Map<String, Integer> DEFAULT_STEPS = Map.ofEntries(Map.entry("probe", 300), Map.entry("lora", 300),
+            Map.entry("dora", 200), Map.entry("bitfit", 200), Map.entry("prompt", 200), Map.entry("ptuning", 200),
+            Map.entry("pfeiffer", 200), Map.entry("ln-tuning", 200), Map.entry("last-k", 200), Map.entry("sparse", 200),
+            Map.entry("learned-mask", 200), Map.entry("full", 200));
+    private static final Map<String, Double> DEFAULT_LR = Map.ofEntries(Map.entry("probe", 5e-3), Map.entry("lora", 3e-3),
+            Map.entry("dora", 3e-3), Map.entry("bitfit", 5e-3), Map.entry("prompt", 3e-2), Map.entry("ptuning", 1e-2),
+            Map.entry("pfeiffer", 1e-2), Map.entry("ln-tuning", 1e-2), Map.entry("last-k", 2e-4), Map.entry("sparse", 1e-3),
+            Map.entry("learned-mask", 1e-3), Map.entry("full", 1e-4));
 
     private SpamJob() {}
 
@@ -581,6 +593,11 @@ public final class SpamJob {
                     .encoderReparameterizationType(PromptEncoderConfig.MLP).numVirtualTokens(s.virtualTokens)
                     .modulesToSave(HEAD_MODULES));
             case "pfeiffer" -> peft.addAdapter(PeftModel.DEFAULT, BottleneckConfig.seqBn().modulesToSave(HEAD_MODULES));
+            case "ln-tuning" -> peft.addAdapter(PeftModel.DEFAULT, new LnTuningConfig().modulesToSave(HEAD_MODULES));
+            case "last-k" -> peft.addAdapter(PeftModel.DEFAULT, new LastKConfig().modulesToSave(HEAD_MODULES));
+            case "sparse" -> peft.addAdapter(PeftModel.DEFAULT, new SparseMaskConfig().modulesToSave(HEAD_MODULES));
+            case "learned-mask" -> peft.addAdapter(PeftModel.DEFAULT, new DiffPruningConfig()
+                    .targetModules("query", "key", "value", "attention.output.dense").modulesToSave(HEAD_MODULES));
             default -> throw new PeftException("spam-job: unknown method '" + method + "'");
         }
     }
@@ -807,6 +824,13 @@ public final class SpamJob {
             case "pfeiffer" -> "bottleneck adapter seq_bn (Pfeiffer: after each feed-forward block, reduction factor 16, "
                     + "relu); pooler.dense and classifier in modules_to_save; saved in peft4j's peft_type BOTTLENECK layout";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
+            case "ln-tuning" -> "LN_TUNING: every LayerNorm (weight and bias); pooler.dense and classifier in modules_to_save";
+            case "last-k" -> "LAST_K: every weight of the last quarter of the layers (2 of 6); pooler.dense and classifier in"
+                    + " modules_to_save";
+            case "sparse" -> "SPARSE_MASK: the 1 % smallest-magnitude entries of every encoder linear weight; pooler.dense"
+                    + " and classifier in modules_to_save";
+            case "learned-mask" -> "DIFF_PRUNING (hard-concrete gates, L0 lambda 0.1) on query, key, value and"
+                    + " attention.output.dense; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
                     + "\"; pooler.dense and classifier in modules_to_save";
             default -> "every weight trained";
