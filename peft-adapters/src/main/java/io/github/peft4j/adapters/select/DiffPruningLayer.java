@@ -227,8 +227,8 @@ public final class DiffPruningLayer extends ProjectionWrapper {
 
     @Override
     public void removeAdapter(String adapter) {
-        if (adapters.contains(adapter)) {
-            unmerge(adapter);
+        if (adapters.contains(adapter)) { // a merged adapter stays in the weights (mergeAndUnload), as IA3's
+            merged.remove(adapter);
             adapters.remove(adapter);
             unregister(WEIGHT + "." + adapter).array().close();
             unregister(LOG_ALPHA + "." + adapter).array().close();

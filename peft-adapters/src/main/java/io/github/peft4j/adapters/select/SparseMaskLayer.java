@@ -229,8 +229,8 @@ public final class SparseMaskLayer extends ProjectionWrapper {
 
     @Override
     public void removeAdapter(String adapter) {
-        if (indices.containsKey(adapter)) {
-            unmerge(adapter);
+        if (indices.containsKey(adapter)) { // a merged adapter stays in the weights (mergeAndUnload), as IA3's
+            merged.remove(adapter);
             indices.remove(adapter).close();
             originals.remove(adapter).close();
             unregister(key(adapter)).array().close();
