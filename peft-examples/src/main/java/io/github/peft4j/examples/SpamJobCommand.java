@@ -33,6 +33,10 @@ import picocli.CommandLine.ParentCommand;
                 + " classifier in modules_to_save; each is loaded back from disk and checked against the in-memory test"
                 + " scores. Defaults dora=200/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2 (docs/results-extended.md).",
             "",
+            "Selective rows (also beyond the budget, reload-checked): ln-tuning (LN_TUNING), last-k (LAST_K, the last"
+                + " quarter of the layers), sparse (SPARSE_MASK, 1%% smallest-magnitude entries), learned-mask"
+                + " (DIFF_PRUNING on the attention); defaults 200 steps, lr 1e-2, 2e-4, 1e-3, 1e-3.",
+            "",
             "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",
             "  $ ./peft4j spam-job",
