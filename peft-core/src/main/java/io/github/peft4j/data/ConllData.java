@@ -98,6 +98,27 @@ public final class ConllData {
 
     /** Encodes the words and puts each word's label on its first sub-token. */
     private Example align(List<String> words, int[] wordLabels, ReadReport report) {
+        return alignWords(tokenizer, words, wordLabels, maxLength, report::truncatedOne);
+    }
+
+    /**
+     * Token-classification labels as HF's token-classification example aligns them: the words are encoded
+     * ({@link Tokenizer#encodeWords}), the first sub-token of each word carries the word's label, the other sub-tokens
+     * and the special tokens carry {@link Example#IGNORE}. Longer than {@code maxLength}, the encoding is cut keeping
+     * the trailing special tokens.
+     *
+     * @param tokenizer the tokenizer
+     * @param words the words of one sentence
+     * @param wordLabels one label id per word
+     * @param maxLength the most tokens, special tokens included (0 = no limit)
+     * @param onTruncate called once when the encoding was cut
+     * @return the labelled example
+     */
+    public static Example alignWords(Tokenizer tokenizer, List<String> words, int[] wordLabels, int maxLength,
+            Runnable onTruncate) {
+        if (wordLabels.length != words.size()) {
+            throw new IllegalArgumentException(words.size() + " words but " + wordLabels.length + " labels");
+        }
         Tokenizer.WordEncoding enc = tokenizer.encodeWords(words, true);
         int[] ids = enc.ids();
         int[] wordIds = enc.wordIds();
@@ -111,7 +132,7 @@ public final class ConllData {
             }
         }
         if (maxLength > 0 && ids.length > maxLength) {
-            report.truncatedOne();
+            onTruncate.run();
             int suffix = 0;
             while (suffix < ids.length && wordIds[ids.length - 1 - suffix] < 0) {
                 suffix++;

@@ -9,10 +9,14 @@ import io.github.peft4j.testing.Fixtures;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-/** Base-model logits equal transformers' for every fixture case. */
+/**
+ * Base-model logits equal transformers' for every fixture case (bert_tokcls_lora: BertForTokenClassification, the
+ * {@code classifier} on every position of the sequence output).
+ */
 class BaseParityTest {
     @ParameterizedTest
-    @ValueSource(strings = {"llama_lora", "gpt2_lora", "bert_lora", "gpt2_ia3", "gpt2_prompt", "gpt2_prefix"})
+    @ValueSource(strings = {"llama_lora", "gpt2_lora", "bert_lora", "gpt2_ia3", "gpt2_prompt", "gpt2_prefix",
+        "bert_tokcls_lora"})
     void baseLogitsMatchTransformers(String name) {
         try (TransformerModel model = Models.load(Fixtures.dir(name).resolve("base"));
                 NDManager m = NDManager.newBaseManager()) {

@@ -38,6 +38,10 @@ import picocli.CommandLine.ParentCommand;
                 + " pfeiffer=200/1e-2, houlsby=200/1e-2, parallel=200/1e-2, unipelt=200/1e-2, adalora=200/3e-3,"
                 + " moe-lora=200/3e-3 (docs/results-extended.md).",
             "",
+            "Selective rows (also beyond the budget, reload-checked): ln-tuning (LN_TUNING), last-k (LAST_K, the last"
+                + " quarter of the layers), sparse (SPARSE_MASK, 1%% smallest-magnitude entries), learned-mask"
+                + " (DIFF_PRUNING on the attention); defaults 200 steps, lr 1e-2, 2e-4, 1e-3, 1e-3.",
+            "",
             "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",
             "  $ ./peft4j spam-job",

