@@ -144,7 +144,7 @@ public final class Peft4jCli implements Callable<Integer> {
         Peft4jCli root = new Peft4jCli(out, err, argv);
         CommandLine cl = new CommandLine(root);
         for (Object c : new Object[] {new TrainCommand(), new LogitsCommand(), new GenerateCommand(), new ServeCommand(), new MergeCommand(),
-            new InfoCommand(), new BenchCommand(), new ImportOnnxCommand(), new PrepareSpamCommand(),
+            new InfoCommand(), new BenchCommand(), new ImportOnnxCommand(), new ImportLlama2cCommand(), new PrepareSpamCommand(),
             new SpamJobCommand(), new CompletionCommand(), new CommandLine.HelpCommand()}) {
             cl.addSubcommand(c);
         }
