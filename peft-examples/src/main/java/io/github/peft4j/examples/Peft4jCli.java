@@ -145,7 +145,7 @@ public final class Peft4jCli implements Callable<Integer> {
         CommandLine cl = new CommandLine(root);
         for (Object c : new Object[] {new TrainCommand(), new LogitsCommand(), new GenerateCommand(), new ServeCommand(), new MergeCommand(),
             new InfoCommand(), new BenchCommand(), new ImportOnnxCommand(), new ImportLlama2cCommand(), new PrepareSpamCommand(),
-            new SpamJobCommand(), new CompletionCommand(), new CommandLine.HelpCommand()}) {
+            new SpamJobCommand(), new SftJobCommand(), new CompletionCommand(), new CommandLine.HelpCommand()}) {
             cl.addSubcommand(c);
         }
         cl.registerConverter(Integer.class, new Converters.Int());
