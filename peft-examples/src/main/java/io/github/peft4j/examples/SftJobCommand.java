@@ -62,7 +62,7 @@ final class SftJobCommand implements Callable<Integer> {
     List<String> sections;
 
     @Option(names = "--steps", paramLabel = "N", converter = Converters.Positive.class,
-            description = "Optimizer steps per method (integer >= 1; default: 120).")
+            description = "Optimizer steps per method (integer >= 1; default: 80).")
     Integer steps;
 
     @Option(names = "--lr", split = ",", paramLabel = "METHOD=X", converter = {MethodKey.class, Converters.PositiveNum.class},
@@ -80,15 +80,15 @@ final class SftJobCommand implements Callable<Integer> {
 
     @Option(names = "--words", split = ",", paramLabel = "N", converter = Converters.Positive.class,
             description = "Data sizes: define/use training words, held-out words, closed-task training words, held-out"
-                    + " words (4 integers; default: 300,60,400,100).")
+                    + " words (4 integers; default: 300,40,400,100).")
     List<Integer> words;
 
     @Option(names = "--proxy", split = ",", paramLabel = "N", converter = Converters.Positive.class,
-            description = "Proxy-tuning: M-'s layers, its re-training steps, M+'s task steps (3 integers; default: 2,80,80).")
+            description = "Proxy-tuning: M-'s layers, its re-training steps, M+'s task steps (3 integers; default: 2,60,60).")
     List<Integer> proxy;
 
     @Option(names = "--continual-steps", paramLabel = "N", converter = Converters.Positive.class,
-            description = "Steps per continual-learning stage (integer >= 1; default: 60).")
+            description = "Steps per continual-learning stage (integer >= 1; default: 40).")
     Integer continualSteps;
 
     @Option(names = "--server", paramLabel = "URL", description = "A running peft4j serve of the model to use as proxy-tuning's M"
@@ -168,7 +168,7 @@ final class SftJobCommand implements Callable<Integer> {
             }
             s.sizes(new SftData.Sizes(words.get(0), words.get(1), words.get(2), words.get(3), seed == null ? 42 : seed));
         } else if (seed != null) {
-            s.sizes(new SftData.Sizes(300, 60, 400, 100, seed));
+            s.sizes(SftData.Sizes.DEFAULT.withSeed(seed));
         }
         if (proxy != null) {
             if (proxy.size() != 3) {

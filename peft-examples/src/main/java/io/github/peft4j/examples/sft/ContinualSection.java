@@ -149,7 +149,7 @@ final class ContinualSection {
         List<String> q = new ArrayList<>();
         List<String> rows = new ArrayList<>();
         List<String> gold = new ArrayList<>();
-        int n = Math.min(closed.get(0).questions().size(), closed.get(1).questions().size());
+        int n = Math.min(32, Math.min(closed.get(0).questions().size(), closed.get(1).questions().size()));
         for (int i = 0; i < n; i++) {
             for (Task t : closed) {
                 q.add(t.questions().get(i));
@@ -165,7 +165,7 @@ final class ContinualSection {
         }
         List<String> mixed;
         try (LogitsServer server = LogitsServer.start(peft, LogitsServer.Options.defaults());
-                RemoteLm remote = RemoteLm.connect(server.uri())) {
+                RemoteLm remote = RemoteLm.connect(server.uri(), java.time.Duration.ofMinutes(10))) {
             mixed = SftEval.answers(remote, c.tok(), q, SftEval.ANSWER_TOKENS, 2 * n, rows);
         }
         int same = 0;

@@ -43,8 +43,6 @@ import java.util.regex.Pattern;
  */
 final class ProxySection {
     private static final Pattern LAYER = Pattern.compile("model\\.layers\\.(\\d+)\\..*");
-    private static final int STORIES = 96;
-    private static final int STORY_TOKENS = 64;
 
     private ProxySection() {}
 
@@ -57,20 +55,21 @@ final class ProxySection {
         List<Example> taskTrain = c.examples(opinionTrain);
         Map<String, Double> em = new java.util.LinkedHashMap<>();
         long t0 = System.nanoTime();
+        int layersOfM = io.github.peft4j.model.HfConfig.read(c.modelDir()).integer("num_hidden_layers");
         try (TransformerModel m = Models.load(c.modelDir())) {
             LogitsServer server = s.server == null ? LogitsServer.start(PeftModel.wrap(m), LogitsServer.Options.defaults()) : null;
-            try (RemoteLm remote = RemoteLm.connect(s.server != null ? s.server : server.uri())) {
+            try (RemoteLm remote = RemoteLm.connect(s.server != null ? s.server : server.uri(), java.time.Duration.ofMinutes(10))) {
                 out.printf(Locale.ROOT, "proxy: M = %s served at %s (logits only)%n", c.modelDir(), remote.uri());
                 em.put("M", SftEval.exactMatch(SftEval.answers(remote, c.tok(), q, SftEval.ANSWER_TOKENS, 50, null), gold));
                 // M-: the first k layers, re-trained on stories sampled from M through the server
                 Path minusInit = truncate(c.modelDir(), s.proxyLayers, dir.resolve("m-minus-init"));
-                List<Example> stories = stories(remote, s.seed);
+                List<Example> stories = stories(remote, s.proxyStories, s.proxyStoryTokens, s.seed);
                 Path minusDir = dir.resolve("m-minus");
                 try (TransformerModel minus = Models.load(minusInit)) {
                     PeftModel p = PeftModel.wrap(minus);
                     minus.parameters().values().forEach(x -> x.setTrainable(true));
                     out.printf(Locale.ROOT, "proxy: M- = layers 0..%d of M, re-trained %d steps on %d stories of %d tokens"
-                            + " sampled from M ...%n", s.proxyLayers - 1, s.proxyPretrainSteps, stories.size(), STORY_TOKENS);
+                            + " sampled from M ...%n", s.proxyLayers - 1, s.proxyPretrainSteps, stories.size(), s.proxyStoryTokens);
                     SftJob.train(c, p, stories, null, s.proxyPretrainSteps, 1e-3, dir.resolve("runs-minus"), null, "m-");
                     minus.save(minusDir);
                     copyTokenizer(c.modelDir(), minusDir);
@@ -121,31 +120,28 @@ final class ProxySection {
                 + " here); M+ = M- with every weight fine-tuned %d steps (lr 3e-4, batch %d) on the %d opinion training"
                 + " words; M fine-tuned directly: the same %d steps on M. Proxy-tuned M decodes greedily from"
                 + " s_M + alpha (s_M+ - s_M-). Share of the gap closed = (score - M) / (M-direct - M). %d held-out words,"
-                + " section time %s.%n", s.proxyLayers, fraction(s.proxyLayers), s.proxyPretrainSteps, STORIES,
-                STORY_TOKENS, s.proxySteps, s.batchSize, opinionTrain.size(), s.proxySteps, q.size(),
+                + " section time %s.%n", s.proxyLayers, s.proxyLayers + "/" + layersOfM + " of the layers",
+                s.proxyPretrainSteps, s.proxyStories, s.proxyStoryTokens, s.proxySteps, s.batchSize, opinionTrain.size(), s.proxySteps, q.size(),
                 SpamJob.clock((System.nanoTime() - t0) / 1e9)));
         return md.toString().stripTrailing();
-    }
-
-    private static String fraction(int k) {
-        return k + "/6 of the layers";
     }
 
     private static String gap(double v, double base, double top) {
         return Math.abs(top - base) < 1e-12 ? "n/a" : String.format(Locale.ROOT, "%.0f %%", 100 * (v - base) / (top - base));
     }
 
-    /** Stories sampled from M (BOS, then {@value #STORY_TOKENS} tokens at temperature 1), every token learned. */
-    private static List<Example> stories(LanguageModel m, long seed) {
+    /** Stories sampled from M (BOS, then {@code tokens} tokens at temperature 1), every token learned. */
+    private static List<Example> stories(LanguageModel m, int n, int tokens, long seed) {
         List<Example> out = new ArrayList<>();
-        for (int b = 0; b < STORIES / 16; b++) {
-            int[][] prompts = new int[16][];
-            for (int i = 0; i < 16; i++) {
+        for (int b = 0; b * 16 < n; b++) {
+            int rows = Math.min(16, n - b * 16);
+            int[][] prompts = new int[rows][];
+            for (int i = 0; i < rows; i++) {
                 prompts[i] = new int[] {1};
             }
-            GenerationResult r = Generator.of(m).generate(prompts, GenerationConfig.builder().maxNewTokens(STORY_TOKENS)
+            GenerationResult r = Generator.of(m).generate(prompts, GenerationConfig.builder().maxNewTokens(tokens)
                     .doSample(true).temperature(1.0).seed(seed + b).build());
-            for (int i = 0; i < 16; i++) {
+            for (int i = 0; i < rows; i++) {
                 int[] t = r.tokens(i);
                 int[] ids = new int[t.length + 1];
                 ids[0] = 1;

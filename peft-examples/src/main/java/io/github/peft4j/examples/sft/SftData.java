@@ -59,6 +59,17 @@ public final class SftData {
      * @param seed the split's seed
      */
     public record Sizes(int instructTrain, int instructTest, int closedTrain, int closedTest, long seed) {
+        /** The job's default: 300 and 40 define/use words, 400 and 100 words per closed task, seed 42. */
+        public static final Sizes DEFAULT = new Sizes(300, 40, 400, 100, 42);
+
+        /**
+         * @param s another seed
+         * @return these sizes with that seed
+         */
+        public Sizes withSeed(long s) {
+            return new Sizes(instructTrain, instructTest, closedTrain, closedTest, s);
+        }
+
         /** @return this as JSON, recorded in {@value #STATS} */
         ObjectNode json() {
             return JSON.createObjectNode().put("instruct_train", instructTrain).put("instruct_test", instructTest)
@@ -89,7 +100,7 @@ public final class SftData {
             return false;
         }
         try {
-            return JSON.readTree(stats.toFile()).path("sizes").equals(sizes.json());
+            return JSON.readTree(stats.toFile()).path("sizes").toString().equals(sizes.json().toString());
         } catch (IOException e) {
             return false;
         }

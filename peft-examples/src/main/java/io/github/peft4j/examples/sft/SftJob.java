@@ -77,19 +77,21 @@ public final class SftJob {
         Path cache;
         List<String> methods = DEFAULT_METHODS;
         List<String> sections = SECTIONS;
-        int steps = 120;
+        int steps = 80;
         int batchSize = 16;
         int maxLength = 64;
         final Map<String, Double> lr = new LinkedHashMap<>(DEFAULT_LR);
-        SftData.Sizes sizes = new SftData.Sizes(300, 60, 400, 100, 42);
+        SftData.Sizes sizes = SftData.Sizes.DEFAULT;
         int loraR = 8;
         int virtualTokens = 10;
         int samples = 3;
         long seed = 42;
         int proxyLayers = 2;
-        int proxyPretrainSteps = 80;
-        int proxySteps = 80;
-        int continualSteps = 60;
+        int proxyPretrainSteps = 60;
+        int proxySteps = 60;
+        int proxyStories = 64;
+        int proxyStoryTokens = 48;
+        int continualSteps = 40;
         java.net.URI server;
         Path results = Path.of("docs", "sft-results.md");
         Path chart = Path.of("docs", "sft-results-curves.png");
@@ -187,6 +189,13 @@ public final class SftJob {
             this.proxyLayers = positive("proxy layers", k);
             this.proxyPretrainSteps = positive("proxy pretrain steps", pretrain);
             this.proxySteps = positive("proxy steps", task);
+            return this;
+        }
+
+        /** @param n stories sampled from M to re-train M- on @param tokens tokens per story @return this */
+        public Settings proxyStories(int n, int tokens) {
+            this.proxyStories = positive("proxy stories", n);
+            this.proxyStoryTokens = positive("proxy story tokens", tokens);
             return this;
         }
 

@@ -153,6 +153,10 @@ public final class WordNet {
 
     /** The gloss of the data line at a byte offset (WordNet's synset offsets are byte offsets into data.pos). */
     private static Gloss gloss(Path deb, String pos, byte[] data, long offset) {
+        if (offset < 0 || offset >= data.length) {
+            throw new PeftException(deb + ": " + DIR + "data." + pos + " has no synset at offset " + offset + " (the file"
+                    + " has " + data.length + " bytes)");
+        }
         int at = (int) offset;
         int end = at;
         while (end < data.length && data[end] != '\n') {
