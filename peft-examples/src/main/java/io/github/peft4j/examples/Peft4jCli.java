@@ -144,9 +144,9 @@ public final class Peft4jCli implements Callable<Integer> {
         Peft4jCli root = new Peft4jCli(out, err, argv);
         CommandLine cl = new CommandLine(root);
         for (Object c : new Object[] {new TrainCommand(), new LogitsCommand(), new GenerateCommand(), new ServeCommand(), new MergeCommand(),
-            new QuantizeCommand(), new InfoCommand(), new BenchCommand(), new ImportOnnxCommand(), new PrepareSpamCommand(),
-            new SpamJobCommand(), new PosJobCommand(), new CombineCommand(), new LoraHubCommand(), new LoraHubDemoCommand(),
-            new CompletionCommand(), new CommandLine.HelpCommand()}) {
+            new QuantizeCommand(), new InfoCommand(), new BenchCommand(), new ImportOnnxCommand(), new ImportLlama2cCommand(),
+            new PrepareSpamCommand(), new SpamJobCommand(), new PosJobCommand(), new SftJobCommand(), new CombineCommand(),
+            new LoraHubCommand(), new LoraHubDemoCommand(), new CompletionCommand(), new CommandLine.HelpCommand()}) {
             cl.addSubcommand(c);
         }
         cl.registerConverter(Integer.class, new Converters.Int());

@@ -14,7 +14,7 @@ import org.slf4j.LoggerFactory;
  * read at the end, which is exact; where that reset is refused, a daemon thread samples {@code VmRSS} every
  * 100 ms and the largest sample is reported. Off Linux the figure is unknown (-1).
  */
-final class PeakRss implements AutoCloseable {
+public final class PeakRss implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(PeakRss.class);
     private static final Path STATUS = Path.of("/proc/self/status");
     private static final Path CLEAR_REFS = Path.of("/proc/self/clear_refs");
@@ -25,7 +25,7 @@ final class PeakRss implements AutoCloseable {
     private volatile boolean running = true;
 
     /** Starts measuring now. */
-    PeakRss() {
+    public PeakRss() {
         kernelPeak = resetHighWaterMark();
         if (kernelPeak || !Files.isReadable(STATUS)) {
             sampler = null;
@@ -57,7 +57,7 @@ final class PeakRss implements AutoCloseable {
     }
 
     /** @return the peak RSS in bytes since construction, or -1 where it cannot be read */
-    long peakBytes() {
+    public long peakBytes() {
         long kb = kernelPeak ? readKb("VmHWM:") : Math.max(sampled.get(), readKb("VmRSS:"));
         return kb < 0 ? -1 : kb * 1024;
     }

@@ -855,8 +855,14 @@ public final class SpamJob {
         return markdown(cells, 1);
     }
 
-    /** A Markdown table with padded columns; columns from {@code firstNumeric} on are right-aligned. */
-    private static String markdown(List<String[]> cells, int firstNumeric) {
+    /**
+     * A Markdown table with padded columns; columns from {@code firstNumeric} on are right-aligned.
+     *
+     * @param cells the header row, then the rows
+     * @param firstNumeric the first right-aligned column
+     * @return the table, lines separated by '\n'
+     */
+    public static String markdown(List<String[]> cells, int firstNumeric) {
         int cols = cells.get(0).length;
         int[] w = new int[cols];
         cells.forEach(r -> {
@@ -884,7 +890,11 @@ public final class SpamJob {
         return sb.toString().stripTrailing();
     }
 
-    static String clock(double seconds) {
+    /**
+     * @param seconds a duration
+     * @return it as {@code m:ss}
+     */
+    public static String clock(double seconds) {
         long t = Math.round(seconds);
         return String.format(Locale.ROOT, "%d:%02d", t / 60, t % 60);
     }
@@ -981,7 +991,8 @@ public final class SpamJob {
         return base.relativize(to.toAbsolutePath().normalize()).toString().replace('\\', '/');
     }
 
-    private static String machine() {
+    /** @return the CPU, cores, OS and Java version, for reports */
+    public static String machine() {
         String cpu = "unknown CPU";
         try {
             cpu = Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))

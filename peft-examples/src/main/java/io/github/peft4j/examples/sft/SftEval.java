@@ -1,0 +1,132 @@
+package io.github.peft4j.examples.sft;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.Shape;
+import io.github.peft4j.data.Batch;
+import io.github.peft4j.data.Collator;
+import io.github.peft4j.data.Example;
+import io.github.peft4j.data.PromptTemplate;
+import io.github.peft4j.data.Tokenizer;
+import io.github.peft4j.generate.GenerationConfig;
+import io.github.peft4j.generate.GenerationResult;
+import io.github.peft4j.generate.Generator;
+import io.github.peft4j.generate.LanguageModel;
+import io.github.peft4j.model.CallContext;
+import io.github.peft4j.model.ModelOutput;
+import io.github.peft4j.peft.PeftModel;
+import io.github.peft4j.train.Losses;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/** The sft-job's measurements: held-out response loss, exact match on a closed task, greedy samples. */
+public final class SftEval {
+    /**
+     * The prompt layout: Alpaca's {@code ### Instruction:} / {@code ### Response:} sections without the preamble
+     * (the job's sequences stay short on 2 cores).
+     */
+    public static final PromptTemplate TEMPLATE = new PromptTemplate(
+            "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+            "### Instruction:\n{instruction}\n\n### Response:\n");
+    /** New tokens generated for a closed-task answer. */
+    public static final int ANSWER_TOKENS = 3;
+
+    private SftEval() {}
+
+    /**
+     * Mean loss over the response tokens (prompt tokens carry {@link Example#IGNORE}), without gradients.
+     *
+     * @param peft the model with its active adapters
+     * @param data labelled examples
+     * @param padId the padding id
+     * @param batchSize examples per forward pass
+     * @return the mean cross-entropy per response token
+     */
+    public static double responseLoss(PeftModel peft, List<Example> data, int padId, int batchSize) {
+        boolean was = peft.model().isTraining();
+        peft.model().train(false);
+        Collator collator = new Collator(padId, false);
+        double sum = 0;
+        long items = 0;
+        try {
+            for (int from = 0; from < data.size(); from += batchSize) {
+                try (NDScope scope = new NDScope()) {
+                    Batch b = collator.collate(peft.model().manager(), data.subList(from, Math.min(data.size(), from + batchSize)));
+                    NDArray labels = b.labels();
+                    long n = labels.get(new NDIndex(":, 1:")).neq(Example.IGNORE).sum().getLong();
+                    ModelOutput out = peft.forward(b.input());
+                    NDArray logits = out.logits();
+                    long extra = logits.getShape().get(1) - labels.getShape().get(1); // virtual tokens in front
+                    if (extra > 0) {
+                        labels = labels.getManager().full(new Shape(labels.getShape().get(0), extra), Example.IGNORE,
+                                labels.getDataType()).concat(labels, 1);
+                    }
+                    sum += Losses.causalLm(logits, labels).getFloat() * n;
+                    items += n;
+                }
+            }
+        } finally {
+            peft.model().train(was);
+        }
+        return sum / items;
+    }
+
+    /**
+     * Greedy answers.
+     *
+     * @param lm the language model
+     * @param tok the tokenizer
+     * @param instructions the instructions (rendered with {@link #TEMPLATE})
+     * @param maxNewTokens tokens to generate
+     * @param batchSize rows per generate call
+     * @param rowAdapters one adapter name per instruction, or null
+     * @return the decoded continuations, stripped
+     */
+    public static List<String> answers(LanguageModel lm, Tokenizer tok, List<String> instructions, int maxNewTokens,
+            int batchSize, List<String> rowAdapters) {
+        List<String> out = new ArrayList<>();
+        Generator g = Generator.of(lm);
+        GenerationConfig cfg = GenerationConfig.builder().maxNewTokens(maxNewTokens).build();
+        for (int from = 0; from < instructions.size(); from += batchSize) {
+            int to = Math.min(instructions.size(), from + batchSize);
+            int[][] ids = new int[to - from][];
+            for (int i = from; i < to; i++) {
+                ids[i - from] = tok.encode(TEMPLATE.render(instructions.get(i), ""), true);
+            }
+            CallContext ctx = rowAdapters == null ? CallContext.NONE : CallContext.rowAdapters(rowAdapters.subList(from, to));
+            GenerationResult r = g.generate(ids, cfg, ctx);
+            for (int i = 0; i < ids.length; i++) {
+                out.add(tok.decode(r.tokens(i), true).strip());
+            }
+        }
+        return out;
+    }
+
+    /**
+     * An answer as compared: stripped, lowercased, one trailing period or exclamation mark removed.
+     *
+     * @param answer a generated answer
+     * @return the normalised answer
+     */
+    public static String normalize(String answer) {
+        String a = answer.strip().toLowerCase(Locale.ROOT);
+        return a.endsWith(".") || a.endsWith("!") ? a.substring(0, a.length() - 1).strip() : a;
+    }
+
+    /**
+     * Exact-match accuracy: the {@linkplain #normalize normalised} answer equals the gold label.
+     *
+     * @param answers generated answers
+     * @param gold the labels
+     * @return the share of matches
+     */
+    public static double exactMatch(List<String> answers, List<String> gold) {
+        int right = 0;
+        for (int i = 0; i < gold.size(); i++) {
+            right += normalize(answers.get(i)).equals(gold.get(i)) ? 1 : 0;
+        }
+        return (double) right / gold.size();
+    }
+}
