@@ -224,6 +224,30 @@ public final class AtomicFiles {
         }
     }
 
+    /**
+     * Deletes a directory so that it is never seen half-deleted: it is first renamed to a dot-name
+     * ({@code .<name>.deleted-<random>}) in one atomic step, then deleted file by file. A kill leaves either the
+     * whole directory or a stray dot-named one, never a checkpoint missing some of its files.
+     *
+     * @param dir the directory (nothing happens if it does not exist)
+     * @throws UncheckedIOException if renaming or deleting fails
+     */
+    public static void deleteDirectory(Path dir) {
+        Path absolute = dir.toAbsolutePath().normalize();
+        if (!Files.exists(absolute, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        Path doomed = absolute.resolveSibling("." + absolute.getFileName() + ".deleted-"
+                + Long.toHexString(RANDOM.nextLong()));
+        try {
+            Files.move(absolute, doomed, StandardCopyOption.ATOMIC_MOVE);
+            syncDirectory(absolute.getParent());
+            deleteTree(doomed);
+        } catch (IOException e) {
+            throw new UncheckedIOException("failed to delete " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
     /** Flushes every regular file and directory under {@code root} (files first, then their directories). */
     private static void syncTree(Path root) throws IOException {
         try (java.util.stream.Stream<Path> s = Files.walk(root)) {

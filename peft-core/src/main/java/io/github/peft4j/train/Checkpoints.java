@@ -94,7 +94,7 @@ final class Checkpoints {
             LOG.info("saved checkpoint {}", target);
             List<Path> all = list(outputDir);
             for (int i = 0; i < all.size() - keep; i++) {
-                deleteTree(all.get(i));
+                AtomicFiles.deleteDirectory(all.get(i)); // renamed away first: never a half-deleted checkpoint
             }
         } catch (IOException e) {
             throw new PeftException(target + ": cannot write checkpoint: " + e.getMessage(), e);

@@ -195,14 +195,14 @@ class CrashSafetyTest {
             return 0;
         }
         try (Stream<Path> s = Files.walk(dir)) {
-            return s.filter(p -> p.getFileName().toString().matches("\\..*(\\.tmp.*|\\.old|staged-.*|\\.tmp)")).count();
+            return s.filter(p -> p.getFileName().toString().matches("\\..*(\\.tmp.*|\\.old|staged-.*|\\.tmp|\\.deleted-.*)")).count();
         }
     }
 
     private static void deleteStrays(Path root) throws IOException {
         Map<Path, Boolean> found = new LinkedHashMap<>();
         try (Stream<Path> s = Files.walk(root)) {
-            s.filter(p -> p.getFileName().toString().matches("\\..*\\.tmp-[0-9a-f]+|\\.staged-.*")).forEach(p -> found.put(p, true));
+            s.filter(p -> p.getFileName().toString().matches("\\..*\\.tmp-[0-9a-f]+|\\.staged-.*|\\..*\\.deleted-[0-9a-f]+")).forEach(p -> found.put(p, true));
         }
         for (Path p : found.keySet()) {
             try (Stream<Path> s = Files.walk(p)) {

@@ -17,7 +17,7 @@ import java.util.Random;
 /**
  * Soak benchmarks (not CI): {@code Soak serve MINUTES} keeps {@code peft4j serve} under the {@link ServeLoad} mix
  * (4 clients) for that long and samples the process RSS every 30 s; {@code Soak train STEPS} trains a tiny Llama
- * LoRA for that many steps and samples the RSS (native memory: libtorch's arrays live outside the Java heap) every
+ * LoRA for that many steps and samples, after a GC, the RSS outside the Java heap (libtorch's native memory) every
  * 1/20 of the run. Each prints its samples and the growth between the first and the second half of the run, the figure
  * that says whether memory is flat. Run with {@code scripts/soak.sh}.
  */
@@ -107,10 +107,14 @@ public final class Soak {
                         lastLoss[0] = s.loss();
                         if (s.step() == 1 || s.step() % every == 0) {
                             double sec = (System.nanoTime() - t0) / 1e9;
-                            samples.add(new double[] {sec, s.step(), rssMiB()});
-                            System.out.printf("train soak: step %6d  %6.0f s  loss %.4f  RSS %7.1f MiB  heap %6.1f MiB%n",
-                                    s.step(), sec, s.loss(), rssMiB(), (Runtime.getRuntime().totalMemory()
-                                            - Runtime.getRuntime().freeMemory()) / 1048576.0);
+                            System.gc(); // so that the heap figures are live data, not garbage
+                            Runtime rt = Runtime.getRuntime();
+                            double heapUsed = (rt.totalMemory() - rt.freeMemory()) / 1048576.0;
+                            double nativeMiB = rssMiB() - rt.totalMemory() / 1048576.0; // RSS outside the Java heap
+                            samples.add(new double[] {sec, s.step(), nativeMiB});
+                            System.out.printf("train soak: step %6d  %6.0f s  loss %.4f  RSS %7.1f MiB  heap live %6.1f "
+                                    + "MiB  RSS outside the heap %7.1f MiB%n", s.step(), sec, s.loss(), rssMiB(), heapUsed,
+                                    nativeMiB);
                         }
                     }).build()) {
                 t.train();
@@ -120,13 +124,13 @@ public final class Soak {
         }
     }
 
-    /** RSS growth from the sample at a quarter of the run (after warm-up) to the last, per 1,000 units of column 1. */
+    /** Growth (RSS, or RSS outside the heap for training) from the sample at a quarter of the run (after warm-up) to the last, per 1,000 units of column 1. */
     private static String growth(List<double[]> s) {
         double[] warm = s.get(Math.min(s.size() - 1, s.size() / 4));
         double[] last = s.get(s.size() - 1);
         double perK = last[1] > warm[1] ? (last[2] - warm[2]) / (last[1] - warm[1]) * 1000 : 0;
         double max = s.stream().mapToDouble(x -> x[2]).max().orElse(0);
-        return String.format("RSS after warm-up %.1f MiB, at the end %.1f MiB (%+.1f MiB, %+.3f MiB per 1,000), peak "
+        return String.format("memory after warm-up %.1f MiB, at the end %.1f MiB (%+.1f MiB, %+.3f MiB per 1,000), peak "
                 + "%.1f MiB", warm[2], last[2], last[2] - warm[2], perK, max);
     }
 }
