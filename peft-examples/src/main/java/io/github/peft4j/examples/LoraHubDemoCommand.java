@@ -52,6 +52,15 @@ final class LoraHubDemoCommand implements Callable<Integer> {
             description = "Steps of the LoRA trained on the few-shot emails (integer >= 1; default: 40).")
     Integer fewShotSteps;
 
+    @Option(names = "--max-length", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Tokens per email, special tokens included (integer >= 1; default: 64).")
+    Integer maxLength;
+
+    @Option(names = "--test-spam", paramLabel = "N", converter = Converters.NonNegative.class,
+            description = "Spam test emails of the target task, a seeded subset (integer >= 0, 0 = all 180; default: 0);"
+                    + " every hard-ham test email is kept.")
+    Integer testSpam;
+
     @Option(names = "--seed", paramLabel = "S", description = "Seed (integer; default: 42).")
     Long seed;
 
@@ -83,6 +92,12 @@ final class LoraHubDemoCommand implements Callable<Integer> {
         }
         if (fewShotSteps != null) {
             s.fewShotSteps = fewShotSteps;
+        }
+        if (maxLength != null) {
+            s.maxLength = maxLength;
+        }
+        if (testSpam != null) {
+            s.testSpam = testSpam;
         }
         if (seed != null) {
             s.seed = seed;

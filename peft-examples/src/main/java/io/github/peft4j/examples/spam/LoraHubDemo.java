@@ -71,6 +71,10 @@ public final class LoraHubDemo {
         public int hubSteps = LoraHub.DEFAULT_STEPS;
         /** Steps of the LoRA trained on the few-shot emails. */
         public int fewShotSteps = 40;
+        /** Tokens per email. */
+        public int maxLength = 64;
+        /** Spam test emails of the target (a seeded subset; 0 = all); every hard-ham test email is kept. */
+        public int testSpam;
         /** Seed of slices, initialisation, data order and CMA-ES. */
         public long seed = 42;
         /** The markdown report, or null for none. */
@@ -117,7 +121,7 @@ public final class LoraHubDemo {
         }
         Engine.getInstance();
         try (Tokenizer tok = Tokenizer.load(s.model)) {
-            ClassificationData reader = ClassificationData.builder(tok).maxLength(64).build();
+            ClassificationData reader = ClassificationData.builder(tok).maxLength(s.maxLength).build();
             SpamJob.Split train = SpamJob.read(reader, s.data.resolve("train.jsonl"));
             LabelMap labels = ((Examples) train.examples()).labelMap();
             if (labels == null || labels.size() != 2 || labels.id("spam").isEmpty()) {
@@ -132,8 +136,17 @@ public final class LoraHubDemo {
             Predicate<String> target = g -> g.equals(SpamJob.HARD_HAM) || g.startsWith("spam");
             List<Example> fewShot = fewShot(validation, s.shots, s.seed);
             List<Integer> testIdx = indices(test, target);
+            if (s.testSpam > 0) { // every hard ham, a seeded subset of the spam
+                List<Integer> spamIdx = new ArrayList<>(testIdx.stream().filter(i -> test.groups().get(i).startsWith("spam")).toList());
+                Collections.shuffle(spamIdx, new Random(s.seed + 2));
+                List<Integer> keep = new ArrayList<>(testIdx.stream().filter(i -> !test.groups().get(i).startsWith("spam")).toList());
+                keep.addAll(spamIdx.subList(0, Math.min(s.testSpam, spamIdx.size())));
+                Collections.sort(keep);
+                testIdx = keep;
+            }
+            List<Integer> testIdxFinal = testIdx;
             out.printf(Locale.ROOT, "target task: hard ham vs spam; %d few-shot validation emails, %d test emails (%d hard ham)%n",
-                    fewShot.size(), testIdx.size(), testIdx.stream().filter(i -> test.groups().get(i).equals(SpamJob.HARD_HAM)).count());
+                    fewShot.size(), testIdx.size(), testIdxFinal.stream().filter(i -> test.groups().get(i).equals(SpamJob.HARD_HAM)).count());
             List<String> names = new ArrayList<>();
             for (String[] p : PLUGINS) {
                 names.add(p[0]);
@@ -339,9 +352,9 @@ public final class LoraHubDemo {
         StringBuilder sb = new StringBuilder();
         sb.append("<!-- measured table written by LoraHubDemo (peft4j lorahub-demo); text around it by hand -->\n");
         sb.append(String.format(Locale.ROOT, "Run: `%s` on %s (%s cores), whole demo %s. Plug-ins: %d steps each; LoRAHub: %d"
-                + " loss evaluations on %d few-shot emails (seed %d); few-shot LoRA: %d steps; %d target test emails.%n%n",
-                facts.get("command"), facts.get("date"), facts.get("cores"), facts.get("wall"), s.pluginSteps,
-                r.hub().evaluations(), shots, s.seed, s.fewShotSteps, tests));
+                + " loss evaluations on %d few-shot emails (seed %d); few-shot LoRA: %d steps; %d target test emails;"
+                + " %d tokens per email.%n%n", facts.get("command"), facts.get("date"), facts.get("cores"), facts.get("wall"),
+                s.pluginSteps, r.hub().evaluations(), shots, s.seed, s.fewShotSteps, tests, s.maxLength));
         sb.append(r.table()).append('\n');
         try {
             if (s.results.getParent() != null) {
