@@ -32,8 +32,8 @@ import picocli.CommandLine.ParentCommand;
                 + " (P-tuning, MLP encoder, --virtual-tokens), pfeiffer (bottleneck adapter seq_bn), houlsby"
                 + " (double_seq_bn), parallel (par_bn), unipelt (AdapterHub's UniPELT); the pooler and"
                 + " classifier in modules_to_save; each is loaded back from disk and checked against the in-memory test"
-                + " scores. Defaults dora=200/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2, houlsby=200/1e-2, parallel=200/1e-2,"
-                + " unipelt=200/1e-2 (docs/results-extended.md).",
+                + " scores. Defaults dora=200/3e-3, ptuning=200/1e-2, pfeiffer=200/1e-2, houlsby=200/1e-3, parallel=200/1e-3,"
+                + " unipelt=200/1e-3 (docs/results-extended.md).",
             "",
             "Real output and the rationale of the settings: docs/results.md."},
         footer = {"Examples:",
