@@ -35,7 +35,7 @@ import picocli.CommandLine.ParentCommand;
                 + " from init_r = r to r/2, its final budget in the settings line), moe-lora (4 LoRA experts of rank r/2,"
                 + " top 2 per token); the pooler and classifier in modules_to_save; each is loaded back from disk and"
                 + " checked against the in-memory test scores. Defaults dora=200/3e-3, qlora=300/3e-3, ptuning=200/1e-2,"
-                + " pfeiffer=200/1e-2, houlsby=200/1e-2, parallel=200/1e-2, unipelt=200/1e-2, adalora=200/3e-3,"
+                + " pfeiffer=200/1e-2, houlsby=200/1e-3, parallel=200/1e-3, unipelt=200/1e-3, adalora=200/3e-3,"
                 + " moe-lora=200/3e-3 (docs/results-extended.md).",
             "",
             "Selective rows (also beyond the budget, reload-checked): ln-tuning (LN_TUNING), last-k (LAST_K, the last"
