@@ -118,7 +118,7 @@ class ComposeAndRowsTest {
                     () -> peft.forward(ModelInput.of(ids, null).withRowAdapters(List.of("a", "bias"))));
             assertTrue(e.getMessage().contains("BITFIT adapter 'bias' cannot run per row"), e.getMessage());
             PeftException e2 = assertThrows(PeftException.class, () -> peft.addAdapter("bias2", new BitFitConfig()));
-            assertTrue(e2.getMessage().contains("already has a BitFit adapter 'bias'"), e2.getMessage());
+            assertTrue(e2.getMessage().contains("already trained in place by BITFIT adapter 'bias'"), e2.getMessage());
         }
     }
 }

@@ -1,6 +1,5 @@
 package io.github.peft4j.adapters.select;
 
-import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.peft.ModuleSpec;
 import io.github.peft4j.peft.TargetedConfig;
@@ -18,7 +17,6 @@ import java.util.List;
  * <p>The file {@code adapter_model.safetensors} holds per target {@code base_model.model.<module path>.diff_weight}
  * and {@code ...diff_log_alpha} (fp32, the weight's stored shape), so training can continue from it.
  */
-@JsonIgnoreProperties(value = {"layers_pattern"}, ignoreUnknown = true)
 public class DiffPruningConfig extends TargetedConfig {
     /** The {@code peft_type} value. */
     public static final String PEFT_TYPE = "DIFF_PRUNING";

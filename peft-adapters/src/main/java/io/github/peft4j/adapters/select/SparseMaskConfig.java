@@ -1,6 +1,5 @@
 package io.github.peft4j.adapters.select;
 
-import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.peft.ModuleSpec;
 import io.github.peft4j.peft.TargetedConfig;
@@ -17,7 +16,6 @@ import java.util.List;
  * {@code ...sparse_values} (fp32 {@code (k)}, the tuned weight values at those positions). Loading takes the mask from
  * the file.
  */
-@JsonIgnoreProperties(value = {"layers_pattern"}, ignoreUnknown = true)
 public class SparseMaskConfig extends TargetedConfig {
     /** The {@code peft_type} value. */
     public static final String PEFT_TYPE = "SPARSE_MASK";
