@@ -53,7 +53,8 @@ final class SftJobCommand implements Callable<Integer> {
 
     @Option(names = "--methods", split = ",", paramLabel = "METHOD", converter = Methods.class,
             completionCandidates = Methods.class,
-            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (default: lora, ia3, prompt, full).")
+            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (all: every method; none: no"
+                    + " table, the sections only; default: lora, ia3, prompt, full).")
     List<String> methods;
 
     @Option(names = "--sections", split = ",", paramLabel = "NAME", converter = Sections.class,
@@ -110,7 +111,7 @@ final class SftJobCommand implements Callable<Integer> {
     /** {@code --methods}: the methods and {@code all}. */
     static final class Methods extends Choices {
         Methods() {
-            super(Stream.concat(SftJob.METHODS.stream(), Stream.of(SftJob.ALL)).toList());
+            super(Stream.concat(SftJob.METHODS.stream(), Stream.of(SftJob.ALL, "none")).toList());
         }
     }
 
@@ -141,7 +142,10 @@ final class SftJobCommand implements Callable<Integer> {
             s.cache(cache);
         }
         if (methods != null) {
-            s.methods(methods);
+            if (methods.contains("none") && methods.size() > 1) {
+                throw new CliException("sft-job: --methods none excludes other methods");
+            }
+            s.methods(methods.contains("none") ? List.of() : methods);
         }
         if (sections != null) {
             if (sections.contains("none") && sections.size() > 1) {
