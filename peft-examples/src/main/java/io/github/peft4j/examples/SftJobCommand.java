@@ -88,6 +88,11 @@ final class SftJobCommand implements Callable<Integer> {
             description = "Proxy-tuning: M-'s layers, its re-training steps, M+'s task steps (3 integers; default: 2,60,60).")
     List<Integer> proxy;
 
+    @Option(names = "--proxy-stories", split = ",", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Proxy-tuning: stories sampled from M to re-train M- on, and tokens per story (2 integers;"
+                    + " default: 64,48).")
+    List<Integer> proxyStories;
+
     @Option(names = "--continual-steps", paramLabel = "N", converter = Converters.Positive.class,
             description = "Steps per continual-learning stage (integer >= 1; default: 40).")
     Integer continualSteps;
@@ -180,6 +185,13 @@ final class SftJobCommand implements Callable<Integer> {
                         + proxy.size());
             }
             s.proxy(proxy.get(0), proxy.get(1), proxy.get(2));
+        }
+        if (proxyStories != null) {
+            if (proxyStories.size() != 2) {
+                throw new CliException("sft-job: --proxy-stories takes 2 integers (stories, tokens per story), got "
+                        + proxyStories.size());
+            }
+            s.proxyStories(proxyStories.get(0), proxyStories.get(1));
         }
         if (continualSteps != null) {
             s.continualSteps(continualSteps);
