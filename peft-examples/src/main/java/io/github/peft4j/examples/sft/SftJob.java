@@ -325,6 +325,13 @@ public final class SftJob {
                     Row r = runMethod(c, m, train, curve, heldOut, closedQ, closedGold, sampleQ, curves);
                     rows.add(r);
                     printRow(out, r);
+                    if (i < s.methods.size()) { // a report after every method: an interrupted run leaves its rows
+                        MetricsLog.writeComparisonChart(s.chart, curves, "loss");
+                        writeReport(c, new Result(rows, table(rows), null, null, (System.nanoTime() - start) / 1e9),
+                                loadAtStart, sampleTable(sampleQ, rows), train.size(), instructTrain.size(),
+                                opinionTrain.size(), heldOut.size(), closedQ.size(), "partial: " + i + " of "
+                                + s.methods.size() + " methods done, the run goes on");
+                    }
                 }
                 MetricsLog.writeComparisonChart(s.chart, curves, "loss");
                 table = table(rows);
@@ -350,7 +357,7 @@ public final class SftJob {
             double wall = (System.nanoTime() - start) / 1e9;
             Result result = new Result(rows, table, proxy, continual, wall);
             writeReport(c, result, loadAtStart, sampleTable, train.size(), instructTrain.size(), opinionTrain.size(), heldOut.size(),
-                    closedQ.size());
+                    closedQ.size(), null);
             out.println();
             out.printf(Locale.ROOT, "wrote %s%s; whole job %s%n", s.results, table == null ? "" : " and " + s.chart,
                     SpamJob.clock(wall));
@@ -579,14 +586,15 @@ public final class SftJob {
         };
     }
 
-    private static void writeReport(Context c, Result r, String loadAtStart, String samples, int train, int instructTrain, int opinionTrain,
-            int heldOut, int closed) {
+    private static void writeReport(Context c, Result r, String loadAtStart, String samples, int train, int instructTrain,
+            int opinionTrain, int heldOut, int closed, String partial) {
         Settings s = c.s();
         StringBuilder md = new StringBuilder();
         md.append("# Instruction tuning stories15M: PEFT methods, proxy-tuning, continual learning\n\n");
         md.append("Written by `").append(s.command).append("` on ")
                 .append(ZonedDateTime.now().format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm z", Locale.ROOT)))
-                .append(" (whole job ").append(SpamJob.clock(r.wallSeconds())).append(" wall).\n\n");
+                .append(partial != null ? " (" + partial + "; " + SpamJob.clock(r.wallSeconds()) + " wall so far).\n\n"
+                        : " (whole job " + SpamJob.clock(r.wallSeconds()) + " wall).\n\n");
         md.append("Machine: ").append(SpamJob.machine()).append("; load average (1 minute) ").append(loadAtStart)
                 .append(" at the start and ").append(loadAverage()).append(" at the end (other processes share the cores:"
                         + " wall times scale with it).\n\n");
