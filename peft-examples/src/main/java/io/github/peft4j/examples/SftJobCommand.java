@@ -53,7 +53,8 @@ final class SftJobCommand implements Callable<Integer> {
 
     @Option(names = "--methods", split = ",", paramLabel = "METHOD", converter = Methods.class,
             completionCandidates = Methods.class,
-            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (default: lora, ia3, prompt, full).")
+            description = "Methods to run, comma-separated, from ${COMPLETION-CANDIDATES} (all: every method; none: no"
+                    + " table, the sections only; default: lora, ia3, prompt, full).")
     List<String> methods;
 
     @Option(names = "--sections", split = ",", paramLabel = "NAME", converter = Sections.class,
@@ -87,6 +88,11 @@ final class SftJobCommand implements Callable<Integer> {
             description = "Proxy-tuning: M-'s layers, its re-training steps, M+'s task steps (3 integers; default: 2,60,60).")
     List<Integer> proxy;
 
+    @Option(names = "--proxy-stories", split = ",", paramLabel = "N", converter = Converters.Positive.class,
+            description = "Proxy-tuning: stories sampled from M to re-train M- on, and tokens per story (2 integers;"
+                    + " default: 64,48).")
+    List<Integer> proxyStories;
+
     @Option(names = "--continual-steps", paramLabel = "N", converter = Converters.Positive.class,
             description = "Steps per continual-learning stage (integer >= 1; default: 40).")
     Integer continualSteps;
@@ -110,7 +116,7 @@ final class SftJobCommand implements Callable<Integer> {
     /** {@code --methods}: the methods and {@code all}. */
     static final class Methods extends Choices {
         Methods() {
-            super(Stream.concat(SftJob.METHODS.stream(), Stream.of(SftJob.ALL)).toList());
+            super(Stream.concat(SftJob.METHODS.stream(), Stream.of(SftJob.ALL, "none")).toList());
         }
     }
 
@@ -141,7 +147,10 @@ final class SftJobCommand implements Callable<Integer> {
             s.cache(cache);
         }
         if (methods != null) {
-            s.methods(methods);
+            if (methods.contains("none") && methods.size() > 1) {
+                throw new CliException("sft-job: --methods none excludes other methods");
+            }
+            s.methods(methods.contains("none") ? List.of() : methods);
         }
         if (sections != null) {
             if (sections.contains("none") && sections.size() > 1) {
@@ -176,6 +185,13 @@ final class SftJobCommand implements Callable<Integer> {
                         + proxy.size());
             }
             s.proxy(proxy.get(0), proxy.get(1), proxy.get(2));
+        }
+        if (proxyStories != null) {
+            if (proxyStories.size() != 2) {
+                throw new CliException("sft-job: --proxy-stories takes 2 integers (stories, tokens per story), got "
+                        + proxyStories.size());
+            }
+            s.proxyStories(proxyStories.get(0), proxyStories.get(1));
         }
         if (continualSteps != null) {
             s.continualSteps(continualSteps);

