@@ -6,7 +6,9 @@ import io.github.peft4j.nn.Ops;
 import io.github.peft4j.peft.AdapterLayer;
 import io.github.peft4j.peft.LayerAdapter;
 import io.github.peft4j.peft.TrainingHooks;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -51,25 +53,26 @@ public final class MoeLoraAdapter extends LayerAdapter implements TrainingHooks 
      */
     @Override
     public NDArray extraLoss(TrainingStep step) {
-        if (config.routerAuxLossCoef() == 0) {
-            for (MoeLoraLayer l : moeLayers.values()) {
-                l.takeBalance(name());
-            }
-            return null;
-        }
-        NDArray sum = null;
-        int n = 0;
+        List<NDArray> terms = new ArrayList<>();
         for (MoeLoraLayer l : moeLayers.values()) {
             NDArray t = l.takeBalance(name());
             if (t != null) {
-                sum = sum == null ? t : sum.add(t);
-                n++;
+                terms.add(t);
             }
         }
-        if (sum == null) {
-            return null;
+        try {
+            if (terms.isEmpty() || config.routerAuxLossCoef() == 0) {
+                return null;
+            }
+            NDArray sum = terms.get(0);
+            for (int i = 1; i < terms.size(); i++) {
+                sum = sum.add(terms.get(i));
+            }
+            NDArray mean = sum.div(Ops.scalar(sum, terms.size()));
+            return mean.mul(Ops.scalar(mean, config.routerAuxLossCoef()));
+        } finally {
+            // the layers took the terms out of their block scopes; the loss's graph keeps what backward needs
+            terms.forEach(NDArray::close);
         }
-        NDArray mean = sum.div(Ops.scalar(sum, n));
-        return mean.mul(Ops.scalar(mean, config.routerAuxLossCoef()));
     }
 }

@@ -2,6 +2,7 @@ package io.github.peft4j.lora.moe;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
@@ -171,7 +172,13 @@ public final class MoeLoraLayer extends ProjectionWrapper {
             NDArray p = flatP.mean(new int[] {0}); // (E)
             NDArray f = mask == null ? flatP.onesLike().mean(new int[] {0}) : mask.reshape(-1, m.experts).mean(new int[] {0});
             NDArray s = p.mul(f).sum();
+            if (m.balance != null && !m.balance.isReleased()) {
+                m.balance.close(); // a term no training step took
+            }
             m.balance = s.mul(Ops.scalar(s, m.experts));
+            // kept past this forward call (a transformer block's scope closes when the block returns, see
+            // BlockRunner): out of the scope; MoeLoraAdapter.extraLoss closes it once the loss is built
+            NDScope.unregister(m.balance);
         }
         return gate;
     }
