@@ -116,7 +116,7 @@ final class QuantizeCommand implements Callable<Integer> {
             m.save(tmp);
             for (String f : MergeCommand.COPIED) {
                 if (Files.isRegularFile(model.resolve(f))) {
-                    Files.copy(model.resolve(f), tmp.resolve(f));
+                    AtomicFiles.copy(model.resolve(f), tmp.resolve(f));
                 }
             }
             AtomicFiles.replaceDirectory(tmp, output);

@@ -1,5 +1,6 @@
 package io.github.peft4j.examples.fetch;
 
+import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.examples.spam.SpamAssassinCorpus;
 import java.io.IOException;
@@ -11,7 +12,6 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
@@ -200,11 +200,9 @@ public record PinnedFile(Path cacheDir, String fileName, String checksum, Source
                         + actual + ", expected " + checksum + " (a bad or partial download; it was discarded, run again"
                         + " to retry)");
             }
-            Files.move(fetched, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            AtomicFiles.move(fetched, target);
             LOG.info("cached {} ({})", target, checksum);
             return target;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot move the download into " + target + ": " + e.getMessage(), e);
         } finally {
             deleteTree(work);
         }

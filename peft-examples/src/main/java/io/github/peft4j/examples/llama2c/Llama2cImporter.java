@@ -1,5 +1,6 @@
 package io.github.peft4j.examples.llama2c;
 
+import io.github.peft4j.io.AtomicFiles;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
@@ -14,7 +15,6 @@ import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -93,15 +93,7 @@ public final class Llama2cImporter {
             Files.createDirectories(parent);
             Files.createDirectory(tmp);
             params = writeInto(tmp, ckpt, tok);
-            if (nonEmpty) {
-                Path old = parent.resolve("." + target.getFileName() + ".old-" + suffix);
-                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-                deleteTree(old);
-            } else {
-                Files.deleteIfExists(target);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            }
+            AtomicFiles.replaceDirectory(tmp, target);
         } catch (IOException e) {
             deleteTree(tmp);
             throw new UncheckedIOException("cannot write " + output + ": " + e.getMessage(), e);
@@ -115,15 +107,15 @@ public final class Llama2cImporter {
     private static long writeInto(Path dir, Llama2cCheckpoint ckpt, Llama2cTokenizer tok) throws IOException {
         Llama2cCheckpoint.Header h = ckpt.header();
         ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
-        Files.write(dir.resolve("config.json"), json.writeValueAsBytes(config(h)));
+        AtomicFiles.writeBytes(dir.resolve("config.json"), json.writeValueAsBytes(config(h)));
         ObjectNode gen = json.createObjectNode().put("bos_token_id", Llama2cTokenizer.BOS)
                 .put("eos_token_id", Llama2cTokenizer.EOS);
-        Files.write(dir.resolve("generation_config.json"), json.writeValueAsBytes(gen));
+        AtomicFiles.writeBytes(dir.resolve("generation_config.json"), json.writeValueAsBytes(gen));
         ObjectNode tc = json.createObjectNode().put("tokenizer_class", "PreTrainedTokenizerFast")
                 .put("bos_token", "<s>").put("eos_token", "</s>").put("unk_token", "<unk>")
                 .put("model_max_length", h.seqLen()).put("clean_up_tokenization_spaces", false);
-        Files.write(dir.resolve("tokenizer_config.json"), json.writeValueAsBytes(tc));
-        Files.write(dir.resolve("tokenizer.json"), tok.tokenizerJsonBytes());
+        AtomicFiles.writeBytes(dir.resolve("tokenizer_config.json"), json.writeValueAsBytes(tc));
+        AtomicFiles.writeBytes(dir.resolve("tokenizer.json"), tok.tokenizerJsonBytes());
         long params = 0;
         try (NDManager m = NDManager.newBaseManager(ai.djl.Device.cpu())) {
             Map<String, NDArray> t = new LinkedHashMap<>();

@@ -1,5 +1,6 @@
 package io.github.peft4j.examples.npm;
 
+import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.PeftException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -8,7 +9,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -146,10 +146,8 @@ public final class PinnedNpmPackage {
                 throw new PeftException("downloaded " + spec + " does not match its pinned checksum: got " + actual
                         + ", expected " + integrity + " (a bad or partial download; it was discarded, run again to retry)");
             }
-            Files.move(fetched, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            AtomicFiles.move(fetched, target);
             LOG.info("cached {} ({})", target, integrity);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot move the tarball into " + target + ": " + e.getMessage(), e);
         } finally {
             deleteTree(work);
         }

@@ -1,5 +1,6 @@
 package io.github.peft4j.examples.sft;
 
+import io.github.peft4j.io.AtomicFiles;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -24,7 +25,6 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -183,7 +183,7 @@ final class ProxySection {
         try {
             for (String f : List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
                 if (Files.isRegularFile(src.resolve(f))) {
-                    Files.copy(src.resolve(f), dst.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+                    AtomicFiles.copy(src.resolve(f), dst.resolve(f));
                 }
             }
         } catch (IOException e) {
