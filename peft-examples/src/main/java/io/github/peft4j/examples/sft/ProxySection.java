@@ -180,14 +180,10 @@ final class ProxySection {
     }
 
     private static void copyTokenizer(Path src, Path dst) {
-        try {
-            for (String f : List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
-                if (Files.isRegularFile(src.resolve(f))) {
-                    AtomicFiles.copy(src.resolve(f), dst.resolve(f));
-                }
+        for (String f : List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
+            if (Files.isRegularFile(src.resolve(f))) {
+                AtomicFiles.copy(src.resolve(f), dst.resolve(f));
             }
-        } catch (IOException e) {
-            throw new PeftException("sft-job: cannot copy the tokenizer into " + dst + ": " + e.getMessage(), e);
         }
     }
 }
