@@ -48,8 +48,10 @@ class CliErrorsTest {
         badUsage("generate: --top-p must be a number in (0, 1], got '1.5'", "generate", "--top-p", "1.5");
         badUsage("generate: --stop 'x' is not an integer", "generate", "--stop", "3,x");
         badUsage("spam-job: --steps 'x' is not an integer", "spam-job", "--steps", "lora=x");
-        badUsage("spam-job: --steps 'lorra': expected probe, lora, dora, bitfit, prompt, ptuning, pfeiffer or full", "spam-job", "--steps", "lorra=3");
-        badUsage("spam-job: --methods 'svm': expected probe, lora, dora, bitfit, prompt, ptuning, pfeiffer, full or all", "spam-job", "--methods", "lora,svm");
+        badUsage("spam-job: --steps 'lorra': expected probe, lora, dora, bitfit, prompt, ptuning, pfeiffer, ln-tuning, last-k, sparse,"
+                + " learned-mask or full", "spam-job", "--steps", "lorra=3");
+        badUsage("spam-job: --methods 'svm': expected probe, lora, dora, bitfit, prompt, ptuning, pfeiffer, ln-tuning, last-k, sparse,"
+                + " learned-mask, full or all", "spam-job", "--methods", "lora,svm");
         badUsage("logits: --adapter /nonexistent: no such directory", "logits", "--adapter", "a=/nonexistent");
         badUsage("completion: SHELL 'fish': expected bash or zsh", "completion", "fish");
         badUsage("bench: unknown --shape 'gpt3'", "bench", "--shape", "gpt2-tiny,gpt3");
