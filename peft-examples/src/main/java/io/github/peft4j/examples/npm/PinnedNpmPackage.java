@@ -1,23 +1,17 @@
 package io.github.peft4j.examples.npm;
 
-import io.github.peft4j.io.AtomicFiles;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.examples.fetch.PinnedFile;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.Base64;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -101,56 +95,22 @@ public final class PinnedNpmPackage {
      * @throws PeftException if fetching fails or the download does not match the pinned integrity
      */
     public Tarball tarball() {
-        Path target = cachedTarball();
-        if (Files.isRegularFile(target)) {
-            String actual = integrityOf(target);
-            if (actual.equals(integrity)) {
-                LOG.info("using cached {} ({})", target, integrity);
-                return new Tarball(target, true);
-            }
-            LOG.warn("cached {} is damaged (integrity {}, expected {}); deleting it and fetching again", target, actual,
-                    integrity);
-            try {
-                Files.delete(target);
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot delete damaged cache file " + target + ": " + e.getMessage(), e);
-            }
-        }
-        fetchInto(target);
-        return new Tarball(target, false);
-    }
-
-    private void fetchInto(Path target) {
         String spec = name + "@" + version;
-        Path work;
-        try {
-            Files.createDirectories(cacheDir());
-            work = Files.createTempDirectory(cacheDir(), ".fetch-");
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot create cache directory " + cacheDir() + ": " + e.getMessage(), e);
-        }
-        try {
-            LOG.info("fetching {} into {}", spec, cacheDir());
-            Path fetched;
-            try {
-                fetched = fetcher.fetch(spec, work);
-            } catch (IOException e) {
-                throw new PeftException("fetching " + spec + " failed: " + e.getMessage()
-                        + " (nothing was cached; run again to retry)", e);
-            }
-            if (fetched == null || !Files.isRegularFile(fetched)) {
-                throw new PeftException("fetching " + spec + " produced no tarball in " + work);
-            }
-            String actual = integrityOf(fetched);
-            if (!actual.equals(integrity)) {
-                throw new PeftException("downloaded " + spec + " does not match its pinned checksum: got " + actual
-                        + ", expected " + integrity + " (a bad or partial download; it was discarded, run again to retry)");
-            }
-            AtomicFiles.move(fetched, target);
-            LOG.info("cached {} ({})", target, integrity);
-        } finally {
-            deleteTree(work);
-        }
+        boolean[] fetched = {false};
+        Path file = new PinnedFile(cacheDir(), cachedTarball().getFileName().toString(), integrity,
+                new PinnedFile.Source() {
+                    @Override
+                    public Path fetch(Path workDir) throws IOException {
+                        fetched[0] = true;
+                        return fetcher.fetch(spec, workDir);
+                    }
+
+                    @Override
+                    public String describe() {
+                        return spec;
+                    }
+                }).get();
+        return new Tarball(file, !fetched[0]);
     }
 
     /**
@@ -160,38 +120,39 @@ public final class PinnedNpmPackage {
      * @return {@code sha512-<base64 of the SHA-512 digest>}
      */
     public static String integrityOf(Path file) {
-        return "sha512-" + Base64.getEncoder().encodeToString(digest(file, "SHA-512"));
+        return PinnedFile.checksumOf(file, "sha512-");
     }
 
-    private static byte[] digest(Path file, String algorithm) {
-        try (InputStream in = Files.newInputStream(file)) {
-            MessageDigest md = MessageDigest.getInstance(algorithm);
-            byte[] buf = new byte[1 << 16];
-            for (int n; (n = in.read(buf)) > 0; ) {
-                md.update(buf, 0, n);
-            }
-            return md.digest();
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
+    /**
+     * Refuses an entry that could reach outside the package if the archive were unpacked, or is not plain data:
+     * an absolute or {@code ..} path, a backslash, a symbolic or hard link, a device or FIFO, or a file larger than
+     * {@code maxEntryBytes}. npm package tarballs hold only directories and regular files under {@code package/}.
+     *
+     * @param tarball the archive, for messages
+     * @param e the entry
+     * @param maxEntryBytes the largest entry accepted
+     * @param what what one entry is, for the size message ("one email")
+     * @throws PeftException naming the archive and the entry
+     */
+    public static void checkEntry(Path tarball, TarArchiveEntry e, long maxEntryBytes, String what) {
+        String name = e.getName();
+        String where = tarball + ": entry '" + PeftException.oneLine(name) + "'";
+        if (name.startsWith("/") || name.contains("\\") || name.contains("\0") || name.matches("^[A-Za-z]:.*")
+                || java.util.Arrays.asList(name.split("/")).contains("..")) {
+            throw new PeftException(where + " has an absolute or '..' path that leaves the package directory; refusing "
+                    + "the archive");
         }
-    }
-
-    private static void deleteTree(Path dir) {
-        if (!Files.exists(dir)) {
-            return;
+        if (e.isSymbolicLink() || e.isLink()) {
+            throw new PeftException(where + " is a " + (e.isLink() ? "hard" : "symbolic") + " link to '"
+                    + PeftException.oneLine(e.getLinkName()) + "'; npm package archives hold regular files only, "
+                    + "refusing the archive");
         }
-        try (Stream<Path> walk = Files.walk(dir)) {
-            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException ignored) {
-                    // best effort cleanup of the temporary fetch directory
-                }
-            });
-        } catch (IOException ignored) {
-            // best effort
+        if (e.isCharacterDevice() || e.isBlockDevice() || e.isFIFO()) {
+            throw new PeftException(where + " is a device or FIFO, not a regular file; refusing the archive");
+        }
+        if (e.getSize() > maxEntryBytes) {
+            throw new PeftException(where + " is " + e.getSize() + " bytes, more than the limit of " + maxEntryBytes
+                    + " for " + what + "; refusing the archive");
         }
     }
 

