@@ -137,4 +137,33 @@ put("serverRequest", "logits", b"\x01" + b'{"input_ids": [[1, 2, 3]], "row_adapt
 put("serverRequest", "generate", b"\x02" + b'{"input_ids": [[5, 6]], "max_new_tokens": 3, "do_sample": true, '
     b'"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 1, "repetition_penalty": 1.2, "stop_token_ids": [2]}')
 put("serverRequest", "next", b"\x03" + b'{"tokens": [7]}')
+# token classification: CoNLL (first byte: bad-line policy) and one Brown corpus text
+put("conll", "two", b"\x00-DOCSTART- O\n\nThe DET\ncat NOUN\nsat VERB\n\nA DET\ndog NOUN\n")
+put("conll", "columns", b"\x01EU B-ORG NNP\nrejects O VBZ\n\nbad\n")
+put("brownText", "ca01", b"\n\n\tThe/at Fulton/np-tl County/nn-tl Grand/jj-tl Jury/nn-tl said/vbd ./.\n\n"
+    b"\n\tIt/pps was/bedz n't/* ,/, hmm/uh --/-- ``/`` 1960/cd ''/''\n")
+
+
+# llama2.c files: a tokenizer.bin (first byte: vocab - 259) and a tiny model.bin
+def llama2c_tokenizer(pieces):
+    out = struct.pack("<i", 8)
+    special = ["<unk>", "\n<s>\n", "\n</s>\n"]
+    for i in range(259 + len(pieces)):
+        t = special[i] if i < 3 else chr(i - 3) if i < 259 else pieces[i - 259]
+        b = t.encode("utf-8")
+        score = 0.0 if i < 259 else (-1e9 if t == " " else -(i - 259))
+        out += struct.pack("<fi", score, len(b)) + b
+    return out
+
+
+pieces = [" ", "on", "ce", " up", "on", " a", " t", "im"]
+put("llama2cTokenizer", "tiny", bytes([len(pieces)]) + llama2c_tokenizer(pieces))
+dim, hidden, layers, heads, kv, vocab, seq = 8, 16, 1, 2, 2, 260, 4
+hd = dim // heads
+n = (vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kv * hd * dim + layers * dim * dim
+     + layers * dim + 3 * layers * hidden * dim + dim + seq * hd)
+put("llama2cCheckpoint", "tiny", struct.pack("<7i", dim, hidden, layers, heads, kv, vocab, seq)
+    + struct.pack("<%df" % n, *[((i * 37) % 101 - 50) / 100.0 for i in range(n)]))
+put("llama2cCheckpoint", "untied", struct.pack("<7i", dim, hidden, layers, heads, kv, -vocab, seq)
+    + struct.pack("<%df" % (n + vocab * dim), *[0.01] * (n + vocab * dim)))
 print("seeds written under", ROOT)

@@ -82,7 +82,46 @@ final class FuzzTargets {
         m.put("onnx", FuzzTargets::onnx);
         m.put("bnbQuantState", FuzzTargets::bnbQuantState);
         m.put("serverRequest", FuzzTargets::serverRequest);
+        m.put("conll", FuzzTargets::conll);
+        m.put("brownText", FuzzTargets::brownText);
+        m.put("llama2cTokenizer", FuzzTargets::llama2cTokenizer);
+        m.put("llama2cCheckpoint", FuzzTargets::llama2cCheckpoint);
         ALL = Collections.unmodifiableMap(m);
+    }
+
+    // ---------------------------------------------------------------- token classification and llama2.c files
+
+    /** A CoNLL file (word and tag per line, blank lines between sentences); the first byte picks the bad-line policy. */
+    static void conll(byte[] data, Path scratch) throws IOException {
+        BadLinePolicy policy = data.length > 0 && (data[0] & 1) == 1 ? BadLinePolicy.STOP : BadLinePolicy.SKIP;
+        Path f = write(scratch.resolve("x.conll"), data.length > 0 ? Arrays.copyOfRange(data, 1, data.length) : data);
+        io.github.peft4j.data.ConllData.of(tokenizer(), 32, null, policy).read(f);
+    }
+
+    /** One Brown corpus text ({@code word/tag} tokens, sentences on lines), as the POS job parses it. */
+    static void brownText(byte[] data, Path scratch) {
+        io.github.peft4j.examples.pos.BrownCorpus.parse("ca01", new String(data, StandardCharsets.UTF_8));
+    }
+
+    /**
+     * A llama2.c tokenizer.bin: the first byte gives the vocabulary size (259 + its low 6 bits, as the model header
+     * would), the rest is the file; a parsed tokenizer encodes and decodes a sentence with non-ASCII text and
+     * exports its tokenizer.json.
+     */
+    static void llama2cTokenizer(byte[] data, Path scratch) {
+        int vocab = 259 + (data.length > 0 ? data[0] & 0x3f : 0);
+        byte[] file = data.length > 0 ? Arrays.copyOfRange(data, 1, data.length) : data;
+        io.github.peft4j.data.Llama2cTokenizer tok = io.github.peft4j.data.Llama2cTokenizer.parse(file, vocab,
+                "tokenizer.bin");
+        int[] ids = tok.encode("Once upon a time, \u00e9t\u00e9 \u65e5\u672c \ud83d\ude00", true);
+        tok.decode(ids);
+        tok.tokenizerJsonBytes();
+    }
+
+    /** A llama2.c model.bin: header, size and every tensor read. */
+    static void llama2cCheckpoint(byte[] data, Path scratch) {
+        io.github.peft4j.examples.llama2c.Llama2cCheckpoint.read(ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN),
+                "model.bin");
     }
 
     // ---------------------------------------------------------------- weights files

@@ -92,4 +92,28 @@ class ParserFuzzTest {
         BugDetectors.allowNetworkConnections((host, port) -> host.equals("localhost") || host.equals("127.0.0.1"));
         FuzzHarness.run("serverRequest", data);
     }
+
+    /** Fuzzes a CoNLL token-classification file. */
+    @FuzzTest(maxExecutions = RUNS, maxDuration = "30m")
+    void conll(byte[] data) throws Exception {
+        FuzzHarness.run("conll", data);
+    }
+
+    /** Fuzzes one Brown corpus text. */
+    @FuzzTest(maxExecutions = RUNS, maxDuration = "30m")
+    void brownText(byte[] data) throws Exception {
+        FuzzHarness.run("brownText", data);
+    }
+
+    /** Fuzzes a llama2.c tokenizer.bin. */
+    @FuzzTest(maxExecutions = RUNS, maxDuration = "30m")
+    void llama2cTokenizer(byte[] data) throws Exception {
+        FuzzHarness.run("llama2cTokenizer", data);
+    }
+
+    /** Fuzzes a llama2.c model.bin. */
+    @FuzzTest(maxExecutions = RUNS, maxDuration = "30m")
+    void llama2cCheckpoint(byte[] data) throws Exception {
+        FuzzHarness.run("llama2cCheckpoint", data);
+    }
 }
