@@ -156,7 +156,7 @@ def llama2c_tokenizer(pieces):
     return out
 
 
-pieces = [" ", "on", "ce", " up", "on", " a", " t", "im"]
+pieces = [" ", "on", "ce", " up", "up", " a", " t", "im"]
 put("llama2cTokenizer", "tiny", bytes([len(pieces)]) + llama2c_tokenizer(pieces))
 dim, hidden, layers, heads, kv, vocab, seq = 8, 16, 1, 2, 2, 260, 4
 hd = dim // heads

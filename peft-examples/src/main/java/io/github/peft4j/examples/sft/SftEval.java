@@ -105,14 +105,25 @@ public final class SftEval {
     }
 
     /**
-     * An answer as compared: stripped, lowercased, one trailing period or exclamation mark removed.
+     * An answer as compared: its first whitespace-separated word, lowercased, trailing punctuation removed (the
+     * "take the first word" filter of evaluation harnesses: a closed-task answer is one word, and what the model
+     * generates after it is not scored).
      *
      * @param answer a generated answer
-     * @return the normalised answer
+     * @return the normalised answer ("" for an empty one)
      */
     public static String normalize(String answer) {
         String a = answer.strip().toLowerCase(Locale.ROOT);
-        return a.endsWith(".") || a.endsWith("!") ? a.substring(0, a.length() - 1).strip() : a;
+        int space = 0;
+        while (space < a.length() && !Character.isWhitespace(a.charAt(space))) {
+            space++;
+        }
+        a = a.substring(0, space);
+        int end = a.length();
+        while (end > 0 && ".,!?;:".indexOf(a.charAt(end - 1)) >= 0) {
+            end--;
+        }
+        return a.substring(0, end);
     }
 
     /**

@@ -622,7 +622,8 @@ public final class SftJob {
                 + " method, AdamW, linear decay after 10%% warmup, clip 1.0, max length %d tokens. Held-out response loss: mean"
                 + " cross-entropy over the response tokens (prompt tokens masked) of %d define/use records for words not"
                 + " seen in training; perplexity = exp(loss). Opinion exact match: greedy answer to \"Is the word X positive"
-                + " or negative?\" for %d held-out words (balanced), stripped and lowercased, equal to positive / negative."
+                + " or negative?\" for %d held-out words (balanced): its first word, lowercased and without trailing punctuation, equal to"
+                + " positive / negative (what follows is not scored: 80 steps teach the answer before they teach stopping)."
                 + " Train time is the training loop's wall time; peak RSS the process's peak while the method ran.%n%n",
                 train, instructTrain, opinionTrain, s.steps, s.batchSize, s.maxLength, heldOut, closed));
         for (Row row : r.rows()) {

@@ -96,6 +96,14 @@ class SftJobTest {
     }
 
     @Test
+    void exactMatchScoresTheFirstWordOfAnAnswer() {
+        assertEquals("positive", SftEval.normalize("  Positive STR positive STR"));
+        assertEquals("negative", SftEval.normalize("negative.\nnegative"));
+        assertEquals("", SftEval.normalize("   "));
+        assertEquals(0.5, SftEval.exactMatch(List.of("positive, yes", "positively"), List.of("positive", "positive")));
+    }
+
+    @Test
     void dataIsDeterministicWordDisjointAndBalanced() throws Exception {
         SftData.Sizes sizes = new SftData.Sizes(8, 4, 8, 4, 3);
         Path a = tmp.resolve("data-a");
