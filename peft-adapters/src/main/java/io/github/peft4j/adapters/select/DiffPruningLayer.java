@@ -8,7 +8,6 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Activation;
 import ai.djl.pytorch.jni.JniUtils;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.nn.DenseWeights;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
@@ -54,10 +53,6 @@ public final class DiffPruningLayer extends ProjectionWrapper {
         }
     }
 
-    private DenseWeights weights() {
-        return projection().dense();
-    }
-
     /**
      * Adds an adapter: a zero difference and constant gate logits.
      *
@@ -69,8 +64,8 @@ public final class DiffPruningLayer extends ProjectionWrapper {
         if (!adapters.add(adapter)) {
             throw new PeftException("module '" + path + "' already has diff pruning for adapter '" + adapter + "'");
         }
-        NDManager m = weights().weight().array().getManager();
-        Shape s = weights().weight().shape();
+        NDManager m = denseBase().weight().array().getManager();
+        Shape s = denseBase().weight().shape();
         register(WEIGHT + "." + adapter, new Param(m.zeros(s, DataType.FLOAT32)));
         register(LOG_ALPHA + "." + adapter, new Param(m.full(s, (float) logAlphaInit, DataType.FLOAT32)));
     }
@@ -156,7 +151,7 @@ public final class DiffPruningLayer extends ProjectionWrapper {
 
     /** @return the number of entries of the weight (per adapter: the gates' count) */
     public long size() {
-        return weights().weight().shape().size();
+        return denseBase().weight().shape().size();
     }
 
     @Override
@@ -168,14 +163,14 @@ public final class DiffPruningLayer extends ProjectionWrapper {
                 continue;
             }
             NDArray delta = Ops.cast(gate(a, isTraining()).mul(diff(a).array()), dt);
-            w = (w == null ? Ops.cast(weights().weight().array(), dt) : w).add(delta);
+            w = (w == null ? Ops.cast(denseBase().weight().array(), dt) : w).add(delta);
         }
         if (w == null) {
             return base().forward(x);
         }
-        Param bias = weights().bias();
+        Param bias = denseBase().bias();
         NDArray b = bias == null ? null : Ops.cast(bias.array(), dt);
-        return Ops.linear(x, weights().fanInFanOut() ? w.transpose() : w, b);
+        return Ops.linear(x, denseBase().fanInFanOut() ? w.transpose() : w, b);
     }
 
     @Override
@@ -211,7 +206,7 @@ public final class DiffPruningLayer extends ProjectionWrapper {
     }
 
     private void shift(String adapter, boolean subtract) {
-        Param weight = weights().weight();
+        Param weight = denseBase().weight();
         NDArray w = weight.array();
         boolean grad = JniUtils.isGradMode();
         JniUtils.setGradMode(false);

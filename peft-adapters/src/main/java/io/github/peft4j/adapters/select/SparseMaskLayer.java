@@ -7,7 +7,6 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import io.github.peft4j.PeftException;
-import io.github.peft4j.nn.DenseWeights;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
@@ -49,10 +48,6 @@ public final class SparseMaskLayer extends ProjectionWrapper {
         }
     }
 
-    private DenseWeights weights() {
-        return projection().dense();
-    }
-
     /**
      * Adds an adapter: chooses its entries by magnitude.
      *
@@ -65,7 +60,7 @@ public final class SparseMaskLayer extends ProjectionWrapper {
         if (indices.containsKey(adapter)) {
             throw new PeftException("module '" + path + "' already has a sparse mask for adapter '" + adapter + "'");
         }
-        NDArray w = weights().weight().array();
+        NDArray w = denseBase().weight().array();
         NDArray idx;
         boolean grad = JniUtils.isGradMode();
         JniUtils.setGradMode(false);
@@ -87,7 +82,7 @@ public final class SparseMaskLayer extends ProjectionWrapper {
      * @param where the file or module, for messages
      */
     void setIndices(String adapter, NDArray idx, String where) {
-        NDArray w = weights().weight().array();
+        NDArray w = denseBase().weight().array();
         long numel = w.getShape().size();
         if (idx.getShape().dimension() != 1 || idx.getDataType() != DataType.INT64) {
             throw new PeftException(where + ": sparse_indices must be a 1-d int64 tensor, got " + idx.getDataType() + " "
@@ -165,18 +160,18 @@ public final class SparseMaskLayer extends ProjectionWrapper {
             }
             DataType dt = x.getDataType();
             if (w == null) {
-                w = Ops.cast(weights().weight().array(), dt).flatten();
+                w = Ops.cast(denseBase().weight().array(), dt).flatten();
             }
             w = w.put(indices.get(a), Ops.cast(values(a).array(), dt)); // out of place: gradient flows to the values
         }
         if (w == null) {
             return base().forward(x);
         }
-        Shape stored = weights().weight().shape();
+        Shape stored = denseBase().weight().shape();
         NDArray weight = w.reshape(stored);
-        Param bias = weights().bias();
+        Param bias = denseBase().bias();
         NDArray b = bias == null ? null : Ops.cast(bias.array(), x.getDataType());
-        return Ops.linear(x, weights().fanInFanOut() ? weight.transpose() : weight, b);
+        return Ops.linear(x, denseBase().fanInFanOut() ? weight.transpose() : weight, b);
     }
 
     @Override
@@ -213,7 +208,7 @@ public final class SparseMaskLayer extends ProjectionWrapper {
 
     /** Replaces the base weight by a copy with {@code values} at the adapter's positions (no gradient recorded). */
     private void write(String adapter, NDArray values) {
-        Param weight = weights().weight();
+        Param weight = denseBase().weight();
         NDArray w = weight.array();
         boolean grad = JniUtils.isGradMode();
         JniUtils.setGradMode(false);
