@@ -137,7 +137,7 @@ final class ContinualSection {
         if (!t.closed()) {
             return SftEval.responseLoss(peft, t.heldOut(), c.padId(), c.s().batchSize);
         }
-        return SftEval.exactMatch(SftEval.answers(LanguageModel.of(peft), c.tok(), t.questions(), SftEval.ANSWER_TOKENS,
+        return SftEval.exactMatch(c.tok(), SftEval.answers(LanguageModel.of(peft), c.tok(), t.questions(), SftEval.ANSWER_TOKENS,
                 50, null), t.gold());
     }
 
@@ -157,13 +157,13 @@ final class ContinualSection {
                 gold.add(t.gold().get(i));
             }
         }
-        Map<String, List<String>> single = new LinkedHashMap<>();
+        Map<String, List<SftEval.Answer>> single = new LinkedHashMap<>();
         for (Task t : closed) {
             peft.setActive(t.name());
             single.put(t.name(), SftEval.answers(LanguageModel.of(peft), c.tok(), t.questions().subList(0, n),
                     SftEval.ANSWER_TOKENS, 50, null));
         }
-        List<String> mixed;
+        List<SftEval.Answer> mixed;
         try (LogitsServer server = LogitsServer.start(peft, LogitsServer.Options.defaults());
                 RemoteLm remote = RemoteLm.connect(server.uri(), java.time.Duration.ofMinutes(10))) {
             mixed = SftEval.answers(remote, c.tok(), q, SftEval.ANSWER_TOKENS, 2 * n, rows);
@@ -172,8 +172,8 @@ final class ContinualSection {
         int[] right = new int[closed.size()];
         for (int i = 0; i < q.size(); i++) {
             String task = rows.get(i);
-            same += mixed.get(i).equals(single.get(task).get(i / closed.size())) ? 1 : 0;
-            right[i % closed.size()] += SftEval.normalize(mixed.get(i)).equals(gold.get(i)) ? 1 : 0;
+            same += mixed.get(i).text().equals(single.get(task).get(i / closed.size()).text()) ? 1 : 0;
+            right[i % closed.size()] += SftEval.matches(c.tok(), mixed.get(i), gold.get(i)) ? 1 : 0;
         }
         return String.format(Locale.ROOT, "all %d plug-ins served at once by one LogitsServer; one batch of %d rows"
                 + " (%s and %s questions interleaved, --row-adapters style: each row names its plug-in) gave %d of %d"

@@ -60,7 +60,7 @@ final class ProxySection {
             LogitsServer server = s.server == null ? LogitsServer.start(PeftModel.wrap(m), LogitsServer.Options.defaults()) : null;
             try (RemoteLm remote = RemoteLm.connect(s.server != null ? s.server : server.uri(), java.time.Duration.ofMinutes(10))) {
                 out.printf(Locale.ROOT, "proxy: M = %s served at %s (logits only)%n", c.modelDir(), remote.uri());
-                em.put("M", SftEval.exactMatch(SftEval.answers(remote, c.tok(), q, SftEval.ANSWER_TOKENS, 50, null), gold));
+                em.put("M", SftEval.exactMatch(c.tok(), SftEval.answers(remote, c.tok(), q, SftEval.ANSWER_TOKENS, 50, null), gold));
                 // M-: the first k layers, re-trained on stories sampled from M through the server
                 Path minusInit = truncate(c.modelDir(), s.proxyLayers, dir.resolve("m-minus-init"));
                 List<Example> stories = stories(remote, s.proxyStories, s.proxyStoryTokens, s.seed);
@@ -78,17 +78,17 @@ final class ProxySection {
                 try (TransformerModel minus = Models.load(minusDir); TransformerModel plus = Models.load(minusDir)) {
                     PeftModel pm = PeftModel.wrap(minus);
                     PeftModel pp = PeftModel.wrap(plus);
-                    em.put("M-", SftEval.exactMatch(SftEval.answers(LanguageModel.of(pm), c.tok(), q, SftEval.ANSWER_TOKENS,
+                    em.put("M-", SftEval.exactMatch(c.tok(), SftEval.answers(LanguageModel.of(pm), c.tok(), q, SftEval.ANSWER_TOKENS,
                             50, null), gold));
                     plus.parameters().values().forEach(x -> x.setTrainable(true));
                     out.printf(Locale.ROOT, "proxy: M+ = M- fine-tuned %d steps on the opinion task ...%n", s.proxySteps);
                     SftJob.train(c, pp, taskTrain, null, s.proxySteps, 3e-4, dir.resolve("runs-plus"), null, "m+");
                     plus.save(plusDir);
-                    em.put("M+", SftEval.exactMatch(SftEval.answers(LanguageModel.of(pp), c.tok(), q, SftEval.ANSWER_TOKENS,
+                    em.put("M+", SftEval.exactMatch(c.tok(), SftEval.answers(LanguageModel.of(pp), c.tok(), q, SftEval.ANSWER_TOKENS,
                             50, null), gold));
                     for (double alpha : new double[] {1.0, 2.0}) {
                         LanguageModel proxy = ProxyTuningLm.of(remote, LanguageModel.of(pp), LanguageModel.of(pm), alpha);
-                        em.put(String.format(Locale.ROOT, "proxy-tuned M, alpha %.0f", alpha), SftEval.exactMatch(
+                        em.put(String.format(Locale.ROOT, "proxy-tuned M, alpha %.0f", alpha), SftEval.exactMatch(c.tok(),
                                 SftEval.answers(proxy, c.tok(), q, SftEval.ANSWER_TOKENS, 50, null), gold));
                     }
                 }
@@ -102,7 +102,7 @@ final class ProxySection {
             m.parameters().values().forEach(x -> x.setTrainable(true));
             out.printf(Locale.ROOT, "proxy: M fine-tuned directly, %d steps on the opinion task ...%n", s.proxySteps);
             SftJob.train(c, direct, taskTrain, null, s.proxySteps, 3e-4, dir.resolve("runs-direct"), null, "m-direct");
-            em.put("M fine-tuned directly", SftEval.exactMatch(SftEval.answers(LanguageModel.of(direct), c.tok(), q,
+            em.put("M fine-tuned directly", SftEval.exactMatch(c.tok(), SftEval.answers(LanguageModel.of(direct), c.tok(), q,
                     SftEval.ANSWER_TOKENS, 50, null), gold));
         }
         double base = em.get("M");

@@ -18,6 +18,7 @@ import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.peft.PeftModel;
 import io.github.peft4j.train.Losses;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 
@@ -74,6 +75,14 @@ public final class SftEval {
     }
 
     /**
+     * A greedy answer: the generated tokens and their decoded, stripped text.
+     *
+     * @param text the decoded continuation, stripped
+     * @param tokens the generated token ids
+     */
+    public record Answer(String text, int[] tokens) {}
+
+    /**
      * Greedy answers.
      *
      * @param lm the language model
@@ -82,11 +91,11 @@ public final class SftEval {
      * @param maxNewTokens tokens to generate
      * @param batchSize rows per generate call
      * @param rowAdapters one adapter name per instruction, or null
-     * @return the decoded continuations, stripped
+     * @return the answers, in the order of the instructions
      */
-    public static List<String> answers(LanguageModel lm, Tokenizer tok, List<String> instructions, int maxNewTokens,
+    public static List<Answer> answers(LanguageModel lm, Tokenizer tok, List<String> instructions, int maxNewTokens,
             int batchSize, List<String> rowAdapters) {
-        List<String> out = new ArrayList<>();
+        List<Answer> out = new ArrayList<>();
         Generator g = Generator.of(lm);
         GenerationConfig cfg = GenerationConfig.builder().maxNewTokens(maxNewTokens).build();
         for (int from = 0; from < instructions.size(); from += batchSize) {
@@ -98,10 +107,21 @@ public final class SftEval {
             CallContext ctx = rowAdapters == null ? CallContext.NONE : CallContext.rowAdapters(rowAdapters.subList(from, to));
             GenerationResult r = g.generate(ids, cfg, ctx);
             for (int i = 0; i < ids.length; i++) {
-                out.add(tok.decode(r.tokens(i), true).strip());
+                int[] t = r.tokens(i);
+                out.add(new Answer(tok.decode(t, true).strip(), t));
             }
         }
         return out;
+    }
+
+    /**
+     * The answers' texts.
+     *
+     * @param answers answers
+     * @return their texts, in order
+     */
+    public static List<String> texts(List<Answer> answers) {
+        return answers.stream().map(Answer::text).toList();
     }
 
     /**
@@ -127,16 +147,42 @@ public final class SftEval {
     }
 
     /**
-     * Exact-match accuracy: the {@linkplain #normalize normalised} answer equals the gold label.
+     * Whether an answer gives a label: some prefix of its tokens decodes to a text whose {@linkplain #normalize
+     * normalised} form is the label. The tokens that follow are not scored, so a label the model glues to a sub-word
+     * ({@code positive|id|as}, three tokens) counts, as does {@code Positive.}; a different word that merely starts
+     * with the label's letters ({@code posit|ively}) does not, because no token boundary falls after the label.
      *
+     * @param tok the tokenizer that made the tokens
+     * @param answer the answer
+     * @param label the gold label (lowercase, one word)
+     * @return true when the answer gives the label
+     */
+    public static boolean matches(Tokenizer tok, Answer answer, String label) {
+        int[] t = answer.tokens();
+        for (int n = 1; n <= t.length; n++) {
+            String prefix = normalize(tok.decode(Arrays.copyOf(t, n), true));
+            if (prefix.equals(label)) {
+                return true;
+            }
+            if (prefix.length() > label.length()) {
+                return false;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Exact-match accuracy: the share of answers that {@linkplain #matches give} their gold label.
+     *
+     * @param tok the tokenizer that made the answers' tokens
      * @param answers generated answers
      * @param gold the labels
      * @return the share of matches
      */
-    public static double exactMatch(List<String> answers, List<String> gold) {
+    public static double exactMatch(Tokenizer tok, List<Answer> answers, List<String> gold) {
         int right = 0;
         for (int i = 0; i < gold.size(); i++) {
-            right += normalize(answers.get(i)).equals(gold.get(i)) ? 1 : 0;
+            right += matches(tok, answers.get(i), gold.get(i)) ? 1 : 0;
         }
         return (double) right / gold.size();
     }

@@ -461,9 +461,9 @@ public final class SftJob {
                         : all.values().stream().filter(Param::isTrainable).mapToLong(Param::numel).sum();
                 double loss = SftEval.responseLoss(peft, heldOut, c.padId(), s.batchSize);
                 LanguageModel lm = LanguageModel.of(peft);
-                double em = SftEval.exactMatch(SftEval.answers(lm, c.tok(), closedQ, SftEval.ANSWER_TOKENS, 50, null),
+                double em = SftEval.exactMatch(c.tok(), SftEval.answers(lm, c.tok(), closedQ, SftEval.ANSWER_TOKENS, 50, null),
                         closedGold);
-                List<String> samples = SftEval.answers(lm, c.tok(), sampleQ, 24, 8, null);
+                List<String> samples = SftEval.texts(SftEval.answers(lm, c.tok(), sampleQ, 24, 8, null));
                 return new Row(method, trainable, total, loss, em, seconds, rss.peakBytes(),
                         method.equals("base") ? 0 : s.lr.get(method), samples);
             }

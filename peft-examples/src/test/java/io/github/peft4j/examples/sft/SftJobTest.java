@@ -1,6 +1,7 @@
 package io.github.peft4j.examples.sft;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
@@ -8,6 +9,7 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.github.peft4j.data.Llama2cTokenizer;
+import io.github.peft4j.data.Tokenizer;
 import io.github.peft4j.model.Models;
 import io.github.peft4j.model.TaskType;
 import io.github.peft4j.model.TransformerModel;
@@ -96,11 +98,29 @@ class SftJobTest {
     }
 
     @Test
-    void exactMatchScoresTheFirstWordOfAnAnswer() {
+    void exactMatchScoresTheLabelsTokensAtTheStartOfAnAnswer() throws Exception {
         assertEquals("positive", SftEval.normalize("  Positive STR positive STR"));
         assertEquals("negative", SftEval.normalize("negative.\nnegative"));
         assertEquals("", SftEval.normalize("   "));
-        assertEquals(0.5, SftEval.exactMatch(List.of("positive, yes", "positively"), List.of("positive", "positive")));
+        try (Tokenizer tok = Tokenizer.load(model)) {
+            // " positive" is one token of the test vocabulary; "id" and "as" are letters glued to it
+            SftEval.Answer glued = answer(tok, " positiveidas");
+            SftEval.Answer punct = answer(tok, " positive, yes");
+            SftEval.Answer other = answer(tok, " negative");
+            SftEval.Answer longer = answer(tok, " pos");
+            assertTrue(glued.tokens().length >= 3, "the glued answer is several tokens");
+            assertTrue(SftEval.matches(tok, glued, "positive"));
+            assertTrue(SftEval.matches(tok, punct, "positive"));
+            assertFalse(SftEval.matches(tok, other, "positive"));
+            assertFalse(SftEval.matches(tok, longer, "positive"));
+            assertFalse(SftEval.matches(tok, new SftEval.Answer("", new int[0]), "positive"));
+            assertEquals(0.5, SftEval.exactMatch(tok, List.of(glued, other), List.of("positive", "positive")));
+        }
+    }
+
+    private static SftEval.Answer answer(Tokenizer tok, String text) {
+        int[] ids = tok.encode(text, false);
+        return new SftEval.Answer(tok.decode(ids, true).strip(), ids);
     }
 
     @Test
