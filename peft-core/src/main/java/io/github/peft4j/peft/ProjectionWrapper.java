@@ -1,5 +1,6 @@
 package io.github.peft4j.peft;
 
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.github.peft4j.PeftException;
 import io.github.peft4j.nn.DenseWeights;
@@ -51,6 +52,12 @@ public abstract class ProjectionWrapper extends AdapterLayer implements Projecti
     @Override
     public DenseWeights dense() {
         return null;
+    }
+
+    /** @return the wrapped projection's {@link Projection#sharedInput} */
+    @Override
+    public NDArray sharedInput(NDArray x) {
+        return projection.sharedInput(x);
     }
 
     @Override

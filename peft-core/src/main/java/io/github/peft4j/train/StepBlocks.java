@@ -1,11 +1,11 @@
 package io.github.peft4j.train;
 
-import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
 import io.github.peft4j.model.BlockRunner;
+import io.github.peft4j.nn.RecomputeTape;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
@@ -37,23 +37,38 @@ import java.util.function.UnaryOperator;
  * into the layers before the blocks. The per-block backward keeps the graph ({@code retain_graph}), so that arrays
  * the blocks share with the layers before them (prefix tuning's key/value prefixes) can be backpropagated through
  * by every block; the retained nodes go when the block's scope closes.
+ *
+ * <p><b>Recomputed products</b> ({@code recompute} true, for a model with 4-bit layers trained without
+ * checkpointing). Each block records as usual but from a leaf input, with a {@link RecomputeTape} open, and its
+ * output is handed on as a leaf too, so the loss's backward and each block's stop at the block's boundaries. The
+ * 4-bit layers' products are then not kept by autograd with their dequantised weights: the tape recomputes their input
+ * gradients. {@link #backward()} takes the blocks last first: the backward of the block's output with its leaf's
+ * gradient, then the tape's backward, then the block input's gradient goes to the block before. Nothing is run twice;
+ * the same gradients as one autograd pass, with every 4-bit weight dense only while it is used.
  */
 final class StepBlocks implements BlockRunner {
     private final long seed;
     private final boolean checkpoint;
+    private final boolean recompute;
     private final List<Saved> saved = new ArrayList<>();
     private final Set<NDArray> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
 
-    /** A checkpointed block: its input leaf, what fed it (when not a previous block), its output leaf. */
-    private record Saved(int layer, NDArray input, NDArray source, NDArray output, UnaryOperator<NDArray> block) {}
+    /**
+     * A block run from a leaf: its input leaf, what fed it (when not a previous block), its output leaf, and with
+     * recomputed products its recorded output and tape.
+     */
+    private record Saved(int layer, NDArray input, NDArray source, NDArray output, UnaryOperator<NDArray> block,
+            NDArray recorded, RecomputeTape tape) {}
 
     /**
      * @param seed the micro-batch's seed (the layer is mixed in per block)
      * @param checkpoint whether to checkpoint the blocks
+     * @param recompute whether to record the blocks with a {@link RecomputeTape} (ignored when checkpointing)
      */
-    StepBlocks(long seed, boolean checkpoint) {
+    StepBlocks(long seed, boolean checkpoint, boolean recompute) {
         this.seed = seed;
         this.checkpoint = checkpoint;
+        this.recompute = recompute && !checkpoint;
     }
 
     /**
@@ -73,7 +88,7 @@ final class StepBlocks implements BlockRunner {
     @Override
     public NDArray run(int layer, NDArray input, UnaryOperator<NDArray> block) {
         JniUtils.setSeed(mix(seed, layer));
-        if (!checkpoint) {
+        if (!checkpoint && !recompute) {
             return scoped(block, input);
         }
         NDArray in = input;
@@ -83,17 +98,29 @@ final class StepBlocks implements BlockRunner {
             in = input.stopGradient();
             in.setRequiresGradient(true);
         }
-        boolean grad = JniUtils.isGradMode();
-        JniUtils.setGradMode(false);
         NDArray out;
-        try {
-            out = scoped(block, in);
-        } finally {
-            JniUtils.setGradMode(grad);
+        NDArray recorded = null;
+        RecomputeTape tape = null;
+        if (recompute) {
+            tape = RecomputeTape.open();
+            try {
+                recorded = scoped(block, in);
+            } finally {
+                tape.deactivate();
+            }
+            out = recorded.stopGradient();
+        } else {
+            boolean grad = JniUtils.isGradMode();
+            JniUtils.setGradMode(false);
+            try {
+                out = scoped(block, in);
+            } finally {
+                JniUtils.setGradMode(grad);
+            }
         }
         out.setRequiresGradient(true);
         outputs.add(out);
-        saved.add(new Saved(layer, in, source, out, block));
+        saved.add(new Saved(layer, in, source, out, block, recorded, tape));
         return out;
     }
 
@@ -103,13 +130,7 @@ final class StepBlocks implements BlockRunner {
      * for both).
      */
     static void backwardIfRecorded(NDArray source, NDArray grad) {
-        try {
-            JniUtils.backward((PtNDArray) source, (PtNDArray) grad, true, false);
-        } catch (EngineException e) {
-            if (!String.valueOf(e.getMessage()).contains("does not require grad")) {
-                throw e;
-            }
-        }
+        RecomputeTape.backwardIfRecorded(source, grad);
     }
 
     /** Runs a block in its own scope; only its output survives (in the caller's scope). */
@@ -123,7 +144,12 @@ final class StepBlocks implements BlockRunner {
         return out;
     }
 
-    /** @return whether blocks were checkpointed in this forward pass and wait for {@link #backward()} */
+    /** @return whether this runner records the blocks with a {@link RecomputeTape} */
+    boolean recomputes() {
+        return recompute;
+    }
+
+    /** @return whether blocks were run from leaves in this forward pass and wait for {@link #backward()} */
     boolean pending() {
         return !saved.isEmpty();
     }
@@ -138,7 +164,12 @@ final class StepBlocks implements BlockRunner {
             Saved s = saved.get(k);
             try (NDScope scope = new NDScope()) {
                 NDArray g = JniUtils.getGradient((PtNDArray) s.output());
-                if (g != null) {
+                if (s.tape() != null) {
+                    if (g != null) {
+                        JniUtils.backward((PtNDArray) s.recorded(), (PtNDArray) g, true, false);
+                    }
+                    s.tape().backward();
+                } else if (g != null) {
                     JniUtils.setSeed(mix(seed, s.layer()));
                     NDArray y = s.block().apply(s.input());
                     JniUtils.backward((PtNDArray) y, (PtNDArray) g, true, false);
@@ -152,6 +183,10 @@ final class StepBlocks implements BlockRunner {
             }
             outputs.remove(s.output());
             s.output().close(); // the output leaf and its gradient: the next block down no longer needs them
+            if (s.tape() != null) {
+                s.tape().close();
+                s.recorded().close(); // the block's graph goes with its last handle
+            }
             if (s.source() != null || !outputs.contains(s.input())) {
                 s.input().close();
             }

@@ -15,6 +15,7 @@ import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
+import io.github.peft4j.nn.quant.Linear4bit;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.TrainingHooks;
 import io.github.peft4j.peft.TrainingHooks.TrainingStep;
@@ -56,9 +57,16 @@ final class TrainingLoop {
     private final PeftTrainer t;
     private final PeftTrainer.Builder b;
 
+    private final boolean recompute;
+
     TrainingLoop(PeftTrainer trainer) {
         this.t = trainer;
         this.b = trainer.b;
+        long fourBit = t.peft.model().modules().values().stream().filter(m -> m instanceof Linear4bit).count();
+        this.recompute = fourBit > 0;
+        if (recompute && !b.gradientCheckpointing) {
+            LOG.debug("{} 4-bit layers: their input gradients are recomputed in backward (RecomputeTape)", fourBit);
+        }
     }
 
     PeftTrainer.TrainResult run() {
@@ -208,7 +216,7 @@ final class TrainingLoop {
         if (index > 0) { // the first micro-batch draws from the step's seed; later ones from their own
             JniUtils.setSeed(StepBlocks.mix(b.seed + step, -index));
         }
-        StepBlocks blocks = new StepBlocks(StepBlocks.mix(b.seed + step, index), b.gradientCheckpointing);
+        StepBlocks blocks = new StepBlocks(StepBlocks.mix(b.seed + step, index), b.gradientCheckpointing, recompute);
         ModelInput input = batch.input();
         try (NDScope scope = new NDScope();
                 GradientCollector gc = Engine.getInstance().newGradientCollector()) {
@@ -218,9 +226,16 @@ final class TrainingLoop {
                 l = t.taskLoss.loss(out, batch.labels());
                 out.logits().close(); // consumed: the loss's backward keeps what it needs
             }
-            l = withExtraTerms(Ops.cast(l, DataType.FLOAT32), hooks, now, blocks.pending());
+            NDArray task = Ops.cast(l, DataType.FLOAT32);
+            l = withExtraTerms(task, hooks, now, blocks.pending() && !blocks.recomputes());
             double value = l.getFloat() * share;
-            gc.backward(t.precision.forBackward(l, share));
+            NDArray target = t.precision.forBackward(l, share);
+            if (blocks.recomputes() && l != task) {
+                // an extra term may read the blocks' graphs, which their own backward traverses after this one
+                JniUtils.backward((PtNDArray) target, (PtNDArray) target.onesLike(), true, false);
+            } else {
+                gc.backward(target);
+            }
             if (blocks.pending()) {
                 try (AdapterState.CallScope call = t.peft.state().enter(input.context())) {
                     blocks.backward();

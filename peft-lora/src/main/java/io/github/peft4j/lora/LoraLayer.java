@@ -168,7 +168,8 @@ public final class LoraLayer extends ProjectionWrapper implements Scalable {
     }
 
     @Override
-    public NDArray forward(NDArray x) {
+    public NDArray forward(NDArray input) {
+        NDArray x = base.sharedInput(input);
         NDArray y = base.forward(x);
         RowGroups groups = rowGroups(x);
         if (groups != null) { // a mixed-adapter batch: each adapter's term on its own rows

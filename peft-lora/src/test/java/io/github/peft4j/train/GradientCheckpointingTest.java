@@ -200,6 +200,99 @@ class GradientCheckpointingTest {
         }, lmExamples(4, 17), 2, 1, 6 * m(base));
     }
 
+    /**
+     * Without checkpointing a 4-bit base's products are recorded through a {@code RecomputeTape} (their input
+     * gradients recomputed in backward, no dense weight kept): the gradients equal those of the same model with every
+     * 4-bit layer replaced by its dequantised dense weight (plain autograd). LoRA sits on projections whose inputs are
+     * a norm (q_proj), the attention output (o_proj) and the activation product (down_proj); k, v, gate and up stay
+     * bare 4-bit layers; with LoRA dropout and gradient accumulation.
+     */
+    @Test
+    void qloraRecomputedGradientsEqualTheDequantisedDenseModel() {
+        Path base = PeftTrainerTest.PARITY.resolve("base");
+        Supplier<TransformerModel> nf4 = () -> Models.load(base, HfConfig.read(base), Device.cpu(), DataType.FLOAT32,
+                null, null, Quantization.nf4());
+        Supplier<TransformerModel> dense = () -> {
+            TransformerModel m = nf4.get();
+            assertEquals(7 * m(base), Quantization.dequantize(m));
+            return m;
+        };
+        Function<TransformerModel, PeftModel> adapt = m -> lora(m, 0.1, false, "q_proj", "o_proj", "down_proj");
+        assertClose("qlora (tape) vs dequantised dense", gradients(nf4, adapt, lmExamples(6, 19), 3, 2, false),
+                gradients(dense, adapt, lmExamples(6, 19), 3, 2, false), 6 * m(base), 1e-5);
+    }
+
+    /** BERT (post-LN): its q, k, v read the block's input itself, the leaf the tape backpropagates into directly. */
+    @Test
+    void qloraOnBertRecomputedGradientsEqualTheDenseModel(@org.junit.jupiter.api.io.TempDir Path tmp) {
+        try (TransformerModel m = random("{\"model_type\":\"bert\",\"hidden_size\":64,\"intermediate_size\":128,"
+                + "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":128,\"max_position_embeddings\":64,"
+                + "\"type_vocab_size\":2,\"num_labels\":3,\"hidden_dropout_prob\":0.1,"
+                + "\"attention_probs_dropout_prob\":0.1,\"initializer_range\":0.2}", TaskType.SEQ_CLS)) {
+            m.save(tmp);
+        }
+        Supplier<TransformerModel> nf4 = () -> Models.load(tmp, HfConfig.read(tmp), Device.cpu(), DataType.FLOAT32,
+                TaskType.SEQ_CLS, null, Quantization.nf4().withSkipModules(List.of("classifier")));
+        Supplier<TransformerModel> dense = () -> {
+            TransformerModel m = nf4.get();
+            assertTrue(Quantization.dequantize(m) > 0);
+            return m;
+        };
+        Function<TransformerModel, PeftModel> adapt = m -> lora(m, 0.1, false, "query", "value", "output.dense");
+        assertClose("bert qlora (tape) vs dense", gradients(nf4, adapt, classified(6, 29), 3, 1, false),
+                gradients(dense, adapt, classified(6, 29), 3, 1, false), 18, 1e-5);
+    }
+
+    /**
+     * A mixture of LoRA experts on a 4-bit base: its router balance term (an extra loss read from inside the blocks)
+     * and the tape's per-block backward give the dense model's gradients.
+     */
+    @Test
+    void moeLoraWithItsBalanceTermOnA4bitBase() {
+        Path base = PeftTrainerTest.PARITY.resolve("base");
+        Supplier<TransformerModel> nf4 = () -> Models.load(base, HfConfig.read(base), Device.cpu(), DataType.FLOAT32,
+                null, null, Quantization.nf4());
+        Supplier<TransformerModel> dense = () -> {
+            TransformerModel m = nf4.get();
+            Quantization.dequantize(m);
+            return m;
+        };
+        Function<TransformerModel, PeftModel> adapt = m -> {
+            PeftModel peft = PeftModel.wrap(m);
+            Engine.getInstance().setRandomSeed(11);
+            peft.addAdapter("default", new io.github.peft4j.lora.moe.MoeLoraConfig().numExperts(3).topK(2).r(2)
+                    .loraAlpha(4).routerAuxLossCoef(0.5).initLoraWeights(false).targetModules("v_proj", "up_proj"));
+            return peft;
+        };
+        assertClose("moe-lora on nf4 (tape) vs dense", gradients(nf4, adapt, lmExamples(4, 23), 2, 1, false),
+                gradients(dense, adapt, lmExamples(4, 23), 2, 1, false), 6 * m(base), 1e-5);
+    }
+
+    /**
+     * Asserts two gradient maps agree (max|diff| within {@code rel} times the largest |gradient|; every tensor
+     * non-zero); returns max|diff|.
+     */
+    static double assertClose(String what, Map<String, float[]> a, Map<String, float[]> b, int expectedTensors, double rel) {
+        assertEquals(a.keySet(), b.keySet(), what);
+        assertEquals(expectedTensors, a.size(), what + ": tensors with a gradient " + a.keySet());
+        double worst = 0;
+        double largest = 0;
+        for (String k : a.keySet()) {
+            float[] x = a.get(k);
+            float[] y = b.get(k);
+            double norm = 0;
+            for (int i = 0; i < x.length; i++) {
+                worst = Math.max(worst, Math.abs(x[i] - y[i]));
+                norm = Math.max(norm, Math.abs(x[i]));
+            }
+            assertTrue(norm > 0, what + ": zero gradient for " + k);
+            largest = Math.max(largest, norm);
+        }
+        System.out.printf("%s: max|diff| = %.2e, max|grad| = %.2e%n", what, worst, largest);
+        assertTrue(worst <= rel * largest, what + ": max|diff| " + worst + " > " + rel + " * " + largest);
+        return worst;
+    }
+
     /** AdamW, warmup + cosine, clipping, LoRA dropout, accumulation 2, 6 steps: the same losses and final weights. */
     @Test
     void shortTrainingRunGivesTheSameLosses() {

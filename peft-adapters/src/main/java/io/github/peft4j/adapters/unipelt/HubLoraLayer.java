@@ -100,8 +100,10 @@ final class HubLoraLayer extends ProjectionWrapper {
     }
 
     @Override
-    public NDArray forward(NDArray x) {
-        NDArray y = ((Projection) baseModule()).forward(x);
+    public NDArray forward(NDArray input) {
+        Projection base = (Projection) baseModule();
+        NDArray x = base.sharedInput(input);
+        NDArray y = base.forward(x);
         if (rowGroups(x) != null) {
             throw new PeftException("AdapterHub LoRA (a union adapter) does not run per row in a mixed-adapter batch");
         }

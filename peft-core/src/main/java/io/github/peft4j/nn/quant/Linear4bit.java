@@ -10,6 +10,8 @@ import io.github.peft4j.nn.Module;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
+import io.github.peft4j.nn.RecomputeTape;
+import ai.djl.pytorch.jni.JniUtils;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -266,16 +268,42 @@ public final class Linear4bit extends Module implements Projection {
 
     /**
      * {@inheritDoc} The weight is dequantised into the input's dtype for this call and its handle closed right after
-     * the product (under gradient recording autograd keeps it for the input's gradient until backward has used it;
-     * without recording, as in a checkpointed block's forward pass, it is freed at once). The bias is cast on the
-     * gradient path.
+     * the product. Without recording (a checkpointed block's forward pass) it is freed at once. Under recording with a
+     * {@link RecomputeTape} open (a training step without gradient checkpointing) the product is computed without
+     * recording and the tape recomputes the input's gradient in backward ({@code dL/dy · W}, the weight dequantised
+     * again), so autograd never keeps the dense weight, as bitsandbytes' {@code MatMul4Bit}; otherwise autograd keeps
+     * it for the input's gradient until backward has used it. The bias is cast and added on the gradient path.
      */
     @Override
     public NDArray forward(NDArray x) {
         DataType dt = x.getDataType();
-        try (NDArray w = dequantize(dt)) {
-            return ai.djl.nn.core.Linear.linear(x, w, bias == null ? null : Ops.cast(bias.array(), dt)).head();
+        NDArray b = bias == null ? null : Ops.cast(bias.array(), dt);
+        RecomputeTape tape = RecomputeTape.active();
+        if (tape == null) {
+            try (NDArray w = dequantize(dt)) {
+                return ai.djl.nn.core.Linear.linear(x, w, b).head();
+            }
         }
+        NDArray y0;
+        JniUtils.setGradMode(false);
+        try (NDArray w = dequantize(dt)) {
+            y0 = ai.djl.nn.core.Linear.linear(x, w, null).head();
+        } finally {
+            JniUtils.setGradMode(true);
+        }
+        NDArray y = tape.output(x, y0, g -> {
+            try (NDArray w = dequantize(g.getDataType())) {
+                return g.matMul(w);
+            }
+        });
+        return b == null ? y : y.add(b);
+    }
+
+    /** {@inheritDoc} With a {@link RecomputeTape} active, the tape's shared leaf for the input. */
+    @Override
+    public NDArray sharedInput(NDArray x) {
+        RecomputeTape tape = RecomputeTape.active();
+        return tape == null ? x : tape.input(x);
     }
 
     /** @return the weight back on the host, as {@link FourBitQuantizer} produces it */

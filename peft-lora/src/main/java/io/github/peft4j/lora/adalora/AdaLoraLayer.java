@@ -170,7 +170,8 @@ public final class AdaLoraLayer extends ProjectionWrapper {
     }
 
     @Override
-    public NDArray forward(NDArray x) {
+    public NDArray forward(NDArray input) {
+        NDArray x = base.sharedInput(input);
         NDArray y = base.forward(x);
         if (rowGroups(x) != null) {
             // a mixed-adapter batch: PeftModel admits only row-routed adapters there, which AdaLoRA is not, so no

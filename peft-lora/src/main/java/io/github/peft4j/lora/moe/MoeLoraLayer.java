@@ -113,7 +113,8 @@ public final class MoeLoraLayer extends ProjectionWrapper {
     }
 
     @Override
-    public NDArray forward(NDArray x) {
+    public NDArray forward(NDArray input) {
+        NDArray x = base.sharedInput(input);
         NDArray y = base.forward(x);
         RowGroups groups = rowGroups(x);
         if (groups != null) { // a mixed-adapter batch: each mixture on its own rows (no balance term: inference)

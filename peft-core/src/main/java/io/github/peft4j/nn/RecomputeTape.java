@@ -1,0 +1,209 @@
+package io.github.peft4j.nn;
+
+import ai.djl.engine.EngineException;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.jni.JniUtils;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.UnaryOperator;
+
+/**
+ * Products whose input gradient is recomputed in backward instead of kept by autograd: what a custom autograd
+ * function (bitsandbytes' {@code MatMul4Bit}) does, expressed with stock DJL ops.
+ *
+ * <p>Autograd keeps the dense operand of every matrix product for the input's gradient; for a 4-bit layer that is its
+ * dequantised weight, so a plain training step holds the whole base dense until backward. With a tape open (the
+ * trainer opens one per transformer block when the model has such layers and gradient checkpointing is off), a
+ * layer instead computes its product without recording and {@linkplain #output hands the result to the tape}: the
+ * tape returns {@code y0 + z}, where {@code z} is a zero, stride-0 leaf that requires a gradient (a few bytes: the
+ * addition saves nothing), so the block's backward leaves {@code dL/dy} in {@code z}'s gradient and keeps neither the
+ * weight nor {@code y0}. {@link #backward()} then takes the recorded inputs last first: the gradient of an input is
+ * what its wrappers' paths left in its {@linkplain #input shared leaf} plus, for every product that read it, the
+ * layer's {@code inputGradient(dL/dy)} (for a linear layer {@code dL/dy · W} with {@code W} dequantised again), and it
+ * is backpropagated into the graph that produced the input (the backward of {@code sum(x · g)}). Taking the inputs in
+ * the reverse of the order they were first seen is a reverse topological order, so every gradient is complete when it
+ * is read, and because wrappers read the shared leaf every node of the block is backpropagated through once per
+ * gradient that reaches it, as in one autograd pass.
+ *
+ * <p>The tape is per thread and must be used in this order: {@link #open()}, the block's forward pass, {@link
+ * #deactivate()}, the backward of the block's output, {@link #backward()}, {@link #close()}. The arrays the tape holds
+ * are taken out of the current {@link NDScope} (the block's) and closed by {@link #close()}.
+ */
+public final class RecomputeTape implements AutoCloseable {
+    private static final ThreadLocal<RecomputeTape> ACTIVE = new ThreadLocal<>();
+
+    private final Map<NDArray, Cut> byArray = new IdentityHashMap<>();
+    private final List<Cut> cuts = new ArrayList<>();
+
+    /** One input: the array on the graph, its shared leaf (if a wrapper asked for it), the products that read it. */
+    private static final class Cut {
+        final NDArray input;
+        NDArray leaf;
+        final List<NDArray> zeros = new ArrayList<>();
+        final List<UnaryOperator<NDArray>> gradients = new ArrayList<>();
+
+        Cut(NDArray input) {
+            this.input = input;
+        }
+    }
+
+    private RecomputeTape() {}
+
+    /**
+     * Opens a tape on this thread (replacing none: at most one is active).
+     *
+     * @return the new active tape
+     * @throws IllegalStateException when one is already active
+     */
+    public static RecomputeTape open() {
+        if (ACTIVE.get() != null) {
+            throw new IllegalStateException("RecomputeTape: a tape is already active on this thread");
+        }
+        RecomputeTape t = new RecomputeTape();
+        ACTIVE.set(t);
+        return t;
+    }
+
+    /**
+     * The active tape, if gradients are being recorded.
+     *
+     * @return this thread's active tape, or null when there is none or gradient recording is off
+     */
+    public static RecomputeTape active() {
+        RecomputeTape t = ACTIVE.get();
+        return t != null && JniUtils.isGradMode() ? t : null;
+    }
+
+    /** Stops recording products on this thread (the block's forward pass is over); the tape keeps what it holds. */
+    public void deactivate() {
+        if (ACTIVE.get() == this) {
+            ACTIVE.remove();
+        }
+    }
+
+    private Cut cut(NDArray x) {
+        NDArray view = x.reshape(x.getShape()); // the tape's own handle on the input's graph node (no copy)
+        NDScope.unregister(view);
+        Cut c = new Cut(view);
+        byArray.put(x, c);
+        cuts.add(c);
+        return c;
+    }
+
+    /**
+     * The array that a product and the layers wrapping it should both read for an input: a leaf sharing the input's
+     * storage, so the wrappers' gradient paths stop there and reach the input's graph once, together with the
+     * products' recomputed gradients. The same leaf for the same input (or for the leaf itself).
+     *
+     * @param x the input on the graph
+     * @return its shared leaf
+     */
+    public NDArray input(NDArray x) {
+        Cut c = byArray.get(x);
+        if (c == null) {
+            c = cut(x);
+        } else if (c.leaf == x) {
+            return x;
+        }
+        if (c.leaf == null) {
+            c.leaf = x.stopGradient();
+            c.leaf.setRequiresGradient(true);
+            NDScope.unregister(c.leaf);
+            byArray.put(c.leaf, c);
+        }
+        return c.leaf;
+    }
+
+    /**
+     * Records a product computed without gradient recording and returns it on the gradient path.
+     *
+     * @param x the input the product read (an array on the graph, or the leaf {@link #input} gave for it); gradient
+     *     recording must be on
+     * @param y0 the product, computed without recording
+     * @param inputGradient the input's gradient from the product's output gradient ({@code g -> g · W})
+     * @return {@code y0} plus a zero leaf whose gradient the block's backward fills
+     */
+    public NDArray output(NDArray x, NDArray y0, UnaryOperator<NDArray> inputGradient) {
+        Cut c = byArray.get(x);
+        if (c == null) {
+            c = cut(x);
+        }
+        NDArray leaf;
+        boolean grad = JniUtils.isGradMode();
+        JniUtils.setGradMode(false);
+        try (NDArray one = y0.getManager().zeros(new Shape(1), y0.getDataType());
+                NDArray zeros = one.broadcast(y0.getShape())) {
+            leaf = zeros.stopGradient();
+        } finally {
+            JniUtils.setGradMode(grad);
+        }
+        leaf.setRequiresGradient(true);
+        NDScope.unregister(leaf);
+        c.zeros.add(leaf);
+        c.gradients.add(inputGradient);
+        return y0.add(leaf);
+    }
+
+    /**
+     * Backpropagates the recorded products' input gradients, last input first (see the class comment). Runs after the
+     * backward of the block's output, with gradient recording on.
+     */
+    public void backward() {
+        for (int k = cuts.size() - 1; k >= 0; k--) {
+            Cut c = cuts.get(k);
+            try (NDScope scope = new NDScope()) {
+                NDArray g = c.leaf == null ? null : JniUtils.getGradient((PtNDArray) c.leaf);
+                for (int j = 0; j < c.zeros.size(); j++) {
+                    NDArray gy = JniUtils.getGradient((PtNDArray) c.zeros.get(j));
+                    if (gy == null) {
+                        continue;
+                    }
+                    NDArray gx = c.gradients.get(j).apply(gy);
+                    g = g == null ? gx : g.add(gx);
+                }
+                if (g != null) {
+                    backwardIfRecorded(c.input, g);
+                }
+            }
+        }
+    }
+
+    /**
+     * Backpropagates a gradient into an array if it is on a gradient path (libtorch says which: DJL cannot tell a
+     * recorded non-leaf from a constant, its {@code requiresGrad} answers false for both). Keeps the graph.
+     *
+     * @param x the array
+     * @param grad its gradient
+     */
+    public static void backwardIfRecorded(NDArray x, NDArray grad) {
+        try {
+            JniUtils.backward((PtNDArray) x, (PtNDArray) grad, true, false);
+        } catch (EngineException e) {
+            if (!String.valueOf(e.getMessage()).contains("does not require grad")) {
+                throw e;
+            }
+        }
+    }
+
+    /** Closes what the tape holds (the inputs' handles, the leaves and their gradients). */
+    @Override
+    public void close() {
+        deactivate();
+        for (Cut c : cuts) {
+            for (NDArray z : c.zeros) {
+                z.close();
+            }
+            if (c.leaf != null) {
+                c.leaf.close();
+            }
+            c.input.close();
+        }
+        cuts.clear();
+        byArray.clear();
+    }
+}
