@@ -164,10 +164,38 @@ public final class Ops {
      * @return the product
      */
     public static NDArray gated(String name, NDArray gate, NDArray up) {
-        if (FusedOps.enabled() && ("silu".equals(name) || "swish".equals(name))) {
+        boolean silu = "silu".equals(name) || "swish".equals(name);
+        if (FusedOps.enabled() && silu) {
             return FusedOps.siluMul(gate, up);
         }
+        RecomputeTape tape = silu ? RecomputeTape.active() : null;
+        if (tape != null) {
+            return recordedSiluMul(tape, gate, up);
+        }
         return activation(name, gate).mul(up);
+    }
+
+    /**
+     * {@code silu(gate) * up} through a {@link RecomputeTape}: computed without recording, its gradients recomputed in
+     * backward from the two inputs alone ({@code d/dgate = dy · up · σ(g)(1 + g(1 − σ(g)))}, {@code d/dup = dy ·
+     * silu(g)}), so autograd keeps neither {@code σ(gate)} nor {@code silu(gate)}, as ATen's fused SiLU backward.
+     */
+    private static NDArray recordedSiluMul(RecomputeTape tape, NDArray gate, NDArray up) {
+        NDArray g = tape.retained(gate);
+        NDArray u = tape.retained(up);
+        NDArray y0;
+        ai.djl.pytorch.jni.JniUtils.setGradMode(false);
+        try {
+            y0 = gate.mul(Activation.sigmoid(gate)).mul(up);
+        } finally {
+            ai.djl.pytorch.jni.JniUtils.setGradMode(true);
+        }
+        NDArray y = tape.output(gate, y0, dy -> {
+            NDArray s = Activation.sigmoid(g);
+            NDArray ds = s.mul(g.mul(s.neg().add(1)).add(1)); // σ(g)(1 + g(1 − σ(g)))
+            return dy.mul(u).mul(ds);
+        });
+        return tape.output(up, y, dy -> dy.mul(g.mul(Activation.sigmoid(g))));
     }
 
     /**

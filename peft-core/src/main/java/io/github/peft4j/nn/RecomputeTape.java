@@ -96,6 +96,18 @@ public final class RecomputeTape implements AutoCloseable {
     }
 
     /**
+     * The tape's own handle on an input, kept until {@link #close()}: what a recorded operation's gradient function
+     * reads (the caller's handle may be closed when the block returns). Gradient recording must be on.
+     *
+     * @param x an input on the graph
+     * @return a view of it (no copy) that the tape owns
+     */
+    public NDArray retained(NDArray x) {
+        Cut c = byArray.get(x);
+        return (c == null ? cut(x) : c).input;
+    }
+
+    /**
      * The array that a product and the layers wrapping it should both read for an input: a leaf sharing the input's
      * storage, so the wrappers' gradient paths stop there and reach the input's graph once, together with the
      * products' recomputed gradients. The same leaf for the same input (or for the leaf itself).
@@ -163,7 +175,13 @@ public final class RecomputeTape implements AutoCloseable {
                     if (gy == null) {
                         continue;
                     }
-                    NDArray gx = c.gradients.get(j).apply(gy);
+                    NDArray gx;
+                    JniUtils.setGradMode(false); // the gradient is a value, not a graph
+                    try {
+                        gx = c.gradients.get(j).apply(gy);
+                    } finally {
+                        JniUtils.setGradMode(true);
+                    }
                     g = g == null ? gx : g.add(gx);
                 }
                 if (g != null) {
