@@ -186,7 +186,9 @@ public final class Ops {
         NDArray y0;
         ai.djl.pytorch.jni.JniUtils.setGradMode(false);
         try {
-            y0 = gate.mul(Activation.sigmoid(gate)).mul(up);
+            try (NDArray sig = Activation.sigmoid(gate); NDArray act = gate.mul(sig)) {
+                y0 = act.mul(up);
+            }
         } finally {
             ai.djl.pytorch.jni.JniUtils.setGradMode(true);
         }

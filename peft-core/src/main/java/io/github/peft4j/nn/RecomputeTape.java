@@ -136,9 +136,9 @@ public final class RecomputeTape implements AutoCloseable {
      *
      * @param x the input the product read (an array on the graph, or the leaf {@link #input} gave for it); gradient
      *     recording must be on
-     * @param y0 the product, computed without recording
+     * @param y0 the product, computed without recording; the tape closes it
      * @param inputGradient the input's gradient from the product's output gradient ({@code g -> g · W})
-     * @return {@code y0} plus a zero leaf whose gradient the block's backward fills
+     * @return {@code y0} plus a zero leaf whose gradient the block's backward fills (a new array)
      */
     public NDArray output(NDArray x, NDArray y0, UnaryOperator<NDArray> inputGradient) {
         Cut c = byArray.get(x);
@@ -158,7 +158,9 @@ public final class RecomputeTape implements AutoCloseable {
         NDScope.unregister(leaf);
         c.zeros.add(leaf);
         c.gradients.add(inputGradient);
-        return y0.add(leaf);
+        NDArray y = y0.add(leaf);
+        y0.close(); // consumed: the addition keeps nothing
+        return y;
     }
 
     /**

@@ -296,7 +296,12 @@ public final class Linear4bit extends Module implements Projection {
                 return g.matMul(w);
             }
         });
-        return b == null ? y : y.add(b);
+        if (b == null) {
+            return y;
+        }
+        try (NDArray unbiased = y) {
+            return unbiased.add(b);
+        }
     }
 
     /** {@inheritDoc} With a {@link RecomputeTape} active, the tape's shared leaf for the input. */
