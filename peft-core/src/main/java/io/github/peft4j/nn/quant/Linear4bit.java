@@ -223,8 +223,8 @@ public final class Linear4bit extends Module implements Projection {
 
     /**
      * Dequantises into a compute dtype: fp32 {@code code[q] * absmax}, as bitsandbytes, then rounded to {@code dtype}.
-     * Each temporary (the int64 code indices, the fp32 codes, the fp32 product before the cast) is closed as soon as
-     * the next one exists, so at most two weight-sized arrays exist at a time.
+     * The int32 code indices are closed once the codes exist and the codes are scaled in place, so at most one and a
+     * half weight-sized arrays exist at a time (two while casting to another dtype).
      *
      * @param dtype the compute dtype
      * @return a new {@code (out, in)} array in {@code dtype}, in no {@link NDScope}; the caller closes it
@@ -236,13 +236,14 @@ public final class Linear4bit extends Module implements Projection {
         try (NDScope scope = new NDScope()) {
             NDArray scale = nestedAbsmax == null ? absmax.array() : reconstructAbsmax(); // [blocks] fp32
             NDArray codes;
-            try (NDArray idx = packed.array().reshape(-1).toType(DataType.INT64, false)) {
+            try (NDArray idx = packed.array().reshape(-1).toType(DataType.INT32, false)) {
                 codes = ai.djl.nn.core.Embedding.embedding(idx, pairTable, SparseFormat.DENSE).head().reshape(-1);
             }
             if (codes.getShape().get(0) == blocks * blocksize) { // whole blocks: scale by broadcasting
-                try (NDArray c = codes) {
-                    w = c.reshape(blocks, blocksize).mul(scale.reshape(blocks, 1));
-                }
+                w = codes.reshape(blocks, blocksize);
+                codes.close();
+                w.muli(scale.reshape(blocks, 1)); // in place: the codes are a temporary of our own
+
             } else { // a partial last block (or an odd count): one absmax per value
                 try (NDArray c = codes.get("0:" + n); NDArray per = scale.repeat(0, blocksize).get("0:" + n)) {
                     w = c.mul(per);
