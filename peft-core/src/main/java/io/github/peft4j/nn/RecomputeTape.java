@@ -40,15 +40,36 @@ public final class RecomputeTape implements AutoCloseable {
     private final Map<NDArray, Cut> byArray = new IdentityHashMap<>();
     private final List<Cut> cuts = new ArrayList<>();
 
-    /** One input: the array on the graph, its shared leaf (if a wrapper asked for it), the products that read it. */
+    /** What the tape's outputs are made of: each output's zero leaves (an output is {@code y0 + z1 + ...}). */
+    private final Map<NDArray, List<NDArray>> produced = new IdentityHashMap<>();
+    /** The output each zero leaf is part of. */
+    private final Map<NDArray, List<NDArray>> partOf = new IdentityHashMap<>();
+    /**
+     * Gradients of outputs routed straight to their zero leaves by {@link #backward()} (for inputs that are the tape's
+     * outputs), with how many of the leaves have yet to read them.
+     */
+    private final Map<List<NDArray>, Routed> routed = new IdentityHashMap<>();
+
+    private static final class Routed {
+        NDArray grad;
+        int unread;
+    }
+
+    /**
+     * One input: the tape's handle on it (null where it is one of the tape's own outputs and no gradient function
+     * reads its values: its gradient is then routed to that output's zero leaves, and its storage is not kept), its
+     * shared leaf (if a wrapper asked for it), the products that read it.
+     */
     private static final class Cut {
-        final NDArray input;
+        NDArray input;
+        final List<NDArray> route;
         NDArray leaf;
         final List<NDArray> zeros = new ArrayList<>();
         final List<UnaryOperator<NDArray>> gradients = new ArrayList<>();
 
-        Cut(NDArray input) {
+        Cut(NDArray input, List<NDArray> route) {
             this.input = input;
+            this.route = route;
         }
     }
 
@@ -87,12 +108,18 @@ public final class RecomputeTape implements AutoCloseable {
     }
 
     private Cut cut(NDArray x) {
-        NDArray view = x.reshape(x.getShape()); // the tape's own handle on the input's graph node (no copy)
-        NDScope.unregister(view);
-        Cut c = new Cut(view);
+        List<NDArray> route = produced.get(x);
+        Cut c = new Cut(route == null ? view(x) : null, route);
         byArray.put(x, c);
         cuts.add(c);
         return c;
+    }
+
+    /** The tape's own handle on an array's graph node (a view: no copy), out of the current scope. */
+    private static NDArray view(NDArray x) {
+        NDArray v = x.reshape(x.getShape());
+        NDScope.unregister(v);
+        return v;
     }
 
     /**
@@ -104,7 +131,13 @@ public final class RecomputeTape implements AutoCloseable {
      */
     public NDArray retained(NDArray x) {
         Cut c = byArray.get(x);
-        return (c == null ? cut(x) : c).input;
+        if (c == null) {
+            c = cut(x);
+        }
+        if (c.input == null) {
+            c.input = view(x);
+        }
+        return c.input;
     }
 
     /**
@@ -159,6 +192,14 @@ public final class RecomputeTape implements AutoCloseable {
         c.zeros.add(leaf);
         c.gradients.add(inputGradient);
         NDArray y = y0.add(leaf);
+        List<NDArray> parts = new ArrayList<>();
+        List<NDArray> before = produced.remove(y0); // y0 itself an output of the tape: y = y0's parts + leaf
+        if (before != null) {
+            parts.addAll(before);
+        }
+        parts.add(leaf);
+        produced.put(y, parts);
+        parts.forEach(z -> partOf.put(z, parts));
         y0.close(); // consumed: the addition keeps nothing
         return y;
     }
@@ -173,7 +214,8 @@ public final class RecomputeTape implements AutoCloseable {
             try (NDScope scope = new NDScope()) {
                 NDArray g = c.leaf == null ? null : JniUtils.getGradient((PtNDArray) c.leaf);
                 for (int j = 0; j < c.zeros.size(); j++) {
-                    NDArray gy = JniUtils.getGradient((PtNDArray) c.zeros.get(j));
+                    NDArray z = c.zeros.get(j);
+                    NDArray gy = sum(JniUtils.getGradient((PtNDArray) z), takeRouted(z));
                     if (gy == null) {
                         continue;
                     }
@@ -184,13 +226,44 @@ public final class RecomputeTape implements AutoCloseable {
                     } finally {
                         JniUtils.setGradMode(true);
                     }
-                    g = g == null ? gx : g.add(gx);
+                    g = sum(g, gx);
                 }
-                if (g != null) {
+                if (g == null) {
+                    continue;
+                }
+                if (c.route != null) { // the input is y0 + z1 + ...: each z's gradient is the input's
+                    Routed r = routed.computeIfAbsent(c.route, l -> new Routed());
+                    NDArray total = sum(r.grad, g);
+                    NDScope.unregister(total);
+                    r.grad = total;
+                    r.unread = c.route.size();
+                } else {
                     backwardIfRecorded(c.input, g);
                 }
             }
         }
+    }
+
+    /**
+     * The gradient routed to a zero leaf's output, if any, registered in the current scope once its last leaf has read
+     * it (so that it is closed with that scope).
+     */
+    private NDArray takeRouted(NDArray z) {
+        List<NDArray> out = partOf.get(z);
+        Routed r = out == null ? null : routed.get(out);
+        if (r == null) {
+            return null;
+        }
+        NDArray g = r.grad;
+        if (--r.unread == 0) {
+            routed.remove(out);
+            NDScope.register(g);
+        }
+        return g;
+    }
+
+    private static NDArray sum(NDArray a, NDArray b) {
+        return a == null ? b : b == null ? a : a.add(b);
     }
 
     /**
@@ -221,8 +294,14 @@ public final class RecomputeTape implements AutoCloseable {
             if (c.leaf != null) {
                 c.leaf.close();
             }
-            c.input.close();
+            if (c.input != null) {
+                c.input.close();
+            }
         }
+        routed.values().forEach(r -> r.grad.close());
+        routed.clear();
+        partOf.clear();
+        produced.clear();
         cuts.clear();
         byArray.clear();
     }
