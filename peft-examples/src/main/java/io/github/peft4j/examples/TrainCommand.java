@@ -42,7 +42,8 @@ import picocli.CommandLine.TypeConversionException;
  * {@code --output} (with {@code checkpoint-<step>/}, {@code best/}, {@code metrics.jsonl} and {@code curves.png}).
  */
 @Command(name = "train", sortOptions = false, separator = " ",
-        description = {"Fine-tunes an adapter (new, or loaded to continue) and saves it in the HF PEFT format.",
+        description = {"Fine-tunes an adapter (new, or loaded to continue) and saves it in the HF PEFT format (or"
+                + " AdapterHub's, --save-format adapterhub).",
             "",
             "Saves the adapter to --output, next to checkpoint-<step>/ (--checkpoint-every), best/ (the best evaluation"
                 + " so far), metrics.jsonl and curves.png. Data formats: pretokenized ({\"input_ids\": [...], \"labels\":"
