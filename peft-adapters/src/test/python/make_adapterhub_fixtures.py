@@ -43,6 +43,8 @@ Added for issue 12 (run with --new to make only these; the older cases stay as t
                                        residual_before_ln post_add), and bert_stack_no_ln_after/: a/ (seq_bn,
                                        original_ln_after false) and b/ (double_seq_bn), logits of AdapterHub's
                                        Stack("a", "b") and Stack("b", "a") (the last adapter's post_forward decides)
+                                       and bert_union_no_ln_after/: a ConfigUnion of prefix tuning (2 tokens,
+                                       bottleneck 2), that seq_bn and LoRA r 2 (three methods active at once)
     roundtrip/<case>.json              with --check DIR --arch ARCH [--name NAME] --digests: AdapterHub's logits of a
                                        peft4j-written directory (UnionParityTest writes it with -Dpeft4j.adapterhub.write=true),
                                        AdapterHub's missing/unexpected keys (none, else it fails) and the SHA-256 of every
@@ -84,7 +86,7 @@ CUSTOM = {
 # original_ln_after: false: the adapter's output ends the sub-block (no residual add, no LayerNorm of the model)
 NO_LN_AFTER = {
     "seq_bn_no_ln_after": ("seq_bn", dict(original_ln_after=False, residual_before_ln=False)),
-    "par_bn_no_ln_after": ("par_bn", dict(original_ln_after=False, mh_adapter=True, reduction_factor=8)),
+    "par_bn_no_ln_after": ("par_bn", dict(original_ln_after=False, mh_adapter=True, reduction_factor=16)),
     "double_seq_bn_no_ln_after": ("double_seq_bn", dict(original_ln_after=False, original_ln_before=True,
                                                         residual_before_ln="post_add", reduction_factor=8)),
 }
@@ -206,6 +208,34 @@ def make_no_ln_after_cases():
                                                      "adapter_logits": rounded(out.tolist()),
                                                      "adapter_logits_shape": list(out.shape)})
             print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
+
+
+def make_union_no_ln_after():
+    A = adapters
+    m = load_base("bert")
+    base = logits(m)
+    adapters.init(m)
+    m.add_adapter("u", config=A.ConfigUnion(
+        A.PrefixTuningConfig(prefix_length=2, bottleneck_size=2),
+        A.AdapterConfig.load("seq_bn", original_ln_after=False, residual_before_ln=False),
+        A.LoRAConfig(r=2, alpha=4)))
+    g = torch.Generator().manual_seed(23)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if ".u." in n or n.endswith(".u.weight") or n.endswith(".u.bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    m.set_active_adapters("u")
+    m.eval()
+    out = logits(m)
+    case = os.path.join(ROOT, "bert_union_no_ln_after")
+    os.makedirs(case, exist_ok=True)
+    save_adapterhub(m, os.path.join(case, "adapter"), "u")  # safetensors only (unions' pickles are checked elsewhere)
+    dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+    dump(os.path.join(case, "logits.json"), {"case": "bert_union_no_ln_after", "base": "bert",
+                                             "adapter_moves_logits_by": (out - base).abs().max().item(),
+                                             "adapter_logits": rounded(out.tolist()),
+                                             "adapter_logits_shape": list(out.shape)})
+    print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
 
 
 def make_stack_no_ln_after():
@@ -460,6 +490,7 @@ def main():
     if args.no_ln_after:
         make_no_ln_after_cases()
         make_stack_no_ln_after()
+        make_union_no_ln_after()
         return
     if args.check:
         check(args.check, args.arch, args.name, args.digests)
