@@ -36,6 +36,15 @@ Added for issue 12 (run with --new to make only these; the older cases stay as t
     bert_unipelt_train/                initial/ (AdapterHub's pickle save of UniPELT with prefix 4 tokens, bottleneck 4,
                                        AdapterHub's init, seed 4), data.json, losses.json: 5 SGD steps as bert_seq_bn_train
     union_defaults.json                AdapterHub's to_dict() of UniPELTConfig(), MAMConfig(), seq_bn_inv
+    <case>/ (no_ln_after cases)        with --no-ln-after (only these): original_ln_after false, both weight forms
+                                       (see NO_LN_AFTER): <arch>_seq_bn_no_ln_after (Pfeiffer, residual_before_ln
+                                       false, as AdapterHub advises), <arch>_par_bn_no_ln_after (parallel at both
+                                       sites), bert_double_seq_bn_no_ln_after (Houlsby, original_ln_before +
+                                       residual_before_ln post_add), and bert_stack_no_ln_after/: a/ (seq_bn,
+                                       original_ln_after false) and b/ (double_seq_bn), logits of AdapterHub's
+                                       Stack("a", "b") and Stack("b", "a") (the last adapter's post_forward decides)
+                                       and bert_union_no_ln_after/: a ConfigUnion of prefix tuning (2 tokens,
+                                       bottleneck 2), that seq_bn and LoRA r 2 (three methods active at once)
     roundtrip/<case>.json              with --check DIR --arch ARCH [--name NAME] --digests: AdapterHub's logits of a
                                        peft4j-written directory (UnionParityTest writes it with -Dpeft4j.adapterhub.write=true),
                                        AdapterHub's missing/unexpected keys (none, else it fails) and the SHA-256 of every
@@ -71,6 +80,15 @@ CUSTOM = {
                  leave_out=[0], scaling=0.5),
     "llama": dict(mh_adapter=True, output_adapter=True, reduction_factor=8, non_linearity="gelu_new", is_parallel=True,
                   ln_before=True, ln_after=True, use_gating=True, init_weights="houlsby"),
+}
+
+
+# original_ln_after: false: the adapter's output ends the sub-block (no residual add, no LayerNorm of the model)
+NO_LN_AFTER = {
+    "seq_bn_no_ln_after": ("seq_bn", dict(original_ln_after=False, residual_before_ln=False)),
+    "par_bn_no_ln_after": ("par_bn", dict(original_ln_after=False, mh_adapter=True, reduction_factor=16)),
+    "double_seq_bn_no_ln_after": ("double_seq_bn", dict(original_ln_after=False, original_ln_before=True,
+                                                        residual_before_ln="post_add", reduction_factor=8)),
 }
 
 
@@ -157,6 +175,93 @@ def make_cases(arch):
                                                  "base_logits": base.tolist(), "base_logits_shape": list(base.shape),
                                                  "adapter_logits": out.tolist(), "adapter_logits_shape": list(out.shape)})
         print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
+
+
+def make_no_ln_after_cases():
+    for arch in ["bert", "gpt2", "llama"]:
+        for preset, (config, kwargs) in NO_LN_AFTER.items():
+            if preset.startswith("double") and arch != "bert":
+                continue
+            m = load_base(arch)
+            base = logits(m)
+            adapters.init(m)
+            m.add_adapter("bn", config=adapters.AdapterConfig.load(config, **kwargs))
+            g = torch.Generator().manual_seed(17)
+            with torch.no_grad():
+                for n, p in m.named_parameters():
+                    if ".adapters.bn." in n:
+                        p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if n.endswith("scaling") else 0.0))
+            m.set_active_adapters("bn")
+            m.eval()
+            out = logits(m)
+            case = os.path.join(ROOT, "%s_%s" % (arch, preset))
+            os.makedirs(case, exist_ok=True)
+            save_both(m, os.path.join(case, "adapter"), "bn")
+            if arch != "bert":  # the static LM head equals the base's: not needed to load
+                for f in ["head_config.json", "model_head.safetensors", "pytorch_model_head.bin"]:
+                    if os.path.exists(os.path.join(case, "adapter", f)):
+                        os.remove(os.path.join(case, "adapter", f))
+            dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+            dump(os.path.join(case, "logits.json"), {"case": os.path.basename(case), "base": arch, "preset": preset,
+                                                     "config": dict(kwargs, base_config=config),
+                                                     "adapter_moves_logits_by": (out - base).abs().max().item(),
+                                                     "adapter_logits": rounded(out.tolist()),
+                                                     "adapter_logits_shape": list(out.shape)})
+            print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
+
+
+def make_union_no_ln_after():
+    A = adapters
+    m = load_base("bert")
+    base = logits(m)
+    adapters.init(m)
+    m.add_adapter("u", config=A.ConfigUnion(
+        A.PrefixTuningConfig(prefix_length=2, bottleneck_size=2),
+        A.AdapterConfig.load("seq_bn", original_ln_after=False, residual_before_ln=False),
+        A.LoRAConfig(r=2, alpha=4)))
+    g = torch.Generator().manual_seed(23)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if ".u." in n or n.endswith(".u.weight") or n.endswith(".u.bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    m.set_active_adapters("u")
+    m.eval()
+    out = logits(m)
+    case = os.path.join(ROOT, "bert_union_no_ln_after")
+    os.makedirs(case, exist_ok=True)
+    save_adapterhub(m, os.path.join(case, "adapter"), "u")  # safetensors only (unions' pickles are checked elsewhere)
+    dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+    dump(os.path.join(case, "logits.json"), {"case": "bert_union_no_ln_after", "base": "bert",
+                                             "adapter_moves_logits_by": (out - base).abs().max().item(),
+                                             "adapter_logits": rounded(out.tolist()),
+                                             "adapter_logits_shape": list(out.shape)})
+    print(case, "max|adapter - base| = %.3g" % (out - base).abs().max().item())
+
+
+def make_stack_no_ln_after():
+    m = load_base("bert")
+    adapters.init(m)
+    m.add_adapter("a", config=adapters.AdapterConfig.load("seq_bn", original_ln_after=False, residual_before_ln=False))
+    m.add_adapter("b", config="double_seq_bn")
+    g = torch.Generator().manual_seed(19)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if ".adapters." in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    m.eval()
+    out = {}
+    for order in [("a", "b"), ("b", "a")]:
+        m.set_active_adapters(adapters.composition.Stack(*order))
+        out["".join(order)] = logits(m)
+    case = os.path.join(ROOT, "bert_stack_no_ln_after")
+    os.makedirs(case, exist_ok=True)
+    for n in ["a", "b"]:
+        save_adapterhub(m, os.path.join(case, n), n)
+    dump(os.path.join(case, "input_ids.json"), {"input_ids": IDS, "attention_mask": MASK})
+    dump(os.path.join(case, "logits.json"), {"case": "bert_stack_no_ln_after",
+                                             "ab_logits": out["ab"].tolist(), "ab_logits_shape": list(out["ab"].shape),
+                                             "ba_logits": out["ba"].tolist(), "ba_logits_shape": list(out["ba"].shape)})
+    print(case, "max|Stack(a, b) - Stack(b, a)| = %.3g" % (out["ab"] - out["ba"]).abs().max().item())
 
 
 def save_both(m, out, name):
@@ -380,7 +485,13 @@ def main():
     ap.add_argument("--new", action="store_true", help="make only the issue-12 additions")
     ap.add_argument("--digests", action="store_true",
                     help="with --check: record the files' SHA-256 and 6-decimal logits (the directory is not committed)")
+    ap.add_argument("--no-ln-after", action="store_true", help="make only the original_ln_after: false cases")
     args = ap.parse_args()
+    if args.no_ln_after:
+        make_no_ln_after_cases()
+        make_stack_no_ln_after()
+        make_union_no_ln_after()
+        return
     if args.check:
         check(args.check, args.arch, args.name, args.digests)
         return

@@ -195,15 +195,10 @@ public final class BertModel extends TransformerModel {
         NDArray layerMask = site(SiteRole.KV_PREFIX, i).prependPrefixes(x, attnKv, mask);
         NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], layerMask, scale, (Dropout) l.resolve("attention.self.dropout"));
         NDArray a = l.layer("attention.output.dropout").forward(l.layer("attention.output.dense").forward(ctx));
-        a = site(SiteRole.ATTENTION_PARALLEL, i).apply(x, a, x);
-        a = site(SiteRole.ATTENTION_OUTPUT, i).apply(x, a, x);
-        x = l.layer("attention.output.LayerNorm").forward(a.add(x));
+        x = endSubBlock(true, i, x, a, x); // the sites' finish: attention.output.LayerNorm(a + x)
         NDArray m = Ops.activation(act, l.layer("intermediate.dense").forward(x));
         m = l.layer("output.dropout").forward(l.layer("output.dense").forward(m));
-        m = site(SiteRole.FFN_PARALLEL, i).apply(x, m, x);
-        m = site(SiteRole.FFN_OUTPUT, i).apply(x, m, x);
-        x = l.layer("output.LayerNorm").forward(m.add(x));
-        return x;
+        return endSubBlock(false, i, x, m, x); // output.LayerNorm(m + x)
     }
 
     /**

@@ -115,13 +115,11 @@ public final class Gpt2Model extends TransformerModel {
             mask = site(SiteRole.KV_PREFIX, i).prependPrefixes(h, attnKv, mask);
             NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], mask, scale, (Dropout) resolve("attn.attn_dropout"));
             NDArray a = layer("attn.resid_dropout").forward(layer("attn.c_proj").forward(ctx));
-            a = site(SiteRole.ATTENTION_PARALLEL, i).apply(h, a, x);
-            x = x.add(site(SiteRole.ATTENTION_OUTPUT, i).apply(h, a, x));
+            x = endSubBlock(true, i, h, a, x);
             NDArray h2 = layer("ln_2").forward(x);
             NDArray m = layer("mlp.c_proj").forward(Ops.activation(act, layer("mlp.c_fc").forward(h2)));
             m = layer("mlp.dropout").forward(m);
-            m = site(SiteRole.FFN_PARALLEL, i).apply(h2, m, x);
-            return x.add(site(SiteRole.FFN_OUTPUT, i).apply(h2, m, x));
+            return endSubBlock(false, i, h2, m, x);
         }
 
         private NDArray splitHeads(NDArray t) { // [B, S, hidden] -> [B, H, S, D]

@@ -3,8 +3,6 @@ package io.github.peft4j.model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.PeftException;
-import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -19,6 +17,7 @@ public final class HookSite {
     private final int layer;
     private final Map<String, SiteHook> hooks = new LinkedHashMap<>();
     private final Map<String, KvPrefixHook> prefixes = new LinkedHashMap<>();
+    private final Map<String, SiteFinisher> finishers = new LinkedHashMap<>();
     /** The normalisation the model applies after the residual add of this site (post-LN models), or null. */
     private java.util.function.UnaryOperator<NDArray> postNorm;
 
@@ -108,6 +107,24 @@ public final class HookSite {
     }
 
     /**
+     * Installs a finisher: computation that decides how the sub-block of this site ends (see {@link #finish}).
+     * Only {@link SiteRole#ATTENTION_OUTPUT} and {@link SiteRole#FFN_OUTPUT} sites finish a sub-block, for the
+     * hooks of their {@code *_PARALLEL} companion too.
+     *
+     * @param owner the adapter name that owns it (one finisher per adapter and site)
+     * @param finisher the finisher
+     */
+    public void installFinisher(String owner, SiteFinisher finisher) {
+        if (role != SiteRole.ATTENTION_OUTPUT && role != SiteRole.FFN_OUTPUT) {
+            throw new PeftException("site " + name() + " finishes no sub-block (finishers go to attention_output or"
+                    + " ffn_output sites)");
+        }
+        if (finishers.putIfAbsent(owner, finisher) != null) {
+            throw new PeftException("site " + name() + " already has a finisher of adapter '" + owner + "'");
+        }
+    }
+
+    /**
      * Removes what an adapter installed here (nothing if it installed nothing).
      *
      * @param owner the adapter name
@@ -115,18 +132,54 @@ public final class HookSite {
     public void uninstall(String owner) {
         hooks.remove(owner);
         prefixes.remove(owner);
+        finishers.remove(owner);
     }
 
     /** @return the adapters with something installed here */
     public List<String> owners() {
-        List<String> out = new ArrayList<>(hooks.keySet());
+        java.util.Set<String> out = new java.util.LinkedHashSet<>(hooks.keySet());
         out.addAll(prefixes.keySet());
-        return Collections.unmodifiableList(out);
+        out.addAll(finishers.keySet());
+        return List.copyOf(out);
     }
 
     /** @return whether nothing is installed */
     public boolean isEmpty() {
-        return hooks.isEmpty() && prefixes.isEmpty();
+        return hooks.isEmpty() && prefixes.isEmpty() && finishers.isEmpty();
+    }
+
+    /**
+     * Ends the sub-block of this site: what the model computes from the sub-block's output (after every hook) and
+     * the residual stream. Without finishers it is the model's own step, {@link #standardFinish}. Finishers run from
+     * the last installed to the first: each either decides itself (on all rows or on its own rows of a
+     * mixed-adapter batch) or passes on to the ones installed before it, so the last active one decides, as the
+     * last adapter of AdapterHub's {@code Stack} does in its {@code post_forward}.
+     *
+     * @param output the sub-block output {@code [B, S, hidden]}
+     * @param residual the residual stream {@code [B, S, hidden]}
+     * @return the layer's stream after this sub-block {@code [B, S, hidden]}
+     */
+    public NDArray finish(NDArray output, NDArray residual) {
+        java.util.function.BinaryOperator<NDArray> standard = this::standardFinish;
+        java.util.function.BinaryOperator<NDArray> chain = standard;
+        for (SiteFinisher f : finishers.values()) {
+            java.util.function.BinaryOperator<NDArray> previous = chain;
+            chain = (o, r) -> f.finish(o, r, standard, previous);
+        }
+        return chain.apply(output, residual);
+    }
+
+    /**
+     * The model's own end of the sub-block: {@code output + residual}, then the model's normalisation in post-LN
+     * models ({@link #hasPostNorm()}: BERT's LayerNorm).
+     *
+     * @param output the sub-block output {@code [B, S, hidden]}
+     * @param residual the residual stream {@code [B, S, hidden]}
+     * @return the finished stream
+     */
+    public NDArray standardFinish(NDArray output, NDArray residual) {
+        NDArray sum = output.add(residual);
+        return postNorm == null ? sum : postNorm.apply(sum);
     }
 
     /**

@@ -128,13 +128,11 @@ public final class LlamaModel extends TransformerModel {
             mask = site(SiteRole.KV_PREFIX, i).prependPrefixes(h, attnKv, mask);
             NDArray ctx = Attention.attend(q, attnKv[0], attnKv[1], mask, scale, null);
             NDArray a = layer("self_attn.o_proj").forward(ctx);
-            a = site(SiteRole.ATTENTION_PARALLEL, i).apply(h, a, x);
-            x = x.add(site(SiteRole.ATTENTION_OUTPUT, i).apply(h, a, x));
+            x = endSubBlock(true, i, h, a, x);
             h = layer("post_attention_layernorm").forward(x);
             NDArray gated = Ops.gated(act, layer("mlp.gate_proj").forward(h), layer("mlp.up_proj").forward(h));
             NDArray f = layer("mlp.down_proj").forward(gated);
-            f = site(SiteRole.FFN_PARALLEL, i).apply(h, f, x);
-            return x.add(site(SiteRole.FFN_OUTPUT, i).apply(h, f, x));
+            return endSubBlock(false, i, h, f, x);
         }
     }
 

@@ -221,6 +221,24 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
         return r == null || useCache ? block.apply(x) : r.run(layer, x, block);
     }
 
+    /**
+     * The end of one sub-block, the same in every model: the hooks of its parallel site, then those of its output
+     * site, then the output site's {@link HookSite#finish} (the residual add and, in post-LN models, the norm, unless
+     * an installed finisher replaces them).
+     *
+     * @param attention the attention sub-block (else the feed-forward one)
+     * @param layer the layer index
+     * @param input the sub-block's input (after the pre-norm in pre-LN models) {@code [B, S, hidden]}
+     * @param output the sub-block's output {@code [B, S, hidden]}
+     * @param residual the residual stream {@code [B, S, hidden]}
+     * @return the stream after the sub-block
+     */
+    protected final NDArray endSubBlock(boolean attention, int layer, NDArray input, NDArray output, NDArray residual) {
+        NDArray o = site(attention ? SiteRole.ATTENTION_PARALLEL : SiteRole.FFN_PARALLEL, layer).apply(input, output, residual);
+        HookSite out = site(attention ? SiteRole.ATTENTION_OUTPUT : SiteRole.FFN_OUTPUT, layer);
+        return out.finish(out.apply(input, o, residual), residual);
+    }
+
     /** @return the parsed config */
     public HfConfig config() {
         return config;

@@ -43,6 +43,23 @@ public interface AdapterFormat {
     Map<String, NDArray> readTensors(Path dir, Adapter adapter, NDManager manager);
 
     /**
+     * What an adapter directory says about the head of the model it was saved from.
+     *
+     * @param task the task (a classification head, for {@link AutoPeftModel} to load the base with)
+     * @param labels the classifier's label count, or 0 when the files do not say
+     */
+    record Head(io.github.peft4j.model.TaskType task, int labels) {}
+
+    /**
+     * @param dir a directory this format recognises
+     * @return the classification head of the model the adapter was saved from (AdapterHub's {@code model_class}
+     *     and {@code head_config.json}), or null where the files name none: the base then loads as its config says
+     */
+    default Head head(Path dir) {
+        return null;
+    }
+
+    /**
      * @param dir an adapter directory
      * @return the first registered format that recognises it, or null (HF PEFT's layout)
      */

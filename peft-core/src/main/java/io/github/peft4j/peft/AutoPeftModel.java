@@ -111,7 +111,9 @@ public final class AutoPeftModel {
         if (configFile == null || !Files.isRegularFile(configFile)) {
             return Models.load(modelDir, config, device, dtype, null, null, quantization);
         }
-        TaskType want = taskOf(configFile);
+        AdapterFormat format = AdapterFormat.find(adapterDir); // another library's layout (AdapterHub's): its head
+        AdapterFormat.Head head = format == null ? null : format.head(adapterDir);
+        TaskType want = format == null ? taskOf(configFile) : head == null ? null : head.task();
         TaskType own = Models.taskOf(config);
         if (want == null) {
             return Models.load(modelDir, config, device, dtype, own, null, quantization);
@@ -119,6 +121,11 @@ public final class AutoPeftModel {
         if (want != own && !"bert".equals(config.modelType())) {
             throw new PeftException(configFile + ": task_type " + want + " needs a head that model_type '"
                     + config.modelType() + "' (" + modelDir + ") does not have; it is supported as " + own + " only");
+        }
+        if (format != null) { // the head's weights come with the adapter (its modules_to_save copy)
+            HfConfig fitted = want == own ? config : head.labels() > 0 ? withLabels(config, head.labels())
+                    : new HfConfig(config.json().deepCopy(), config.source());
+            return Models.load(modelDir, fitted, device, dtype, want, null, quantization);
         }
         Path weights = adapterDir.resolve(WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) {
@@ -156,7 +163,6 @@ public final class AutoPeftModel {
      */
     private static HfConfig withHead(HfConfig config, TaskType want, Path modelDir, Path configFile,
             SafeTensorsFile adapter) {
-        ObjectNode json = config.json().deepCopy();
         if (want == TaskType.SEQ_CLS || want == TaskType.TOKEN_CLS) {
             long[] saved = adapterShape(adapter, CLASSIFIER);
             long[] own = checkpointShape(modelDir, CLASSIFIER);
@@ -170,16 +176,23 @@ public final class AutoPeftModel {
                 throw new PeftException(adapter.path() + ": the saved classifier has " + saved[0] + " labels but "
                         + modelDir + "'s has " + own[0]);
             }
-            int labels = (int) (saved != null ? saved[0] : own[0]);
-            if (labels != config.numLabels()) {
-                json.remove("num_labels");
-                ObjectNode id2label = json.putObject("id2label");
-                ObjectNode label2id = json.putObject("label2id");
-                for (int i = 0; i < labels; i++) {
-                    id2label.put(Integer.toString(i), "LABEL_" + i);
-                    label2id.put("LABEL_" + i, i);
-                }
-            }
+            return withLabels(config, (int) (saved != null ? saved[0] : own[0]));
+        }
+        return new HfConfig(config.json().deepCopy(), config.source());
+    }
+
+    /** A copy of a config with {@code labels} labels ({@code LABEL_i} where it has another count). */
+    private static HfConfig withLabels(HfConfig config, int labels) {
+        ObjectNode json = config.json().deepCopy();
+        if (labels == config.numLabels()) {
+            return new HfConfig(json, config.source());
+        }
+        json.remove("num_labels");
+        ObjectNode id2label = json.putObject("id2label");
+        ObjectNode label2id = json.putObject("label2id");
+        for (int i = 0; i < labels; i++) {
+            id2label.put(Integer.toString(i), "LABEL_" + i);
+            label2id.put("LABEL_" + i, i);
         }
         return new HfConfig(json, config.source());
     }

@@ -54,6 +54,13 @@ abstract class Choices implements ITypeConverter<String>, Iterable<String> {
         }
     }
 
+    /** {@code train --save-format}: the layout of the saved adapter directory. */
+    static final class SaveFormats extends Choices {
+        SaveFormats() {
+            super("hf", "adapterhub");
+        }
+    }
+
     /** {@code train --task}. */
     static final class Tasks extends Choices {
         Tasks() {

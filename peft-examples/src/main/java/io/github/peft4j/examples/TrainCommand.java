@@ -5,6 +5,7 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.github.peft4j.adapters.bottleneck.BottleneckAdapters;
 import io.github.peft4j.data.BadLinePolicy;
 import io.github.peft4j.data.ClassificationData;
 import io.github.peft4j.data.Collator;
@@ -41,7 +42,8 @@ import picocli.CommandLine.TypeConversionException;
  * {@code --output} (with {@code checkpoint-<step>/}, {@code best/}, {@code metrics.jsonl} and {@code curves.png}).
  */
 @Command(name = "train", sortOptions = false, separator = " ",
-        description = {"Fine-tunes an adapter (new, or loaded to continue) and saves it in the HF PEFT format.",
+        description = {"Fine-tunes an adapter (new, or loaded to continue) and saves it in the HF PEFT format (or"
+                + " AdapterHub's, --save-format adapterhub).",
             "",
             "Saves the adapter to --output, next to checkpoint-<step>/ (--checkpoint-every), best/ (the best evaluation"
                 + " so far), metrics.jsonl and curves.png. Data formats: pretokenized ({\"input_ids\": [...], \"labels\":"
@@ -78,6 +80,13 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--output", required = true, paramLabel = "DIR",
             description = "Where the adapter, checkpoints, metrics.jsonl and curves.png go.")
     Path output;
+
+    @Option(names = "--save-format", paramLabel = "FORMAT", converter = Choices.SaveFormats.class,
+            completionCandidates = Choices.SaveFormats.class, defaultValue = "hf",
+            description = "Layout of the adapter saved to --output: hf (HF PEFT's, peft4j's own) or adapterhub (AdapterHub's"
+                    + " save_adapter: adapter_config.json, adapter.safetensors and, for classification, the head files;"
+                    + " bottleneck and union adapters only). checkpoint-<step>/ and best/ stay hf (default: ${DEFAULT-VALUE}).")
+    String saveFormat;
 
     @Option(names = "--format", paramLabel = "FORMAT", converter = Choices.Formats.class, completionCandidates = Choices.Formats.class,
             description = "Data format: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
@@ -251,6 +260,8 @@ final class TrainCommand implements Callable<Integer> {
     @Mixin
     HelpOption help;
 
+    private static final String ADAPTERHUB = "adapterhub";
+
     /** {@code --method}: a registered PEFT type, written lower-case with '-' ({@code prompt-tuning}). */
     static final class MethodName extends Choices {
         MethodName() {
@@ -299,12 +310,6 @@ final class TrainCommand implements Callable<Integer> {
                 gpu ? Device.gpu() : Device.cpu(), fp16 ? DataType.FLOAT16 : DataType.FLOAT32, taskType, null, q)) {
             Tokenizer tok = format.equals("pretokenized") ? null : Tokenizer.load(tokenizer == null ? model : tokenizer);
             try {
-                Examples train = read(data, tok, null, m, policy);
-                Examples eval = evalData == null ? null : read(evalData, tok, train.labelMap(), m, policy);
-                out.println("data: " + train.report());
-                if (eval != null) {
-                    out.println("eval data: " + eval.report());
-                }
                 PeftModel peft = PeftModel.wrap(m);
                 if (initAdapter != null) {
                     peft.loadAdapter(initAdapter, PeftModel.DEFAULT, true);
@@ -312,6 +317,16 @@ final class TrainCommand implements Callable<Integer> {
                     peft.addAdapter(PeftModel.DEFAULT, PeftMethods.parse(config, "train options"));
                 } else {
                     peft.loadAdapter(resume, PeftModel.DEFAULT, true);
+                }
+                String noHub = ADAPTERHUB.equals(saveFormat) ? BottleneckAdapters.whyNotAdapterHub(peft, PeftModel.DEFAULT) : null;
+                if (noHub != null) { // before any training
+                    throw new CliException("train: --save-format adapterhub: " + noHub + "; use --save-format hf");
+                }
+                Examples train = read(data, tok, null, m, policy);
+                Examples eval = evalData == null ? null : read(evalData, tok, train.labelMap(), m, policy);
+                out.println("data: " + train.report());
+                if (eval != null) {
+                    out.println("eval data: " + eval.report());
                 }
                 out.println(peft.trainableReport());
                 int padId = tok == null ? 0 : tok.padTokenId().orElse(tok.eosTokenId().orElse(0));
@@ -349,14 +364,19 @@ final class TrainCommand implements Callable<Integer> {
             }
             try (PeftTrainer trainer = b.build()) {
                 PeftTrainer.TrainResult res = trainer.train();
-                peft.save(output);
+                if (ADAPTERHUB.equals(saveFormat)) {
+                    BottleneckAdapters.saveAdapterHub(peft, PeftModel.DEFAULT, output);
+                } else {
+                    peft.save(output);
+                }
                 List<Double> l = res.losses();
                 out.printf(Locale.ROOT, "trained %d steps%s; last loss %.6f%n", res.steps(), res.stoppedEarly() ? " (stopped early)" : "",
                         l.isEmpty() ? Double.NaN : l.get(l.size() - 1));
                 if (!res.lastEval().isEmpty()) {
                     out.println("eval: " + res.lastEval() + "; best " + metric + " " + res.bestMetric() + " at step " + res.bestStep());
                 }
-                out.println("saved adapter to " + output);
+                out.println("saved adapter to " + output + (ADAPTERHUB.equals(saveFormat) ? " (AdapterHub layout, adapter name '"
+                        + PeftModel.DEFAULT + "')" : ""));
             }
         }
     }

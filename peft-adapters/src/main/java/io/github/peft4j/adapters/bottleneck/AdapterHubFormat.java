@@ -97,6 +97,23 @@ public final class AdapterHubFormat implements AdapterFormat {
         return isAdapterHub(dir);
     }
 
+    /**
+     * The classification head AdapterHub's {@code model_class} names ({@code BertForSequenceClassification},
+     * {@code ...ForTokenClassification}), with {@code head_config.json}'s {@code num_labels}; null for other classes
+     * (the base loads as its config says).
+     */
+    @Override
+    public Head head(Path dir) {
+        String cls = readJson(dir.resolve(CONFIG_FILE)).path("model_class").asText("");
+        TaskType task = cls.endsWith("ForSequenceClassification") ? TaskType.SEQ_CLS
+                : cls.endsWith("ForTokenClassification") ? TaskType.TOKEN_CLS : null;
+        if (task == null) {
+            return null;
+        }
+        Path headConfig = dir.resolve(HEAD_CONFIG_FILE);
+        return new Head(task, Files.isRegularFile(headConfig) ? readJson(headConfig).path("num_labels").asInt(0) : 0);
+    }
+
     @Override
     public PeftConfig readConfig(Path dir, TransformerModel model) {
         Path file = dir.resolve(CONFIG_FILE);
@@ -246,11 +263,12 @@ public final class AdapterHubFormat implements AdapterFormat {
      * @param dir the directory (created if needed)
      */
     public static void save(PeftModel peft, String name, Path dir) {
-        Adapter a = peft.adapter(name);
-        if (!(a instanceof AdapterHubAdapter hub)) {
-            throw new PeftException("adapter '" + name + "' is " + a.config().peftType()
-                    + ", not a bottleneck or union adapter: only those have an AdapterHub layout");
+        String problem = whyNot(peft, name);
+        if (problem != null) {
+            throw new PeftException(dir + ": cannot save in AdapterHub's layout: " + problem);
         }
+        Adapter a = peft.adapter(name);
+        AdapterHubAdapter hub = (AdapterHubAdapter) a;
         TransformerModel model = peft.model();
         ObjectNode root = json().createObjectNode();
         root.set("config", hub.adapterHubConfig());
@@ -275,6 +293,32 @@ public final class AdapterHubFormat implements AdapterFormat {
             throw new PeftException(dir + ": cannot save adapter '" + name + "': " + e.getMessage(), e);
         }
     }
+
+    /**
+     * Why an adapter has no AdapterHub layout, or null when it has one: it must be a bottleneck or union adapter, and
+     * of the modules it trains whole ({@code modules_to_save}) AdapterHub's static head file holds the classifier only.
+     *
+     * @param peft the model
+     * @param name the adapter
+     * @return the reason in one line, or null
+     */
+    public static String whyNot(PeftModel peft, String name) {
+        Adapter a = peft.adapter(name);
+        if (!(a instanceof AdapterHubAdapter)) {
+            return "adapter '" + name + "' is " + a.config().peftType() + ", not a bottleneck or union adapter: only those"
+                    + " have an AdapterHub layout";
+        }
+        TransformerModel model = peft.model();
+        if (model.task() != TaskType.SEQ_CLS && model.task() != TaskType.TOKEN_CLS) {
+            return null;
+        }
+        List<String> extra = Targets.modulesToSave(model, a.config()).stream().filter(p -> !p.equals(HEAD_MODULE)).toList();
+        return extra.isEmpty() ? null : "adapter '" + name + "' also trains " + extra + " whole (modules_to_save), but"
+                + " AdapterHub's files hold the adapter and the '" + HEAD_MODULE + "' head only";
+    }
+
+    /** The module AdapterHub's static classification head file holds. */
+    private static final String HEAD_MODULE = "classifier";
 
     /** The adapter's trained copies of the classification head, keyed as AdapterHub's static head file. */
     private static Map<String, NDArray> headCopy(PeftModel peft, String name) {

@@ -1,6 +1,8 @@
 package io.github.peft4j.adapters.bottleneck;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.types.Shape;
 import io.github.peft4j.peft.Adapter;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.LayerAdapter;
@@ -12,6 +14,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.BinaryOperator;
 
 /**
  * A bottleneck adapter installed at hook sites. Parameters are named as AdapterHub names them in memory
@@ -47,6 +50,8 @@ public final class BottleneckAdapter implements AdapterHubAdapter, RowRouted {
         for (Placed p : this.placed) {
             BottleneckBlock b = p.block();
             b.site().install(name, (input, output, residual) -> hook(b::apply, output, residual));
+            b.finishSite().installFinisher(name, (output, residual, standard, previous) ->
+                    finish(b, output, residual, standard, previous));
         }
         if (inv != null) { // AdapterHub applies only the first active adapter's invertible adapter
             inv.site().install(name, (input, output, residual) -> firstActive() ? hook((h, x) -> inv.apply(h), output, output)
@@ -73,6 +78,28 @@ public final class BottleneckAdapter implements AdapterHubAdapter, RowRouted {
             return b.apply(hr, rows.get("..., " + hidden + ":")).sub(hr);
         });
         return delta == null ? h : h.add(delta);
+    }
+
+    /** The block's end of its sub-block where this adapter acts (all rows, or its own rows of a mixed batch). */
+    private NDArray finish(BottleneckBlock b, NDArray output, NDArray residual, BinaryOperator<NDArray> standard,
+            BinaryOperator<NDArray> previous) {
+        RowGroups groups = state.rowGroups(output.getManager());
+        if (groups == null) {
+            return state.isActive(name) ? b.finish(output, residual, standard) : previous.apply(output, residual);
+        }
+        List<String> rows = groups.rows();
+        long[] mine = rows.stream().mapToLong(row -> state.appliesTo(name, row) ? 1 : 0).toArray();
+        long count = java.util.Arrays.stream(mine).sum();
+        if (count == 0) {
+            return previous.apply(output, residual);
+        }
+        NDArray own = b.finish(output, residual, standard);
+        if (count == rows.size()) {
+            return own;
+        }
+        NDArray pick = io.github.peft4j.nn.Ops.owned(output.getManager(), mine, new Shape(mine.length, 1, 1)).gt(0)
+                .broadcast(own.getShape());
+        return NDArrays.where(pick, own, previous.apply(output, residual));
     }
 
     @Override
@@ -157,6 +184,7 @@ public final class BottleneckAdapter implements AdapterHubAdapter, RowRouted {
     public void remove() {
         for (Placed p : placed) {
             p.block().site().uninstall(name);
+            p.block().finishSite().uninstall(name);
             p.block().params.values().forEach(v -> v.array().close());
         }
         if (inv != null) {

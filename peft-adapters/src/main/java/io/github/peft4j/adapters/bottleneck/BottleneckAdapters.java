@@ -42,4 +42,16 @@ public final class BottleneckAdapters {
     public static void saveAdapterHub(PeftModel peft, String name, Path dir) {
         AdapterHubFormat.save(peft, name, dir);
     }
+
+    /**
+     * Checks, before any work, that {@link #saveAdapterHub} can write an adapter: a bottleneck or union adapter whose
+     * whole-trained modules ({@code modules_to_save}) are at most the classifier (AdapterHub's static head).
+     *
+     * @param peft the model
+     * @param name the adapter
+     * @return why it cannot, in one line, or null when it can
+     */
+    public static String whyNotAdapterHub(PeftModel peft, String name) {
+        return AdapterHubFormat.whyNot(peft, name);
+    }
 }

@@ -25,6 +25,8 @@ final class BottleneckBlock {
 
     private final BottleneckConfig c;
     private final HookSite site;
+    /** The output site that ends this block's sub-block ({@link HookSite#finish}): {@code site} itself when sequential. */
+    private final HookSite finishSite;
     private final boolean parallel;
     private final BooleanSupplier training;
     private final java.util.function.Supplier<NDArray> attentionMask;
@@ -33,10 +35,11 @@ final class BottleneckBlock {
     /** local name to parameter, in AdapterHub's order */
     final Map<String, Param> params = new LinkedHashMap<>();
 
-    BottleneckBlock(BottleneckConfig c, HookSite site, int hidden, int bottleneck, NDManager m, BooleanSupplier training,
-            java.util.function.Supplier<NDArray> attentionMask) {
+    BottleneckBlock(BottleneckConfig c, HookSite site, HookSite finishSite, int hidden, int bottleneck, NDManager m,
+            BooleanSupplier training, java.util.function.Supplier<NDArray> attentionMask) {
         this.c = c;
         this.site = site;
+        this.finishSite = finishSite;
         this.parallel = c.isParallel();
         this.training = training;
         this.attentionMask = attentionMask;
@@ -104,6 +107,25 @@ final class BottleneckBlock {
     /** @return the site this block is installed at */
     HookSite site() {
         return site;
+    }
+
+    /** @return the output site whose {@link HookSite#finish} ends this block's sub-block */
+    HookSite finishSite() {
+        return finishSite;
+    }
+
+    /**
+     * AdapterHub's {@code post_forward} after the site's hooks (the parallel adapter's {@code + input_hidden_states}
+     * is already in {@code output}): with {@code original_ln_after} the model's own step, the residual add and, in
+     * post-LN models, its LayerNorm; without, the output as it is.
+     *
+     * @param output the sub-block output after every hook
+     * @param residual the residual stream
+     * @param standard the model's finishing step
+     * @return the stream after the sub-block
+     */
+    NDArray finish(NDArray output, NDArray residual, java.util.function.BinaryOperator<NDArray> standard) {
+        return c.originalLnAfterOn() ? standard.apply(output, residual) : output;
     }
 
     /**

@@ -19,9 +19,11 @@ import java.util.Map;
  * {@link #seqBnInv()} / {@link #doubleSeqBnInv()} ({@code seq_bn_inv}, {@code double_seq_bn_inv}) add AdapterHub's NICE
  * invertible adapter ({@code inv_adapter: "nice"}) on the embedding output.
  *
+ * <p>{@code original_ln_after: false} (as in AdapterHub's AdapterPlus) ends the sub-block with the adapter's output as
+ * it is: neither the model's residual add nor BERT's LayerNorm follows (a {@link io.github.peft4j.model.SiteFinisher}).
+ *
  * <p>Not supported (a clear error): {@code phm_layer} (Compacter), {@code inv_adapter: "glow"}, {@code cross_adapter},
- * {@code stochastic_depth > 0}, and {@code original_ln_after: false} (peft4j's models always add the residual, and
- * BERT applies its LayerNorm, after the site).
+ * and {@code stochastic_depth > 0}.
  *
  * <p>peft4j's own key {@code gate_positions} ({@code "all"}, AdapterHub's, when absent; or {@code "attended"}) chooses the
  * positions a {@code use_gating} gate averages over (see {@link io.github.peft4j.adapters.unipelt.Gate}); it is not
@@ -226,6 +228,16 @@ public final class BottleneckConfig extends PeftConfig {
     }
 
     /**
+     * @param on end the sub-block with the model's residual add (and LayerNorm in BERT) after the adapter, as the model
+     *     does without one (AdapterHub's default); false returns the adapter's output as the sub-block's end
+     * @return this
+     */
+    public BottleneckConfig originalLnAfter(boolean on) {
+        originalLnAfter = on;
+        return this;
+    }
+
+    /**
      * @param on a new LayerNorm on the adapter input
      * @return this
      */
@@ -401,6 +413,10 @@ public final class BottleneckConfig extends PeftConfig {
         return originalLnBefore;
     }
 
+    boolean originalLnAfterOn() {
+        return originalLnAfter;
+    }
+
     boolean lnBeforeOn() {
         return lnBefore;
     }
@@ -466,10 +482,6 @@ public final class BottleneckConfig extends PeftConfig {
         }
         if (!(dropout >= 0 && dropout < 1)) {
             throw new PeftException(where + ": dropout must be in [0, 1), got " + dropout);
-        }
-        if (!originalLnAfter) {
-            throw new PeftException(where + ": original_ln_after: false is not supported (peft4j's models always add the"
-                    + " residual, and BERT applies its LayerNorm, after the adapter site)");
         }
         if (phmLayer) {
             throw new PeftException(where + ": phm_layer: true (Compacter) is not supported");

@@ -14,7 +14,9 @@ import java.util.List;
  * Bottleneck adapters ({@code BOTTLENECK}, AdapterHub's {@code BnConfig}) at the model's hook sites: a sequential
  * adapter at {@link SiteRole#ATTENTION_OUTPUT} ({@code mh_adapter}) and {@link SiteRole#FFN_OUTPUT}
  * ({@code output_adapter}), a parallel one ({@code is_parallel}) at {@link SiteRole#ATTENTION_PARALLEL} /
- * {@link SiteRole#FFN_PARALLEL}, in every layer not in {@code leave_out}.
+ * {@link SiteRole#FFN_PARALLEL}, in every layer not in {@code leave_out}. Each block also installs a
+ * {@link io.github.peft4j.model.SiteFinisher} at the output site of its sub-block, so the last active adapter there
+ * decides how the sub-block ends (AdapterHub's {@code post_forward}: {@code original_ln_after}).
  */
 public final class BottleneckMethod implements PeftMethod {
     @Override
@@ -60,12 +62,14 @@ public final class BottleneckMethod implements PeftMethod {
             if (c.mhAdapter()) {
                 SiteRole role = c.isParallel() ? SiteRole.ATTENTION_PARALLEL : SiteRole.ATTENTION_OUTPUT;
                 placed.add(new BottleneckAdapter.Placed(layout.holder(true, i), new BottleneckBlock(c, model.site(role, i),
-                        hidden, r, model.manager(), model::isTraining, context.state()::attentionMask)));
+                        model.site(SiteRole.ATTENTION_OUTPUT, i), hidden, r, model.manager(), model::isTraining,
+                        context.state()::attentionMask)));
             }
             if (c.outputAdapter()) {
                 SiteRole role = c.isParallel() ? SiteRole.FFN_PARALLEL : SiteRole.FFN_OUTPUT;
                 placed.add(new BottleneckAdapter.Placed(layout.holder(false, i), new BottleneckBlock(c, model.site(role, i),
-                        hidden, r, model.manager(), model::isTraining, context.state()::attentionMask)));
+                        model.site(SiteRole.FFN_OUTPUT, i), hidden, r, model.manager(), model::isTraining,
+                        context.state()::attentionMask)));
             }
         }
         if (placed.isEmpty()) {

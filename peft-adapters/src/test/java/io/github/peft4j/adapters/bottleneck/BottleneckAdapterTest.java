@@ -160,8 +160,8 @@ class BottleneckAdapterTest {
     void configsAreCheckedWithTheKeyNamed() {
         try (TransformerModel model = tiny("gpt2")) {
             PeftModel peft = PeftModel.wrap(model);
-            assertEquals("original_ln_after", msgKey(peft, BottleneckConfig.seqBn().residualBeforeLn(true), "original_ln_after",
-                    c -> c.originalLnAfter = false));
+            assertEquals("stochastic_depth", msgKey(peft, BottleneckConfig.seqBn(), "stochastic_depth",
+                    c -> c.stochasticDepth = 0.1));
             assertEquals("non_linearity", msgKey(peft, BottleneckConfig.seqBn().nonLinearity("mish"), "non_linearity", c -> {}));
             assertEquals("scaling", msgKey(peft, BottleneckConfig.seqBn().scaling("vector"), "scaling", c -> {}));
             assertEquals("leave_out", msgKey(peft, BottleneckConfig.seqBn().leaveOut(List.of(0, 1)), "leave_out", c -> {}));
