@@ -65,7 +65,7 @@ class GradientPathCastTest {
             Map.entry("Linear4bit.java", List.of("uint8.toType(DataType.INT64, false)", // code indices
                     "w.toType(dt, false)", // the frozen dequantised 4-bit weight (no gradient of its own)
                     "weight.toType(DataType.FLOAT32, false)", // requantize: values read to the host
-                    "reshape(-1).toType(DataType.INT64, false)", // code indices
+                    "reshape(-1).toType(DataType.INT32, false)", // code indices
                     "f32.toType(dtype, false)")), // the frozen dequantised 4-bit weight into the compute dtype
             Map.entry("Quantization.java", List.of("w.toType(dtype, false)")), // dequantize: a frozen weight's new value
             Map.entry("CheckpointWeights.java", List.of("init.toType(DataType.FLOAT32, false)"))); // loading: values to quantise
