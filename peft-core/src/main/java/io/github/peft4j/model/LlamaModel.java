@@ -207,12 +207,6 @@ public final class LlamaModel extends TransformerModel {
         return new ModelOutput(logits, x, in.useCache() ? new KvCache(keys, values) : null);
     }
 
-    /** @return true for a SiLU MLP: its {@code silu(gate) * up} records through the tape ({@link Ops#gated}) */
-    @Override
-    public boolean recordsThroughTape() {
-        return "silu".equals(act) || "swish".equals(act);
-    }
-
     @Override
     public String architecture() {
         return switch (config().modelType()) {

@@ -167,18 +167,6 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
         return ((Layer) resolve(wordEmbeddingsPath())).forward(inputIds);
     }
 
-    /**
-     * Whether this model's blocks run operations that record through a {@link io.github.peft4j.nn.RecomputeTape}
-     * when one is open (their gradients recomputed from their inputs in backward instead of kept activations), so that
-     * training without checkpointing should run the blocks with a tape. 4-bit layers do so on any model; the trainer
-     * checks for them itself.
-     *
-     * @return false unless the model class says otherwise
-     */
-    public boolean recordsThroughTape() {
-        return false;
-    }
-
     private final ThreadLocal<BlockRunner> blockRunner = new ThreadLocal<>();
 
     /**
