@@ -306,6 +306,7 @@ final class TrainCommand implements Callable<Integer> {
         BadLinePolicy policy = onBadLine.equals("skip") ? BadLinePolicy.SKIP : BadLinePolicy.STOP;
         PrintStream out = root.out;
         io.github.peft4j.model.Quantization q = quantize.quantization("train"); // QLoRA: a 4-bit base
+        ai.djl.engine.Engine.getInstance().setRandomSeed((int) seed); // initialisation: a new head and a new adapter
         try (TransformerModel m = Models.load(model, io.github.peft4j.model.HfConfig.read(model),
                 gpu ? Device.gpu() : Device.cpu(), fp16 ? DataType.FLOAT16 : DataType.FLOAT32, taskType, null, q)) {
             Tokenizer tok = format.equals("pretokenized") ? null : Tokenizer.load(tokenizer == null ? model : tokenizer);

@@ -64,6 +64,24 @@ class TrainCommandTest {
         }
     }
 
+    /** {@code --seed} seeds the new adapter's initialisation too: the same command twice writes the same adapter. */
+    @Test
+    void theSameSeedTrainsTheSameAdapter(@TempDir Path dir) throws Exception {
+        byte[][] out = new byte[3][];
+        String[] seeds = {"7", "7", "8"};
+        for (int i = 0; i < 3; i++) {
+            Path o = dir.resolve("run" + i);
+            CliResult r = CliResult.run("train", "--model", CASE.resolve("base").toString(), "--data",
+                    CASE.resolve("data.jsonl").toString(), "--method", "lora", "--r", "4", "--target-modules", "q_proj,v_proj",
+                    "--lr", "0.01", "--max-steps", "2", "--batch-size", "2", "--seed", seeds[i], "--log-every", "0",
+                    "--output", o.toString(), "--device", "cpu");
+            assertEquals(0, r.status(), r.err());
+            out[i] = Files.readAllBytes(o.resolve("adapter_model.safetensors"));
+        }
+        assertTrue(java.util.Arrays.equals(out[0], out[1]), "seed 7 twice: different adapters");
+        assertTrue(!java.util.Arrays.equals(out[0], out[2]), "seeds 7 and 8: the same adapter");
+    }
+
     @Test
     void newLoraAdapterWithEvalCheckpointsAndResume(@TempDir Path dir) throws Exception {
         String[] common = {"--model", CASE.resolve("base").toString(), "--data", CASE.resolve("data.jsonl").toString(),
