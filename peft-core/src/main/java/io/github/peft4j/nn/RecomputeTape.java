@@ -3,6 +3,7 @@ package io.github.peft4j.nn;
 import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
@@ -202,6 +203,50 @@ public final class RecomputeTape implements AutoCloseable {
         parts.forEach(z -> partOf.put(z, parts));
         y0.close(); // consumed: the addition keeps nothing
         return y;
+    }
+
+    /**
+     * A product {@code x Wᵀ (+ bias)} with a frozen weight, recorded on this tape: computed without recording, its
+     * input gradient {@code dL/dy · W} recomputed in backward.
+     *
+     * @param x the input (or its {@linkplain #input shared leaf})
+     * @param weight the {@code (out, in)} weight in a given dtype (called in forward and again in backward)
+     * @param owned whether the arrays {@code weight} returns are new ones to close after use (a dequantised
+     *     weight), rather than the layer's own or temporaries of the current scope
+     * @param bias the bias in the input's dtype, added on the gradient path, or null
+     * @return the product
+     */
+    public NDArray linear(NDArray x, java.util.function.Function<DataType, NDArray> weight, boolean owned, NDArray bias) {
+        NDArray y0;
+        JniUtils.setGradMode(false);
+        try {
+            NDArray w = weight.apply(x.getDataType());
+            try {
+                y0 = ai.djl.nn.core.Linear.linear(x, w, null).head();
+            } finally {
+                if (owned) {
+                    w.close();
+                }
+            }
+        } finally {
+            JniUtils.setGradMode(true);
+        }
+        NDArray y = output(x, y0, g -> {
+            NDArray w = weight.apply(g.getDataType());
+            try {
+                return g.matMul(w);
+            } finally {
+                if (owned) {
+                    w.close();
+                }
+            }
+        });
+        if (bias == null) {
+            return y;
+        }
+        try (NDArray unbiased = y) {
+            return unbiased.add(bias);
+        }
     }
 
     /**

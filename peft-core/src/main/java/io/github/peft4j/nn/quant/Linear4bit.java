@@ -11,7 +11,6 @@ import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
 import io.github.peft4j.nn.Projection;
 import io.github.peft4j.nn.RecomputeTape;
-import ai.djl.pytorch.jni.JniUtils;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -285,24 +284,7 @@ public final class Linear4bit extends Module implements Projection {
                 return ai.djl.nn.core.Linear.linear(x, w, b).head();
             }
         }
-        NDArray y0;
-        JniUtils.setGradMode(false);
-        try (NDArray w = dequantize(dt)) {
-            y0 = ai.djl.nn.core.Linear.linear(x, w, null).head();
-        } finally {
-            JniUtils.setGradMode(true);
-        }
-        NDArray y = tape.output(x, y0, g -> {
-            try (NDArray w = dequantize(g.getDataType())) {
-                return g.matMul(w);
-            }
-        });
-        if (b == null) {
-            return y;
-        }
-        try (NDArray unbiased = y) {
-            return unbiased.add(b);
-        }
+        return tape.linear(x, this::dequantize, true, b);
     }
 
     /** {@inheritDoc} With a {@link RecomputeTape} active, the tape's shared leaf for the input. */
