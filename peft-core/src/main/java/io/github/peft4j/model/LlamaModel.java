@@ -207,6 +207,12 @@ public final class LlamaModel extends TransformerModel {
         return new ModelOutput(logits, x, in.useCache() ? new KvCache(keys, values) : null);
     }
 
+    /** @return true for a SiLU MLP: {@code silu(gate) * up} keeps neither {@code σ(gate)} nor {@code silu(gate)} */
+    @Override
+    public boolean recordsThroughTape() {
+        return "silu".equals(act) || "swish".equals(act);
+    }
+
     @Override
     public String architecture() {
         return switch (config().modelType()) {

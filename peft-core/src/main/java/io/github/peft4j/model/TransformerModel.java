@@ -167,6 +167,18 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
         return ((Layer) resolve(wordEmbeddingsPath())).forward(inputIds);
     }
 
+    /**
+     * Whether training without checkpointing should run this model's blocks with a
+     * {@link io.github.peft4j.nn.RecomputeTape} even when it has no 4-bit layers (which record through one on any
+     * model): operations whose kept activations the tape avoids ({@link io.github.peft4j.nn.Ops#gated}'s SiLU) are
+     * then recomputed in backward instead.
+     *
+     * @return false unless the model class says otherwise
+     */
+    public boolean recordsThroughTape() {
+        return false;
+    }
+
     private final ThreadLocal<BlockRunner> blockRunner = new ThreadLocal<>();
 
     /**
@@ -224,7 +236,11 @@ public abstract class TransformerModel extends Module implements AutoCloseable {
     protected final NDArray endSubBlock(boolean attention, int layer, NDArray input, NDArray output, NDArray residual) {
         NDArray o = site(attention ? SiteRole.ATTENTION_PARALLEL : SiteRole.FFN_PARALLEL, layer).apply(input, output, residual);
         HookSite out = site(attention ? SiteRole.ATTENTION_OUTPUT : SiteRole.FFN_OUTPUT, layer);
-        return out.finish(out.apply(input, o, residual), residual);
+        NDArray finished = out.finish(out.apply(input, o, residual), residual);
+        io.github.peft4j.nn.RecomputeTape tape = attention ? io.github.peft4j.nn.RecomputeTape.active() : null;
+        // with a tape, the feed-forward half reads the attention half's result through a leaf: gradients the tape
+        // recomputes in the feed-forward half then reach the attention half together, in one backward through it
+        return tape == null ? finished : tape.input(finished);
     }
 
     /** @return the parsed config */

@@ -63,9 +63,9 @@ final class TrainingLoop {
         this.t = trainer;
         this.b = trainer.b;
         long fourBit = t.peft.model().modules().values().stream().filter(m -> m instanceof Linear4bit).count();
-        this.recompute = fourBit > 0;
+        this.recompute = fourBit > 0 || t.peft.model().recordsThroughTape();
         if (recompute && !b.gradientCheckpointing) {
-            LOG.debug("{} 4-bit layers: blocks recorded with a RecomputeTape", fourBit);
+            LOG.debug("blocks recorded with a RecomputeTape ({} 4-bit layers)", fourBit);
         }
     }
 
