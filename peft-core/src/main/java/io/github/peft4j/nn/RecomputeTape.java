@@ -19,7 +19,8 @@ import java.util.function.UnaryOperator;
  *
  * <p>Autograd keeps the dense operand of every matrix product for the input's gradient; for a 4-bit layer that is its
  * dequantised weight, so a plain training step holds the whole base dense until backward. With a tape open (the
- * trainer opens one per transformer block when the model has such layers and gradient checkpointing is off), a
+ * trainer opens one per transformer block when gradient checkpointing is off and the model has such layers or says
+ * it {@linkplain io.github.peft4j.model.TransformerModel#recordsThroughTape records through one}), a
  * layer instead computes its product without recording and {@linkplain #output hands the result to the tape}: the
  * tape returns {@code y0 + z}, where {@code z} is a zero, stride-0 leaf that requires a gradient (a few bytes: the
  * addition saves nothing), so the block's backward leaves {@code dL/dy} in {@code z}'s gradient and keeps neither the
