@@ -194,7 +194,8 @@ public final class Ops {
         }
         NDArray y = tape.output(gate, y0, dy -> {
             NDArray s = Activation.sigmoid(g);
-            NDArray ds = s.mul(g.mul(s.neg().add(1)).add(1)); // σ(g)(1 + g(1 − σ(g)))
+            NDArray one = scalar(s, 1);
+            NDArray ds = s.mul(g.mul(one.sub(s)).add(one)); // σ(g)(1 + g(1 − σ(g)))
             return dy.mul(u).mul(ds);
         });
         return tape.output(up, y, dy -> dy.mul(g.mul(Activation.sigmoid(g))));

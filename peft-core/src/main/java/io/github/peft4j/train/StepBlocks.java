@@ -124,15 +124,6 @@ final class StepBlocks implements BlockRunner {
         return out;
     }
 
-    /**
-     * Backpropagates a gradient into an array from the layers before the blocks, if it was computed on a gradient path
-     * (libtorch says which: DJL cannot tell a recorded non-leaf from a constant, its {@code requiresGrad} answers false
-     * for both).
-     */
-    static void backwardIfRecorded(NDArray source, NDArray grad) {
-        RecomputeTape.backwardIfRecorded(source, grad);
-    }
-
     /** Runs a block in its own scope; only its output survives (in the caller's scope). */
     private static NDArray scoped(UnaryOperator<NDArray> block, NDArray input) {
         NDArray out;
@@ -177,7 +168,7 @@ final class StepBlocks implements BlockRunner {
                 if (s.source() != null) {
                     NDArray gi = JniUtils.getGradient((PtNDArray) s.input());
                     if (gi != null) {
-                        backwardIfRecorded(s.source(), gi);
+                        RecomputeTape.backwardIfRecorded(s.source(), gi); // the layers before the blocks
                     }
                 }
             }
