@@ -42,18 +42,18 @@ public final class RecomputeTape implements AutoCloseable {
     private final Map<NDArray, Cut> byArray = new IdentityHashMap<>();
     private final List<Cut> cuts = new ArrayList<>();
 
-    /** What the tape's outputs are made of: each output's zero leaves (an output is {@code y0 + z1 + ...}). */
-    private final Map<NDArray, List<NDArray>> produced = new IdentityHashMap<>();
+    /** The tape's outputs, by array. */
+    private final Map<NDArray, Output> outputs = new IdentityHashMap<>();
     /** The output each zero leaf is part of. */
-    private final Map<NDArray, List<NDArray>> partOf = new IdentityHashMap<>();
-    /**
-     * Gradients of outputs routed straight to their zero leaves by {@link #backward()} (for inputs that are the tape's
-     * outputs), with how many of the leaves have yet to read them.
-     */
-    private final Map<List<NDArray>, Routed> routed = new IdentityHashMap<>();
+    private final Map<NDArray, Output> ofLeaf = new IdentityHashMap<>();
 
-    private static final class Routed {
-        NDArray grad;
+    /**
+     * One of the tape's outputs, {@code y0 + z1 + ...}: its zero leaves, and the gradient {@link #backward()} routed
+     * to it (when an input is this output), with how many of its leaves have yet to read that gradient.
+     */
+    private static final class Output {
+        final List<NDArray> zeros = new ArrayList<>();
+        NDArray routed;
         int unread;
     }
 
@@ -64,12 +64,12 @@ public final class RecomputeTape implements AutoCloseable {
      */
     private static final class Cut {
         NDArray input;
-        final List<NDArray> route;
+        final Output route;
         NDArray leaf;
         final List<NDArray> zeros = new ArrayList<>();
         final List<UnaryOperator<NDArray>> gradients = new ArrayList<>();
 
-        Cut(NDArray input, List<NDArray> route) {
+        Cut(NDArray input, Output route) {
             this.input = input;
             this.route = route;
         }
@@ -110,7 +110,7 @@ public final class RecomputeTape implements AutoCloseable {
     }
 
     private Cut cut(NDArray x) {
-        List<NDArray> route = produced.get(x);
+        Output route = outputs.get(x);
         Cut c = new Cut(route == null ? view(x) : null, route);
         byArray.put(x, c);
         cuts.add(c);
@@ -194,14 +194,14 @@ public final class RecomputeTape implements AutoCloseable {
         c.zeros.add(leaf);
         c.gradients.add(inputGradient);
         NDArray y = y0.add(leaf);
-        List<NDArray> parts = new ArrayList<>();
-        List<NDArray> before = produced.remove(y0); // y0 itself an output of the tape: y = y0's parts + leaf
+        Output o = new Output();
+        Output before = outputs.remove(y0); // y0 itself an output of the tape: y = y0's leaves + leaf
         if (before != null) {
-            parts.addAll(before);
+            o.zeros.addAll(before.zeros);
         }
-        parts.add(leaf);
-        produced.put(y, parts);
-        parts.forEach(z -> partOf.put(z, parts));
+        o.zeros.add(leaf);
+        outputs.put(y, o);
+        o.zeros.forEach(z -> ofLeaf.put(z, o));
         y0.close(); // consumed: the addition keeps nothing
         return y;
     }
@@ -278,11 +278,10 @@ public final class RecomputeTape implements AutoCloseable {
                     continue;
                 }
                 if (c.route != null) { // the input is y0 + z1 + ...: each z's gradient is the input's
-                    Routed r = routed.computeIfAbsent(c.route, l -> new Routed());
-                    NDArray total = sum(r.grad, g);
+                    NDArray total = sum(c.route.routed, g);
                     NDScope.unregister(total);
-                    r.grad = total;
-                    r.unread = c.route.size();
+                    c.route.routed = total;
+                    c.route.unread = c.route.zeros.size();
                 } else {
                     backwardIfRecorded(c.input, g);
                 }
@@ -295,14 +294,10 @@ public final class RecomputeTape implements AutoCloseable {
      * it (so that it is closed with that scope).
      */
     private NDArray takeRouted(NDArray z) {
-        List<NDArray> out = partOf.get(z);
-        Routed r = out == null ? null : routed.get(out);
-        if (r == null) {
-            return null;
-        }
-        NDArray g = r.grad;
-        if (--r.unread == 0) {
-            routed.remove(out);
+        Output o = ofLeaf.get(z);
+        NDArray g = o == null ? null : o.routed;
+        if (g != null && --o.unread == 0) {
+            o.routed = null;
             NDScope.register(g);
         }
         return g;
@@ -344,10 +339,13 @@ public final class RecomputeTape implements AutoCloseable {
                 c.input.close();
             }
         }
-        routed.values().forEach(r -> r.grad.close());
-        routed.clear();
-        partOf.clear();
-        produced.clear();
+        for (Output o : ofLeaf.values()) {
+            if (o.routed != null) {
+                o.routed.close();
+            }
+        }
+        ofLeaf.clear();
+        outputs.clear();
         cuts.clear();
         byArray.clear();
     }
