@@ -313,14 +313,17 @@ public final class RecomputeTape implements AutoCloseable {
      *
      * @param x the array
      * @param grad its gradient
+     * @return whether it was on a gradient path (false: nothing was done)
      */
-    public static void backwardIfRecorded(NDArray x, NDArray grad) {
+    public static boolean backwardIfRecorded(NDArray x, NDArray grad) {
         try {
             JniUtils.backward((PtNDArray) x, (PtNDArray) grad, true, false);
+            return true;
         } catch (EngineException e) {
             if (!String.valueOf(e.getMessage()).contains("does not require grad")) {
                 throw e;
             }
+            return false;
         }
     }
 

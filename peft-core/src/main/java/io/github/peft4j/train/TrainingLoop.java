@@ -15,6 +15,7 @@ import io.github.peft4j.model.ModelOutput;
 import io.github.peft4j.model.TransformerModel;
 import io.github.peft4j.nn.Ops;
 import io.github.peft4j.nn.Param;
+import io.github.peft4j.nn.RecomputeTape;
 import io.github.peft4j.nn.quant.Linear4bit;
 import io.github.peft4j.peft.AdapterState;
 import io.github.peft4j.peft.TrainingHooks;
@@ -277,13 +278,7 @@ final class TrainingLoop {
      */
     private static boolean recorded(NDArray term) {
         try (NDScope scope = new NDScope()) {
-            JniUtils.backward((PtNDArray) term.mul(Ops.scalar(term, 0)), (PtNDArray) term.onesLike(), true, false);
-            return true;
-        } catch (ai.djl.engine.EngineException e) {
-            if (String.valueOf(e.getMessage()).contains("does not require grad")) {
-                return false;
-            }
-            throw e;
+            return RecomputeTape.backwardIfRecorded(term.mul(Ops.scalar(term, 0)), term.onesLike());
         }
     }
 
