@@ -5,6 +5,7 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.peft4j.PeftException;
+import io.github.peft4j.examples.spam.SpamJob;
 import io.github.peft4j.adapters.bottleneck.BottleneckConfig;
 import io.github.peft4j.data.Collator;
 import io.github.peft4j.data.ConllData;
@@ -167,10 +168,7 @@ public final class PosJob {
         }
 
         private static int positive(int n, String what) {
-            if (n < 1) {
-                throw new PeftException("pos-job: " + what + " must be >= 1, got " + n);
-            }
-            return n;
+            return SpamJob.atLeastOne("pos-job", what, n);
         }
     }
 

@@ -230,10 +230,7 @@ public final class SftJob {
         }
 
         private static int positive(String what, int n) {
-            if (n < 1) {
-                throw new PeftException("sft-job: " + what + " must be >= 1, got " + n);
-            }
-            return n;
+            return SpamJob.atLeastOne("sft-job", what, n);
         }
     }
 

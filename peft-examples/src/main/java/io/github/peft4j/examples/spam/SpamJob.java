@@ -291,10 +291,7 @@ public final class SpamJob {
         }
 
         private static int positive(String what, int n) {
-            if (n < 1) {
-                throw new PeftException("spam-job: " + what + " must be >= 1, got " + n);
-            }
-            return n;
+            return atLeastOne("spam-job", what, n);
         }
     }
 
@@ -889,6 +886,22 @@ public final class SpamJob {
             }
         }
         return sb.toString().stripTrailing();
+    }
+
+    /**
+     * A job setting that must be at least 1.
+     *
+     * @param job the job's command name, for the message
+     * @param what the setting
+     * @param n its value
+     * @return {@code n}
+     * @throws PeftException naming the job and the setting when {@code n < 1}
+     */
+    public static int atLeastOne(String job, String what, int n) {
+        if (n < 1) {
+            throw new PeftException(job + ": " + what + " must be >= 1, got " + n);
+        }
+        return n;
     }
 
     /**
